@@ -119,9 +119,17 @@ def default_backend() -> str:
     return available_backends()[0]
 
 
+def _missing(module) -> dict[str, str]:
+    missing = dict(getattr(module, "MISSING", {}))
+    for kernel in KERNELS:
+        if kernel not in missing and not callable(getattr(module, kernel, None)):
+            missing[kernel] = f"not defined in {module.__name__}"
+    return missing
+
+
 def missing_kernels(name: str) -> dict[str, str]:
     """Kernels backend ``name`` lacks, with the reason it gives (empty if complete)."""
-    return dict(getattr(load_backend(name), "MISSING", {}))
+    return _missing(load_backend(name))
 
 
 def get_kernel(kernel: str, backend: str | None = None):
@@ -142,7 +150,7 @@ def get_kernel(kernel: str, backend: str | None = None):
         raise TypeError(f"backend must be a string or None, got {type(backend).__name__}")
     name = default_backend() if backend is None else backend
     module = load_backend(name)
-    missing = getattr(module, "MISSING", {})
+    missing = _missing(module)
     if kernel in missing:
         raise NotImplementedError(f"backend {name!r} lacks {kernel}: {missing[kernel]}")
     return getattr(module, kernel)
@@ -161,7 +169,7 @@ def registry() -> list[tuple[str, str, object, str | None]]:
         except RuntimeError as exc:
             rows.extend((k, backend, None, str(exc)) for k in KERNELS)
             continue
-        missing = getattr(module, "MISSING", {})
+        missing = _missing(module)
         for kernel in KERNELS:
             if kernel in missing:
                 rows.append((kernel, backend, None, missing[kernel]))

@@ -32,7 +32,7 @@ def collect() -> dict:
         describe = getattr(module, "describe", None)
         if describe is not None:
             entry.update(describe())
-        missing = getattr(module, "MISSING", {})
+        missing = dispatch.missing_kernels(name)
         if missing:
             entry["missing_kernels"] = dict(missing)
         facts["backends"][name] = entry

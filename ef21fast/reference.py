@@ -23,8 +23,9 @@ __all__ = ["topk", "ef21_step", "ef_step", "scatter_add"]
 
 def _topk_row(row: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest-magnitude entries of a 1-D ``row``, ascending."""
-    mag = np.abs(row)
-    nan = np.isnan(mag)
+    with np.errstate(all="ignore"):
+        mag = np.abs(row)
+        nan = np.isnan(mag)
     neg_mag = np.where(nan, 0, -mag)
     # lexsort is stable and sorts by the last key first: NaN first, then larger
     # magnitude first, then (stability) smaller index first.
@@ -92,15 +93,16 @@ def ef21_step(grad, state, k, scale=None):
         The message: indices (int64, ascending) and values of ``delta`` there.
     """
     g = np.asarray(grad)
-    if scale is not None:
-        g = _row_scale(scale, state.shape, state.dtype) * g
-    delta = (g - state).astype(state.dtype, copy=False)
-    idx, val = topk(delta, k)
-    if state.ndim == 1:
-        state[idx] += val
-    else:
-        rows = np.arange(state.shape[0])[:, None]
-        state[rows, idx] += val
+    with np.errstate(all="ignore"):  # IEEE results (inf - inf = NaN), no warnings
+        if scale is not None:
+            g = _row_scale(scale, state.shape, state.dtype) * g
+        delta = (g - state).astype(state.dtype, copy=False)
+        idx, val = topk(delta, k)
+        if state.ndim == 1:
+            state[idx] += val
+        else:
+            rows = np.arange(state.shape[0])[:, None]
+            state[rows, idx] += val
     return idx, val
 
 
@@ -127,7 +129,8 @@ def ef_step(grad, error, k, lr=1.0):
         error there (before it is zeroed).
     """
     lr = error.dtype.type(lr)
-    error += (lr * np.asarray(grad)).astype(error.dtype, copy=False)
+    with np.errstate(all="ignore"):
+        error += (lr * np.asarray(grad)).astype(error.dtype, copy=False)
     idx, val = topk(error, k)
     if error.ndim == 1:
         error[idx] = 0
@@ -162,10 +165,11 @@ def scatter_add(out, idx, val, weights=None):
     """
     idx = np.asarray(idx)
     val = np.asarray(val)
-    if weights is not None:
-        w = np.asarray(weights, dtype=out.dtype)
-        if idx.ndim == 2 and w.ndim == 1:
-            w = w[:, None]
-        val = (w * val).astype(out.dtype, copy=False)
-    np.add.at(out, idx.reshape(-1), val.reshape(-1))
+    with np.errstate(all="ignore"):
+        if weights is not None:
+            w = np.asarray(weights, dtype=out.dtype)
+            if idx.ndim == 2 and w.ndim == 1:
+                w = w[:, None]
+            val = (w * val).astype(out.dtype, copy=False)
+        np.add.at(out, idx.reshape(-1), val.reshape(-1))
     return out

@@ -28,7 +28,7 @@ def float_array(name: str, a) -> np.ndarray:
         If it is not 1-D or 2-D.
     """
     if not isinstance(a, np.ndarray):
-        if isinstance(a, (list, tuple)):
+        if isinstance(a, (list, tuple, np.generic)):
             a = np.asarray(a)
         else:
             raise TypeError(f"{name} must be a numpy array of {_DTYPE_NAMES}, "

@@ -1,0 +1,123 @@
+"""Kernel benchmarks over the registry (pytest-benchmark).
+
+Every kernel x backend x d in (1e3, 1e5, 1e7), with two anchors in the same group:
+one streaming read of the inputs (``np.sum``) and ``np.argpartition(np.abs(x), d-k)``
+with the gather. Run and save, then render the README table::
+
+    pytest bench/test_bench_kernels.py --benchmark-enable --benchmark-json=bench/results.json
+    python bench/render_table.py bench/results.json
+
+With ``--benchmark-disable`` (the default in pyproject) each case runs once: CI uses
+that as a smoke test so the suite cannot rot.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+from ef21fast import api, dispatch, reference
+from ef21fast.speed import ARGPART, STREAM, argpartition_topk, kernel_call, stream_read
+
+SIZES = [10**3, 10**5, 10**7]
+
+
+@functools.lru_cache(maxsize=4)
+def _data(d, dtype):
+    rng = np.random.default_rng(d)
+    return (rng.standard_normal(d).astype(dtype), rng.standard_normal(d).astype(dtype))
+
+
+def _cases():
+    """(kernel, d, k, dtype) groups: topk at three k and both dtypes; the rest at d/100."""
+    out = []
+    for d in SIZES:
+        for dtype in ("float32", "float64"):
+            for frac in (1000, 100, 10):
+                out.append(("topk", d, max(1, d // frac), dtype))
+        for kernel in ("ef21_step", "ef_step", "scatter_add"):
+            out.append((kernel, d, max(1, d // 100), "float32"))
+    return out
+
+
+CASES = _cases()
+IDS = [f"{c[0]}-d{c[1]:.0e}-k{c[2]}-{c[3]}" for c in CASES]
+IMPLS = list(dispatch.BACKENDS) + [STREAM, ARGPART]
+
+
+def _info(benchmark, kernel, d, k, dtype, backend):
+    benchmark.group = f"{kernel} {dtype} d={d} k={k}"
+    benchmark.extra_info.update(kernel=kernel, d=d, k=k, dtype=dtype, backend=backend)
+
+
+def _skip_unless_works(kernel, backend):
+    """Skip with the registry's reason when (kernel, backend) does not work here."""
+    reason = {(kr, b): r for kr, b, _, r in dispatch.registry()}[(kernel, backend)]
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kernel,d,k,dtype", CASES, ids=IDS)
+def test_kernel_speed(benchmark, kernel, d, k, dtype, impl):
+    x, s = _data(d, dtype)
+    _info(benchmark, kernel, d, k, dtype, impl)
+    if impl == STREAM:
+        reads = (x,) if kernel in ("topk", "scatter_add") else (x, s)
+        benchmark(stream_read, *reads)
+        return
+    if impl == ARGPART:
+        benchmark(argpartition_topk, x, k)
+        return
+    _skip_unless_works(kernel, impl)
+    if impl == "numpy" and d >= 10**7 and benchmark.enabled:
+        benchmark.pedantic(kernel_call(kernel, impl, x, k, state=s.copy()), rounds=1)
+        return
+    benchmark(kernel_call(kernel, impl, x, k, state=s.copy()))
+
+
+# --- batched clients: one call for all rows vs the reference's per-row loop ---------
+
+BATCHED = [(1000, 112, 1), (100, 10**5, 1000)]
+
+
+def _per_row_loop(grad, state, k):
+    for i in range(grad.shape[0]):
+        reference.ef21_step(grad[i], state[i], k)
+
+
+@pytest.mark.parametrize("impl", ["per-row reference loop"] + list(dispatch.BACKENDS))
+@pytest.mark.parametrize("n,d,k", BATCHED, ids=[f"n{n}-d{d}-k{k}" for n, d, k in BATCHED])
+def test_batched_ef21_step(benchmark, n, d, k, impl):
+    rng = np.random.default_rng(n)
+    grad = rng.standard_normal((n, d)).astype(np.float32)
+    state = np.zeros_like(grad)
+    _info(benchmark, "ef21_step batched", d, k, "float32", impl)
+    benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
+    if impl == "per-row reference loop":
+        benchmark(_per_row_loop, grad, state, k)
+        return
+    _skip_unless_works("ef21_step", impl)
+    benchmark(api.ef21_step, grad, state, k, backend=impl)
+
+
+def _add_at_loop(out, idx, val, w):
+    for i in range(idx.shape[0]):
+        np.add.at(out, idx[i], w[i] * val[i])
+
+
+@pytest.mark.parametrize("impl", ["np.add.at loop"] + list(dispatch.BACKENDS))
+def test_batched_scatter_add(benchmark, impl):
+    n, d, k = 1000, 10**5, 10
+    rng = np.random.default_rng(1)
+    idx = np.sort(rng.integers(0, d, (n, k)), axis=1)
+    val = rng.standard_normal((n, k))
+    w = np.full(n, 1.0 / n)
+    out = np.zeros(d)
+    _info(benchmark, "scatter_add batched", d, k, "float64", impl)
+    benchmark.group = f"batched scatter_add n={n} d={d} k={k}"
+    if impl == "np.add.at loop":
+        benchmark(_add_at_loop, out, idx, val, w)
+        return
+    _skip_unless_works("scatter_add", impl)
+    benchmark(api.scatter_add, out, idx, val, w, backend=impl)

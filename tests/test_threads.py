@@ -1,0 +1,60 @@
+"""Results never depend on the number of threads; Numba kernels run as plain Python."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ef21fast
+from ef21fast.testing import all_cases, backend_params, bits_equal, variants
+from ef21fast.testing import _run as run_case
+
+COMPILED = backend_params()
+BIG = [c for c in all_cases(seed=3) if c.x.size >= 50_000 or c.name.startswith("batched")]
+
+
+@pytest.fixture
+def restore_threads():
+    yield
+    ef21fast.set_num_threads(os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_results_identical_with_1_and_2_threads(backend, restore_threads):
+    mismatches = []
+    for case in BIG:
+        for kernel in ("topk", "ef21_step", "ef_step", "scatter_add"):
+            for kw in variants(kernel, case):
+                results = []
+                for n in (1, 2):
+                    ef21fast.set_num_threads(n)
+                    results.append(run_case(kernel, case, backend, **kw))
+                if not all(bits_equal(a, b) for a, b in zip(*results)):
+                    mismatches.append(f"{kernel} {case} {kw}")
+    assert mismatches == []
+
+
+def test_set_num_threads_rejects_bad_values():
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        ef21fast.set_num_threads(0)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        ef21fast.set_num_threads(1.5)
+
+
+@pytest.mark.parametrize("backend", [p for p in COMPILED if p.values[0] == "numba"])
+def test_numba_kernels_as_python(backend):
+    """NUMBA_DISABLE_JIT=1 runs the Numba kernels' logic line by line (coverage)."""
+    code = ("import sys; from ef21fast.testing import cross_check; "
+            "f = cross_check('numba', large=False, max_size=3000); "
+            "print('\\n'.join(f[:10])); sys.exit(1 if f else 0)")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_thread_count_reported():
+    for name in ef21fast.available_backends():
+        assert ef21fast.get_num_threads(name) >= 1
