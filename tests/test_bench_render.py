@@ -41,7 +41,7 @@ def test_render_computes_ratios_within_a_group(tmp_path):
     assert "ratio_stream" not in lonely
     text = render.render(doc)
     assert "2026-11-28" in text and "TestCPU" in text
-    assert "| topk | 1e7 | 100000 | float32 | c | 4.00 ms | 2.00 | 7.5x |" in text
+    assert "| topk | 1e7 | 1e5 | float32 | c | 4.00 ms | 2.00 | 7.5x |" in text
     assert render.main([str(path), "--kernels", "topk"]) == 0
 
 
