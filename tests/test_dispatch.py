@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from ef21fast import dispatch
 def _python(code, **env):
     full = dict(os.environ, **env)
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=tempfile.gettempdir())
 
 
 def test_import_is_lazy():
@@ -64,7 +65,8 @@ def test_missing_backend_reason_is_reported(monkeypatch):
 
 def test_info_command_runs():
     proc = subprocess.run([sys.executable, "-m", "ef21fast.cli", "info"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stderr
     for name in dispatch.BACKENDS:
         assert name in proc.stdout

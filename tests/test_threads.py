@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_numba_kernels_as_python(backend):
             "print('\\n'.join(f[:10])); sys.exit(1 if f else 0)")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
