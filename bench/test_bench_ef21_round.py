@@ -1,0 +1,222 @@
+"""One EF21 round for n = 1000 clients, Top1: ef21fast against a per-client NumPy loop.
+
+Two data shapes (synthetic, so the suite never skips for want of a file):
+
+* mushrooms-sized dense: 8124 x 112, 1000 clients (8 rows each, the remainder to the
+  last client, as the EF21 authors' split);
+* w8a-sized sparse: 49749 x 300 CSR with about 4% non-zeros (binary features).
+
+"package" is what :func:`ef21fast.algorithms.run` does in a round: one batched
+``problem.client_grads`` call, one ``ef21_step`` for all clients, one ``scatter_add``
+on the server, and the step ``x <- x - gamma g``. "loop" is a round of the kind the
+EF21 authors' code runs: for each client, its gradient from its own rows, TopK by
+``np.argpartition`` on ``|grad_i - g_i|``, update of g_i and of the server's g.
+
+Run (the medians are printed by pytest-benchmark, grouped by data shape)::
+
+    pytest bench/test_bench_ef21_round.py --benchmark-enable -p no:cacheprovider
+
+``test_round_speedup`` times both itself (medians, independent of pytest-benchmark)
+and requires the package to be at least 30x faster on the dense problem with the
+default backend and its default kernel threads; it also reports the time with one
+kernel thread (on a small machine, OpenMP threads that spin-wait between kernel calls
+compete with the BLAS threads of the gradient computation). It skips when only the
+NumPy reference backend is available (that backend loops over rows by design).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import statistics
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit
+
+import ef21fast
+from ef21fast import dispatch
+from ef21fast.data import ClientData
+from ef21fast.problems import LogisticRegression
+
+N_CLIENTS = 1000
+K = 1
+GAMMA = 1e-3
+MIN_SPEEDUP = 30.0
+
+SHAPES = {
+    "dense": dict(m=8124, d=112, density=None),   # mushrooms
+    "sparse": dict(m=49749, d=300, density=0.04),  # w8a
+}
+GROUPS = {
+    "dense": "EF21 round, n=1000, Top1, mushrooms-sized dense 8124x112",
+    "sparse": "EF21 round, n=1000, Top1, w8a-sized sparse 49749x300 (4% nnz)",
+}
+
+
+def complete_backends():
+    return [b for b in dispatch.available_backends() if not dispatch.missing_kernels(b)]
+
+
+def fastest_backend():
+    """The default backend if it is complete, else the fastest complete one."""
+    try:
+        default = dispatch.default_backend()
+    except (ValueError, RuntimeError):
+        default = None
+    backs = complete_backends()
+    if default in backs:
+        return default
+    return backs[0] if backs else None
+
+
+@functools.lru_cache(maxsize=None)
+def problem_for(shape: str) -> LogisticRegression:
+    spec = SHAPES[shape]
+    rng = np.random.default_rng(2024)
+    m, d = spec["m"], spec["d"]
+    if spec["density"] is None:
+        A = rng.standard_normal((m, d))
+    else:
+        A = sp.random(m, d, density=spec["density"], format="csr", random_state=rng,
+                      data_rvs=np.ones)
+    b = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    off = np.arange(N_CLIENTS + 1, dtype=np.int64) * (m // N_CLIENTS)
+    off[-1] = m
+    return LogisticRegression(ClientData(A, b, off, f"{shape}-bench"), lam=0.1)
+
+
+class PackageRound:
+    """State of EF21 and one round with the batched kernels."""
+
+    def __init__(self, problem, backend):
+        self.p, self.backend = problem, backend
+        self.x = np.random.default_rng(1).standard_normal(problem.d) * 0.1
+        self.state = problem.client_grads(self.x)
+        self.g = self.state.mean(axis=0)
+
+    def __call__(self):
+        self.x = self.x - GAMMA * self.g
+        G = self.p.client_grads(self.x)
+        idx, val = ef21fast.ef21_step(G, self.state, K, backend=self.backend)
+        ef21fast.scatter_add(self.g, idx, val, weights=1.0 / self.p.n,
+                             backend=self.backend)
+
+
+class LoopRound:
+    """The same round as a per-client loop (the EF21 authors' style)."""
+
+    def __init__(self, problem):
+        self.p = problem
+        o, A, b = problem.data.offsets, problem.data.A, problem.data.b
+        # Per-client data prepared once, as the authors' code keeps it.
+        self.A = [A[o[i]:o[i + 1]] for i in range(problem.n)]
+        self.b = [b[o[i]:o[i + 1]] for i in range(problem.n)]
+        self.x = np.random.default_rng(1).standard_normal(problem.d) * 0.1
+        self.state = [self.grad(i, self.x) for i in range(problem.n)]
+        self.g = np.mean(self.state, axis=0)
+
+    def grad(self, i, x):
+        A, b, lam = self.A[i], self.b[i], self.p.lam
+        s = -b * expit(-b * (A @ x))
+        return A.T @ s / len(b) + 2 * lam * x / (1 + x * x) ** 2
+
+    def __call__(self):
+        self.x = self.x - GAMMA * self.g
+        n = self.p.n
+        for i in range(n):
+            delta = self.grad(i, self.x) - self.state[i]
+            idx = np.argpartition(np.abs(delta), -K)[-K:]
+            c = delta[idx]
+            self.state[i][idx] += c
+            self.g[idx] += c / n
+
+
+@contextlib.contextmanager
+def kernel_threads(n, backend):
+    """Run the block with ``n`` kernel threads (None: leave the default)."""
+    if n is None or backend == "numpy":
+        yield
+        return
+    before = ef21fast.get_num_threads(backend)
+    ef21fast.set_num_threads(n)
+    try:
+        yield
+    finally:
+        ef21fast.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [None, 1], ids=["threads-default", "threads-1"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("backend", list(dispatch.BACKENDS))
+def test_round_package(benchmark, shape, backend, threads):
+    if backend not in complete_backends():
+        pytest.skip(f"backend {backend!r} not available or incomplete here")
+    if backend == "numpy" and threads is not None:
+        pytest.skip("the numpy backend has no threads")
+    benchmark.group = GROUPS[shape]
+    benchmark.extra_info.update(impl=f"ef21fast[{backend}]", shape=shape, n=N_CLIENTS,
+                                threads=threads or "default")
+    rnd = PackageRound(problem_for(shape), backend)
+    with kernel_threads(threads, backend):
+        if backend == "numpy" and benchmark.enabled:
+            benchmark.pedantic(rnd, rounds=3, iterations=1)
+        else:
+            benchmark(rnd)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_round_loop(benchmark, shape):
+    benchmark.group = GROUPS[shape]
+    benchmark.extra_info.update(impl="per-client numpy loop", shape=shape, n=N_CLIENTS)
+    rnd = LoopRound(problem_for(shape))
+    if benchmark.enabled:
+        benchmark.pedantic(rnd, rounds=5, iterations=1)
+    else:
+        benchmark(rnd)
+
+
+def _median_time(fn, repeats: int, inner: int = 1) -> float:
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_round_speedup(shape, capsys):
+    backend = fastest_backend()
+    if backend in (None, "numpy"):
+        pytest.skip("no compiled backend is available: the speed-up is about them")
+    problem = problem_for(shape)
+    pkg = _median_time(PackageRound(problem, backend), repeats=15, inner=5)
+    with kernel_threads(1, backend):
+        pkg1 = _median_time(PackageRound(problem, backend), repeats=15, inner=5)
+    loop = _median_time(LoopRound(problem), repeats=5)
+    ratio, ratio1 = loop / pkg, loop / pkg1
+    text = (f"[{GROUPS[shape]}] backend {backend}: package {pkg * 1e3:.3f} ms "
+            f"(kernel threads {ef21fast.get_num_threads(backend)}), "
+            f"{pkg1 * 1e3:.3f} ms (1 kernel thread); per-client loop {loop * 1e3:.2f} ms; "
+            f"speed-up {ratio:.1f}x ({ratio1:.1f}x with 1 kernel thread)")
+    with capsys.disabled():
+        print("\n" + text)
+    if shape == "dense":
+        assert ratio >= MIN_SPEEDUP, text
+
+
+def test_package_round_matches_loop_round():
+    """Both implementations compute the same round (so the comparison is fair)."""
+    problem = problem_for("dense")
+    backend = fastest_backend() or "numpy"
+    a, b = PackageRound(problem, backend), LoopRound(problem)
+    for _ in range(3):
+        a()
+        b()
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.g, b.g, rtol=1e-8, atol=1e-12)

@@ -1,0 +1,175 @@
+"""The record of one optimisation run, and atomic file writing.
+
+A :class:`Trace` holds one row per recorded iterate ``x_t``, ``t = 0..T`` (row 0 is
+the starting point ``x0``): the cumulative bits sent per client, ``||grad f(x_t)||^2``,
+``f(x_t)`` and the wall time since the run started.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Trace", "atomic_write_bytes", "atomic_write_text", "STATUSES"]
+
+#: Possible values of :attr:`Trace.status`.
+STATUSES = ("completed", "converged", "diverged", "interrupted")
+
+#: Column order of :meth:`Trace.to_csv`.
+CSV_COLUMNS = ("iter", "bits", "grad_norm_sq", "f", "time_s")
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder,
+    flushed, then ``os.replace`` onto ``path`` (readers never see a partial file)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@dataclass
+class Trace:
+    """The trace of one run of :func:`ef21fast.algorithms.run`.
+
+    Attributes
+    ----------
+    iter : ndarray of int64, shape (T+1,)
+        Round numbers ``0..T``; row 0 is ``x0``.
+    bits : ndarray of float64, shape (T+1,)
+        Cumulative bits sent from a client to the server up to and including round
+        ``t`` (average over clients when not all clients send, e.g. EF21-PP); 0 at row 0.
+    grad_norm_sq : ndarray of float64, shape (T+1,)
+        ``||grad f(x_t)||^2``.
+    f : ndarray of float64, shape (T+1,)
+        ``f(x_t)``.
+    time_s : ndarray of float64, shape (T+1,)
+        Wall time in seconds since the run started (set-up included).
+    x : ndarray of float64, shape (d,)
+        The iterate of the last row.
+    status : str
+        ``"completed"`` (all rounds ran), ``"converged"`` (``||grad f||^2 < tol``),
+        ``"diverged"`` (a non-finite iterate, gradient or loss appeared; the rows
+        before it are kept) or ``"interrupted"`` (Ctrl-C or the callback asked to stop).
+    message : str
+        One human-readable line about how the run ended.
+    method, gamma, gamma_rule, k, n, d, backend, bits_mode, seed
+        What was run: ``gamma`` is the step size used, ``gamma_rule`` how it was chosen.
+    extra : dict
+        Method-specific facts (participation, batch sizes, clone counts...).
+    """
+
+    iter: np.ndarray
+    bits: np.ndarray
+    grad_norm_sq: np.ndarray
+    f: np.ndarray
+    time_s: np.ndarray
+    x: np.ndarray
+    status: str
+    message: str
+    method: str
+    gamma: float
+    gamma_rule: str = ""
+    k: int = 0
+    n: int = 0
+    d: int = 0
+    backend: str = ""
+    bits_mode: str = "values"
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.iter)
+
+    @property
+    def rounds(self) -> int:
+        """Number of rounds run (the last ``iter``)."""
+        return int(self.iter[-1]) if len(self.iter) else 0
+
+    def bits_to_reach(self, tol: float) -> float | None:
+        """Bits per client at the first row with ``grad_norm_sq <= tol`` (None: never)."""
+        hit = np.flatnonzero(self.grad_norm_sq <= tol)
+        return float(self.bits[hit[0]]) if hit.size else None
+
+    def to_csv(self, path=None) -> str:
+        """The trace as CSV (columns iter,bits,grad_norm_sq,f,time_s), full precision.
+
+        Written atomically to ``path`` when given; the text is returned either way.
+        """
+        buf = io.StringIO()
+        buf.write(",".join(CSV_COLUMNS) + "\n")
+        cols = (self.bits.tolist(), self.grad_norm_sq.tolist(), self.f.tolist(),
+                self.time_s.tolist())
+        for t, b, g, f, s in zip(self.iter.tolist(), *cols):
+            buf.write(f"{t},{b!r},{g!r},{f!r},{s!r}\n")
+        text = buf.getvalue()
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    def to_dict(self, arrays: bool = True) -> dict:
+        """A JSON-serialisable dict of the run; ``arrays=False`` leaves out the
+        per-row arrays and the iterate (a summary)."""
+        last = len(self.iter) - 1
+        out = {
+            "method": self.method,
+            "gamma": float(self.gamma),
+            "gamma_rule": self.gamma_rule,
+            "k": int(self.k),
+            "n": int(self.n),
+            "d": int(self.d),
+            "backend": self.backend,
+            "bits_mode": self.bits_mode,
+            "seed": self.seed,
+            "status": self.status,
+            "message": self.message,
+            "rounds": self.rounds,
+            "final_bits": float(self.bits[last]) if last >= 0 else 0.0,
+            "final_grad_norm_sq": float(self.grad_norm_sq[last]) if last >= 0 else None,
+            "final_f": float(self.f[last]) if last >= 0 else None,
+            "time_s": float(self.time_s[last]) if last >= 0 else 0.0,
+            "extra": _jsonable(self.extra),
+        }
+        if arrays:
+            out.update({
+                "iter": self.iter.tolist(),
+                "bits": self.bits.tolist(),
+                "grad_norm_sq": self.grad_norm_sq.tolist(),
+                "f": self.f.tolist(),
+                "time_s": self.time_s.tolist(),
+                "x": self.x.tolist(),
+            })
+        return out
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
