@@ -1,0 +1,196 @@
+"""The two selection drivers: many rows in parallel (each row serial), and one large
+row split into parallel chunks. Both run the same pipeline (see :mod:`.select`):
+
+1. k = 0: nothing (EF14 still updates its error); k = d: everything; k = 1: argmax.
+2. Candidates: small rows (d <= ``dense_max``) precompute all keys into a workspace.
+   Larger rows draw a sample, take a threshold ``t_lo`` that very likely has at least
+   k (and not many more) keys above it, and collect the candidates >= ``t_lo`` in one
+   streaming pass into bounded buffers. A chunk whose buffer overflows, or every chunk
+   when the candidates are fewer than k, falls back to its full index range.
+3. Exact MSD radix select on the candidates (per-chunk histograms).
+4. Emission in index order at per-chunk offsets; the state update happens here, only
+   at the selected indices (values are recomputed there: same operations, same bits).
+
+Workspaces are allocated per call and per block of rows, never per row, and never
+d-sized except the per-block key buffer of small (dense) rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .keys import emit, key, value
+from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, candidates, choose_bucket,
+                     emit_all, emit_chunk, histogram, radix_serial, sample_threshold,
+                     update_error)
+
+
+@njit(cache=True, nogil=True)
+def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, block, rank,
+               cap, sparse, kbuf, ibuf, skeys, hist, gt, eq):
+    """Select on one row, serially, with the given per-block workspace."""
+    d = a.shape[0]
+    if mode == 3:
+        update_error(a, b, c, 0, d)
+        mode = 4
+    if k == 0:
+        return
+    if k == d:
+        emit_all(mode, a, b, c, 0, d, idx_row, val_row)
+        return
+    if k == 1:
+        _, j = argmax(mode, a, b, c, 0, d)
+        emit(mode, a, b, c, j, 0, idx_row, val_row)
+        return
+    src = SRC_RANGE
+    m = d
+    if dense:
+        for j in range(d):
+            kbuf[j] = key(value(mode, a, b, c, j))
+        src = SRC_DENSE
+    elif nblocks > 0:
+        t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
+                                hist, gt, eq)
+        cnt = candidates(mode, a, b, c, 0, d, t_lo, kbuf, ibuf, cap, sparse)
+        if k <= cnt <= cap:
+            src = SRC_LIST
+            m = cnt
+    rbits = 8 if m <= 1024 else 11
+    shift, prefix, need_eq = radix_serial(src, m, mode, a, b, c, 0, kbuf, k, keybits,
+                                          rbits, hist, gt, eq)
+    emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, shift, prefix, need_eq, 0,
+               idx_row, val_row)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, block,
+               rank, cap, sparse):
+    """Every row of the batch ``a`` (n, d), rows split into ``nblk`` parallel blocks.
+
+    ``b`` is the state (n, d) (a dummy (n, 0) array in mode 0); ``cvec`` the row
+    scalars (n,); ``idx``/``val`` the (n, k) outputs. ``dense``: precompute all keys
+    (``cap`` must then be >= d); else ``nblocks > 0`` enables sampling with the
+    given plan and candidate capacity ``cap``; ``sparse``: few candidates expected.
+    """
+    n = a.shape[0]
+    s = max(nblocks * block, 1)
+    for q in prange(nblk):
+        kbuf = np.empty(cap + 1, dtype=np.int64)
+        ibuf = np.empty(cap + 1, dtype=np.int64)
+        skeys = np.empty(s, dtype=np.int64)
+        hist = np.empty((1, 2048), dtype=np.int64)
+        gt = np.empty(1, dtype=np.int64)
+        eq = np.empty(1, dtype=np.int64)
+        for i in range(q * n // nblk, (q + 1) * n // nblk):
+            row_serial(mode, a[i], b[i], cvec[i], k, keybits, idx[i], val[i], dense,
+                       nblocks, block, rank, cap, sparse, kbuf, ibuf, skeys, hist, gt,
+                       eq)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, block,
+                 rank, capc, sparse, rbits_range):
+    """One large row, cut into ``nch`` contiguous chunks processed in parallel.
+
+    ``nblocks > 0`` enables the sample with per-chunk candidate capacity ``capc``;
+    ``rbits_range`` is the radix width used when chunks fall back to full ranges.
+    """
+    d = a.shape[0]
+    bounds = np.empty(nch + 1, dtype=np.int64)
+    for ch in range(nch + 1):
+        bounds[ch] = ch * d // nch
+    if k == 0:
+        if mode == 3:
+            for ch in prange(nch):
+                update_error(a, b, c, bounds[ch], bounds[ch + 1])
+        return
+    if k == d:
+        for ch in prange(nch):
+            emit_all(mode, a, b, c, bounds[ch], bounds[ch + 1], idx_row, val_row)
+        return
+    if k == 1:
+        bestk = np.empty(nch, dtype=np.int64)
+        bestj = np.empty(nch, dtype=np.int64)
+        for ch in prange(nch):
+            bk, bj = argmax(mode, a, b, c, bounds[ch], bounds[ch + 1])
+            bestk[ch] = bk
+            bestj[ch] = bj
+        top = 0
+        for ch in range(1, nch):
+            if bestk[ch] > bestk[top]:
+                top = ch
+        emit(4 if mode == 3 else mode, a, b, c, bestj[top], 0, idx_row, val_row)
+        return
+
+    src = np.full(nch, SRC_RANGE, dtype=np.int64)
+    ms = np.empty(nch, dtype=np.int64)
+    for ch in range(nch):
+        ms[ch] = bounds[ch + 1] - bounds[ch]
+    gt = np.zeros(nch, dtype=np.int64)
+    eq = np.zeros(nch, dtype=np.int64)
+    if nblocks > 0:
+        skeys = np.empty(nblocks * block, dtype=np.int64)
+        shist = np.empty((1, 2048), dtype=np.int64)
+        t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
+                                shist, gt, eq)
+        cap = capc
+    else:
+        t_lo = np.int64(0)
+        cap = 0
+    kbufs = np.empty((nch, cap + 1), dtype=np.int64)
+    ibufs = np.empty((nch, cap + 1), dtype=np.int64)
+    cnt = np.zeros(nch, dtype=np.int64)
+    if nblocks > 0 or mode == 3:
+        for ch in prange(nch):
+            cnt[ch] = candidates(mode, a, b, c, bounds[ch], bounds[ch + 1], t_lo,
+                                 kbufs[ch], ibufs[ch], cap, sparse)
+    smode = 4 if mode == 3 else mode  # mode 3 wrote the updated error back
+    if nblocks > 0 and cnt.sum() >= k:
+        for ch in range(nch):
+            if cnt[ch] <= cap:
+                src[ch] = SRC_LIST
+                ms[ch] = cnt[ch]
+    n_range = 0
+    for ch in range(nch):
+        if src[ch] == SRC_RANGE:
+            n_range += ms[ch]
+    rbits = rbits_range if n_range > (1 << 20) else 11
+    hist = np.empty((nch, np.int64(1) << rbits), dtype=np.int64)
+
+    # radix select over all chunks
+    hi_bit = keybits
+    prefix = np.int64(0)
+    need = np.int64(k)
+    gt[:] = 0
+    eq[:] = 0
+    while True:
+        lo_bit = max(hi_bit - rbits, 0)
+        width = hi_bit - lo_bit
+        nb = np.int64(1) << width
+        for ch in prange(nch):
+            histogram(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], hi_bit,
+                      lo_bit, prefix, hist[ch])
+        bk, cum, h = choose_bucket(hist, nch, nb, need, gt)
+        need -= cum
+        prefix = (prefix << width) | bk
+        hi_bit = lo_bit
+        if hi_bit == 0 or h == need:
+            for ch in range(nch):
+                eq[ch] = hist[ch, bk]
+            break
+
+    # output offsets: chunk order = index order
+    off = np.empty(nch, dtype=np.int64)
+    quota = np.empty(nch, dtype=np.int64)
+    rem = need
+    o = np.int64(0)
+    for ch in range(nch):
+        qt = min(eq[ch], rem)
+        rem -= qt
+        quota[ch] = qt
+        off[ch] = o
+        o += gt[ch] + qt
+    for ch in prange(nch):
+        emit_chunk(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], ibufs[ch],
+                   hi_bit, prefix, quota[ch], off[ch], idx_row, val_row)
