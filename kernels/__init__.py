@@ -42,10 +42,19 @@ def _layer_now() -> str | None:
         return None
 
 
+#: Calls on fewer elements than this run on one thread: waking a thread team costs
+#: more than the work, and on a loaded machine spinning threads fight for the cores.
+SERIAL_BELOW = 1 << 18
+
+
 def _run(fn, *args):
+    size = args[0].size  # the (n, d) input, or out for scatter_add
+    if fn is _steps.scatter_add:
+        size = max(size, args[1].size)
     # numba.set_num_threads is per calling thread: apply the request in this one
-    if _requested_threads is not None and numba.get_num_threads() != _requested_threads:
-        numba.set_num_threads(_requested_threads)
+    want = 1 if size < SERIAL_BELOW else get_num_threads()
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
     if numba.config.DISABLE_JIT:
         # plain Python on numpy scalars: inf - inf etc. must not warn (the jitted
         # code does not); the lock keeps the behaviour of the jitted path
@@ -162,7 +171,7 @@ def get_num_threads() -> int:
     """Threads the kernels use (in the calling thread)."""
     if _requested_threads is not None:
         return _requested_threads
-    return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def describe() -> dict:
