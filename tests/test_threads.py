@@ -59,3 +59,15 @@ def test_numba_kernels_as_python(backend):
 def test_thread_count_reported():
     for name in ef21fast.available_backends():
         assert ef21fast.get_num_threads(name) >= 1
+
+
+@pytest.mark.parametrize("force", ["radix", "nosmall", "rows", "within"])
+@pytest.mark.parametrize("backend", [p for p in COMPILED if p.values[0] == "c"])
+def test_c_forced_paths(backend, force):
+    """Each internal path of the C selection (forced by EF21FAST_C_FORCE) is exact."""
+    code = ("import sys; from ef21fast.testing import cross_check; "
+            "f = cross_check('c', seed=5); print('\\n'.join(f[:10])); sys.exit(1 if f else 0)")
+    env = dict(os.environ, EF21FAST_C_FORCE=force)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=900, cwd=tempfile.gettempdir())
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,1301 @@
+/* ef21fast selection kernels, written once for a value type T and its key type K.
+ *
+ * Internal: included twice by ef21fast_kernels.c with T, K, SFX, KABS, KNAN, KBITS
+ * defined (float/uint32_t/f32 and double/uint64_t/f64). Not a public header.
+ *
+ * Selection of the k largest keys of a row, ties to the smaller index (see the .c file):
+ *   k == 0, k == d, k == 1 (argmax): direct.
+ *   short rows, serial (d <= EF_SMALL): keys held in memory, exact radix-select, emit.
+ *   otherwise, on nch contiguous chunks (one per thread when a row is split):
+ *     sample-select: sample <= 1024 blocks of 16, threshold t = the R-th largest sample
+ *       key (R = k*s/d + 4 sqrt(k*s/d) + 8); one streaming pass keeps, per chunk, the
+ *       entries with key > t (capped) and counts those with key == t;
+ *       (a) >= k kept: exact select among them, emit in index order;
+ *       (b) fewer kept but with the ties at t enough: T = t, emit by a scan that stops
+ *           once the chunk's share of ties is taken;
+ *     else (too few, too many): exact radix-select over the row (16-bit digits,
+ *       per-chunk histograms), then one write pass.
+ * Every path yields the unique answer (the k-th key T is unique, and the tie quota per
+ * chunk takes the earliest ties in index order), so it never depends on threads.
+ */
+
+#ifndef EF_CAT
+#define EF_CAT2(a, b) a##_##b
+#define EF_CAT(a, b) EF_CAT2(a, b)
+/* Run BODY for c in [0, nch): on nt threads (static chunks) when par, else serially. */
+#define EF_FOR_CHUNKS(c, par, ...)                                                    \
+    do {                                                                              \
+        if (par) {                                                                    \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")              \
+            for (c = 0; c < nch; c++) { __VA_ARGS__ }                                 \
+        } else {                                                                      \
+            for (c = 0; c < nch; c++) { __VA_ARGS__ }                                 \
+        }                                                                             \
+    } while (0)
+#endif
+
+#define F(name) EF_CAT(name, SFX)
+
+/* Candidate buffer of one chunk: offsets from the chunk start (ascending) and the bits
+ * of the values there (their keys are recomputed from them: key = canon(bits)). */
+typedef struct {
+    uint32_t *off;
+    K *key; /* value bits, not yet keys */
+    int64_t len, capa;
+    K mx; /* largest key met in the blocks scanned element by element (>= every entry) */
+} F(cbuf);
+
+/* Where the values of one row come from. */
+typedef struct {
+    int mode;       /* M_X, M_D, M_DS, M_E */
+    int zero_after; /* ef_step: the selected entries of st are zeroed at the end */
+    const T *x;     /* M_X: the row (after the ef_step write-back: the error row) */
+    const T *g;     /* gradient row */
+    T *st;          /* state / error row (written) */
+    T s, lr;        /* scale of the row, learning rate */
+} F(src);
+
+/* Workspace of one thread (row-parallel) or one split row (nch chunks). */
+typedef struct {
+    int64_t nch;
+    F(cbuf) *cb;
+    int64_t *cnt; /* 4 * nch: gt, eq, q, o */
+    int64_t *gt, *eq, *q, *o;
+    int *rc;
+    K *amk;
+    int64_t *amj;
+    uint32_t *h11; /* nch * 2048 */
+    uint32_t *h16; /* nch * 65536, on first use */
+    K *samp, *scr; /* nsamp each */
+    int64_t nsamp;
+    K *scr2;
+    int64_t scr2_cap;
+} F(ws);
+
+EF_INLINE K F(canon)(K b)
+{
+    b &= KABS;
+    return b < KNAN ? b : KNAN;
+}
+
+EF_INLINE K F(key)(T v)
+{
+    K b;
+    memcpy(&b, &v, sizeof b);
+    b &= KABS;
+    return b < KNAN ? b : KNAN;
+}
+
+/* a + b and a * b with the NaN of the FIRST operand propagated (quieted) when it is one,
+ * as x86 SSE/AVX (and so NumPy) do for the operand order written in the reference. The
+ * compiler may commute + and *, which changes only which NaN comes out when both are
+ * NaN; the select restores the written order. Otherwise the hardware result stands. */
+EF_INLINE T F(quiet)(T a)
+{
+    K b;
+    memcpy(&b, &a, sizeof b);
+    b |= (K)1 << (KBITS == 31 ? 22 : 51);
+    memcpy(&a, &b, sizeof b);
+    return a;
+}
+
+EF_INLINE T F(add)(T a, T b)
+{
+    const T r = a + b;
+    return a != a ? F(quiet)(a) : r;
+}
+
+EF_INLINE T F(mul)(T a, T b)
+{
+    const T r = a * b;
+    return a != a ? F(quiet)(a) : r;
+}
+
+EF_INLINE T F(val)(const int mode, const T *x, const T *g, const T *st, T s, T lr, int64_t j)
+{
+    if (mode == M_X)
+        return x[j];
+    if (mode == M_D)
+        return g[j] - st[j];
+    if (mode == M_DS)
+        return F(mul)(s, g[j]) - st[j];
+    return F(add)(st[j], F(mul)(lr, g[j]));
+}
+
+/* SIMD with GCC/Clang vector extensions (generic: plain SSE2 on x86-64 unless a clone
+ * for a wider ISA is selected at run time). Lanes are exact IEEE ops, one per element. */
+#define EF_L ((int)(EF_VBYTES / sizeof(T))) /* lanes per vector */
+#define EF_NV (16 / EF_L)            /* vectors per block of 16 elements */
+typedef T F(vt) __attribute__((vector_size(EF_VBYTES)));
+typedef SK F(vk) __attribute__((vector_size(EF_VBYTES)));
+
+EF_INLINE F(vt) F(vload)(const T *p)
+{
+    F(vt) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+EF_INLINE void F(vstore)(T *p, F(vt) v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+EF_INLINE F(vt) F(vsplat)(T a)
+{
+    F(vt) v;
+    int u;
+    for (u = 0; u < EF_L; u++)
+        v[u] = a;
+    return v;
+}
+
+EF_INLINE F(vk) F(vksplat)(SK a)
+{
+    F(vk) v;
+    int u;
+    for (u = 0; u < EF_L; u++)
+        v[u] = a;
+    return v;
+}
+
+/* m ? a : b, lane-wise, on bits (m lanes are all-ones or zero). */
+EF_INLINE F(vt) F(vsel)(F(vk) m, F(vt) a, F(vt) b)
+{
+    return (F(vt))(((F(vk))a & m) | ((F(vk))b & ~m));
+}
+
+EF_INLINE F(vt) F(vadd)(F(vt) a, F(vt) b)
+{
+    const F(vt) r = a + b;
+    return F(vsel)(a != a, (F(vt))((F(vk))a | (SK)((K)1 << (KBITS == 31 ? 22 : 51))), r);
+}
+
+EF_INLINE F(vt) F(vmul)(F(vt) a, F(vt) b)
+{
+    const F(vt) r = a * b;
+    return F(vsel)(a != a, (F(vt))((F(vk))a | (SK)((K)1 << (KBITS == 31 ? 22 : 51))), r);
+}
+
+/* Values of elements j .. j + EF_L - 1 (sv, lv: s and lr splatted). */
+EF_INLINE F(vt) F(vval)(const int mode, const T *x, const T *g, const T *st, F(vt) sv, F(vt) lv,
+                        int64_t j)
+{
+    if (mode == M_X)
+        return F(vload)(x + j);
+    if (mode == M_D)
+        return F(vload)(g + j) - F(vload)(st + j);
+    if (mode == M_DS)
+        return F(vmul)(sv, F(vload)(g + j)) - F(vload)(st + j);
+    return F(vadd)(F(vload)(st + j), F(vmul)(lv, F(vload)(g + j)));
+}
+
+/* Keys (as signed lanes: keys are < 2^KBITS, so signed compares order them). */
+EF_INLINE F(vk) F(vkey)(F(vt) v)
+{
+    const F(vk) kv = (F(vk))v & (SK)KABS;
+    const F(vk) m = kv > (SK)KNAN;
+    return (kv & ~m) | ((SK)KNAN & m);
+}
+
+EF_INLINE int F(vany)(F(vk) m)
+{
+    SK t[EF_L], o = 0;
+    int u;
+    memcpy(t, &m, sizeof t);
+    for (u = 0; u < EF_L; u++)
+        o |= t[u];
+    return o != 0;
+}
+
+EF_INLINE SK F(vsum)(F(vk) m)
+{
+    SK t[EF_L], o = 0;
+    int u;
+    memcpy(t, &m, sizeof t);
+    for (u = 0; u < EF_L; u++)
+        o += t[u];
+    return o;
+}
+
+/* After a pass that wrote the updated error back, later passes read it directly. */
+static void F(written_back)(F(src) *S)
+{
+    if (S->mode == M_E) {
+        S->mode = M_X;
+        S->x = S->st;
+    }
+}
+
+static void F(ws_free)(F(ws) *W)
+{
+    int64_t c;
+    if (W->cb) {
+        for (c = 0; c < W->nch; c++) {
+            free(W->cb[c].off);
+            free(W->cb[c].key);
+        }
+    }
+    free(W->cb);
+    free(W->cnt);
+    free(W->rc);
+    free(W->amk);
+    free(W->amj);
+    free(W->h11);
+    free(W->h16);
+    free(W->samp);
+    free(W->scr);
+    free(W->scr2);
+    memset(W, 0, sizeof *W);
+}
+
+/* 0 ok, else EF21_ENOMEM (W is then safe to ws_free). */
+static int F(ws_init)(F(ws) *W, int64_t nch, int64_t d)
+{
+    memset(W, 0, sizeof *W);
+    W->nch = nch;
+    W->nsamp = d < EF_SMALL ? d : EF_SMALL;
+    if (W->nsamp < 1)
+        W->nsamp = 1;
+    W->cb = (F(cbuf) *)calloc((size_t)nch, sizeof *W->cb);
+    W->cnt = (int64_t *)malloc((size_t)(4 * nch) * sizeof(int64_t));
+    W->rc = (int *)malloc((size_t)nch * sizeof(int));
+    W->amk = (K *)malloc((size_t)nch * sizeof(K));
+    W->amj = (int64_t *)malloc((size_t)nch * sizeof(int64_t));
+    W->h11 = (uint32_t *)malloc((size_t)(nch * 2048) * sizeof(uint32_t));
+    W->samp = (K *)malloc((size_t)W->nsamp * sizeof(K));
+    W->scr = (K *)malloc((size_t)W->nsamp * sizeof(K));
+    if (!W->cb || !W->cnt || !W->rc || !W->amk || !W->amj || !W->h11 || !W->samp || !W->scr)
+        return EF21_ENOMEM;
+    W->gt = W->cnt;
+    W->eq = W->cnt + nch;
+    W->q = W->cnt + 2 * nch;
+    W->o = W->cnt + 3 * nch;
+    return EF21_OK;
+}
+
+/* Capacity >= nc; 0 ok, 1 out of memory. */
+static int F(cbuf_reserve)(F(cbuf) *b, int64_t nc)
+{
+    uint32_t *o;
+    K *kk;
+    if (nc <= b->capa)
+        return 0;
+    o = (uint32_t *)realloc(b->off, (size_t)nc * sizeof *o);
+    if (!o)
+        return 1;
+    b->off = o;
+    kk = (K *)realloc(b->key, (size_t)nc * sizeof *kk);
+    if (!kk)
+        return 1;
+    b->key = kk;
+    b->capa = nc;
+    return 0;
+}
+
+/* Room for 16 more entries (a block, stored branch-free) while len <= cap: capacity
+ * grows by half, up to cap + 16. 0 ok, 2 no memory. */
+static int F(cbuf_grow)(F(cbuf) *b, int64_t cap)
+{
+    int64_t nc = b->capa + b->capa / 2 + 1024;
+    if (nc > cap + 16)
+        nc = cap + 16;
+    if (nc < b->len + 16)
+        nc = b->len + 16;
+    return F(cbuf_reserve)(b, nc) ? 2 : 0;
+}
+
+/* The k-th largest (1-based) of a[0..len), all of which share the key bits at and above
+ * `shift` with `prefix`. Permutes and compacts a. *gt_out += count of keys > result,
+ * *eq_out = count == result (both among a). */
+static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
+                        int64_t *gt_out, int64_t *eq_out)
+{
+    int64_t gt = 0, i;
+    int64_t hist[2048];
+    for (;;) {
+        int w;
+        K mask;
+        int64_t cum = 0, bk;
+        if (shift == 0) {
+            *gt_out = gt;
+            *eq_out = len;
+            return prefix;
+        }
+        if (len <= 16) {
+            K tk;
+            int64_t g = 0, e = 0;
+            for (i = 1; i < len; i++) {
+                K v = a[i];
+                int64_t j = i;
+                while (j > 0 && a[j - 1] < v) {
+                    a[j] = a[j - 1];
+                    j--;
+                }
+                a[j] = v;
+            }
+            tk = a[k - 1];
+            for (i = 0; i < len; i++) {
+                g += a[i] > tk;
+                e += a[i] == tk;
+            }
+            *gt_out = gt + g;
+            *eq_out = e;
+            return tk;
+        }
+        w = len > 4096 ? 11 : 8;
+        if (w > shift)
+            w = shift;
+        shift -= w;
+        mask = ((K)1 << w) - 1;
+        memset(hist, 0, (size_t)(mask + 1) * sizeof hist[0]);
+        for (i = 0; i < len; i++)
+            hist[(a[i] >> shift) & mask]++;
+        for (bk = (int64_t)mask; bk > 0; bk--) {
+            if (cum + hist[bk] >= k)
+                break;
+            cum += hist[bk];
+        }
+        gt += cum;
+        k -= cum;
+        prefix |= (K)bk << shift;
+        if (hist[bk] != len) {
+            int64_t m = 0;
+            for (i = 0; i < len; i++) { /* branch-free in-place compaction (m <= i) */
+                const K v = a[i];
+                a[m] = v;
+                m += ((v >> shift) & mask) == (K)bk;
+            }
+            len = m;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ streaming passes */
+
+/* Keep (offset, key) of the entries of [lo, hi) with key > t in b; count key == t.
+ * Returns 0, 1 when the candidates exceed cap (alone, or all chunks together via the
+ * shared counter), 2 out of memory. In M_E the updated error is written back for the
+ * whole range in every case. */
+EF_INLINE int F(collect_m)(const F(src) *S, const int mode, int64_t lo, int64_t hi, K t,
+                           F(cbuf) *b, int64_t *eq_out, int64_t cap, int64_t *shared)
+{
+    const T *restrict x = S->x;
+    const T *restrict g = S->g;
+    T *restrict st = S->st;
+    const T s = S->s, lr = S->lr;
+    const F(vt) sv = F(vsplat)(s), lv = F(vsplat)(lr);
+    const F(vk) tv = F(vksplat)((SK)t);
+    int64_t len = 0, eq = 0, reported = 0, j = lo;
+    int rc = 0;
+    K mx = 0;
+    b->len = 0;
+    while (j < hi) {
+        const int64_t bend = (hi - j > EF_REPORT) ? j + EF_REPORT : hi;
+        F(vk) eqacc = F(vksplat)(0);
+        for (; j + 16 <= bend; j += 16) {
+            F(vk) kv[EF_NV], gor = F(vksplat)(0);
+            F(vt) vv[EF_NV];
+            int u;
+            for (u = 0; u < EF_NV; u++) {
+                const F(vt) v = F(vval)(mode, x, g, st, sv, lv, j + u * EF_L);
+                if (mode == M_E)
+                    F(vstore)(st + j + u * EF_L, v);
+                vv[u] = v;
+                kv[u] = F(vkey)(v);
+                gor |= kv[u] > tv;
+                eqacc += kv[u] == tv; /* -1 per tie */
+            }
+            if (F(vany)(gor)) {
+                SK kb[16];
+                K rb[16];
+                uint32_t *restrict bo;
+                K *restrict bkey;
+                memcpy(kb, kv, sizeof kb);
+                memcpy(rb, vv, sizeof rb);
+                if (len + 16 > b->capa) {
+                    b->len = len;
+                    if (F(cbuf_grow)(b, cap)) {
+                        rc = 2;
+                        j += 16;
+                        eq -= F(vsum)(eqacc);
+                        goto done;
+                    }
+                }
+                bo = b->off;
+                bkey = b->key;
+                for (u = 0; u < 16; u++) { /* branch-free: store always, advance if kept */
+                    bo[len] = (uint32_t)(j + u - lo);
+                    bkey[len] = rb[u];
+                    len += kb[u] > (SK)t;
+                    mx = (K)kb[u] > mx ? (K)kb[u] : mx;
+                }
+                if (len > cap) {
+                    rc = 1;
+                    j += 16;
+                    eq -= F(vsum)(eqacc);
+                    goto done;
+                }
+            }
+        }
+        eq -= F(vsum)(eqacc);
+        for (; j < bend; j++) {
+            const T v = F(val)(mode, x, g, st, s, lr, j);
+            K kv;
+            if (mode == M_E)
+                st[j] = v;
+            kv = F(key)(v);
+            eq += kv == t;
+            if (kv > t) {
+                if (len == b->capa) {
+                    b->len = len;
+                    if (F(cbuf_grow)(b, cap)) {
+                        rc = 2;
+                        j++;
+                        goto done;
+                    }
+                }
+                b->off[len] = (uint32_t)(j - lo);
+                memcpy(&b->key[len], &v, sizeof v);
+                len++;
+                mx = kv > mx ? kv : mx;
+                if (len > cap) {
+                    rc = 1;
+                    j++;
+                    goto done;
+                }
+            }
+        }
+        {
+            int64_t add = len - reported, tot;
+            reported = len;
+#pragma omp atomic capture
+            {
+                *shared += add;
+                tot = *shared;
+            }
+            if (tot > cap) {
+                rc = 1;
+                goto done;
+            }
+        }
+    }
+done:
+    b->len = len;
+    b->mx = mx;
+    *eq_out = eq;
+    if (rc && mode == M_E)
+        for (; j < hi; j++)
+            st[j] = F(add)(st[j], F(mul)(lr, g[j]));
+    return rc;
+}
+
+EF_CLONES static int F(collect)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cbuf) *b,
+                      int64_t *eq_out, int64_t cap, int64_t *shared)
+{
+    switch (S->mode) {
+    case M_X:
+        return F(collect_m)(S, M_X, lo, hi, t, b, eq_out, cap, shared);
+    case M_D:
+        return F(collect_m)(S, M_D, lo, hi, t, b, eq_out, cap, shared);
+    case M_DS:
+        return F(collect_m)(S, M_DS, lo, hi, t, b, eq_out, cap, shared);
+    default:
+        return F(collect_m)(S, M_E, lo, hi, t, b, eq_out, cap, shared);
+    }
+}
+
+/* Histogram (into h, 65536 bins) of the 16-bit digit at `shift` of the keys of [lo, hi)
+ * whose bits above the digit equal those of pre (all keys when first). M_E only with
+ * first: writes the updated error back. */
+EF_INLINE void F(rhist_m)(const F(src) *S, const int mode, int64_t lo, int64_t hi, int shift,
+                          int first, K pre, uint32_t *restrict h)
+{
+    const T *restrict x = S->x;
+    const T *restrict g = S->g;
+    T *restrict st = S->st;
+    const T s = S->s, lr = S->lr;
+    int64_t j;
+    memset(h, 0, 65536 * sizeof *h);
+    if (first) {
+        for (j = lo; j < hi; j++) {
+            const T v = F(val)(mode, x, g, st, s, lr, j);
+            if (mode == M_E)
+                st[j] = v;
+            h[(F(key)(v) >> shift) & 0xFFFF]++;
+        }
+    } else {
+        const int hs = shift + 16;
+        const K ph = pre >> hs;
+        for (j = lo; j < hi; j++) {
+            const K kv = F(key)(F(val)(mode, x, g, st, s, lr, j));
+            if ((kv >> hs) == ph)
+                h[(kv >> shift) & 0xFFFF]++;
+        }
+    }
+}
+
+EF_CLONES static void F(rhist)(const F(src) *S, int64_t lo, int64_t hi, int shift, int first, K pre,
+                     uint32_t *h)
+{
+    switch (S->mode) {
+    case M_X:
+        F(rhist_m)(S, M_X, lo, hi, shift, first, pre, h);
+        break;
+    case M_D:
+        F(rhist_m)(S, M_D, lo, hi, shift, first, pre, h);
+        break;
+    case M_DS:
+        F(rhist_m)(S, M_DS, lo, hi, shift, first, pre, h);
+        break;
+    default:
+        F(rhist_m)(S, M_E, lo, hi, shift, first, pre, h);
+        break;
+    }
+}
+
+/* Write to out, ascending, the j in [lo, hi) with key > tk and the first q with key == tk,
+ * `target` indices in all. With b (holding exactly this chunk's key > tk entries), the
+ * scan stops once the q ties are taken and the rest is copied from b. Never M_E. */
+EF_INLINE void F(emit_m)(const F(src) *S, const int mode, int64_t lo, int64_t hi, K tk,
+                         int64_t q, const F(cbuf) *b, int64_t target, int64_t *restrict out)
+{
+    const T *restrict x = S->x;
+    const T *restrict g = S->g;
+    const T *restrict st = S->st;
+    const T s = S->s, lr = S->lr;
+    const F(vt) sv = F(vsplat)(s), lv = F(vsplat)(lr);
+    const F(vk) tv = F(vksplat)((SK)tk);
+    int64_t o = 0, p = 0, j = lo;
+    while (j < hi && o < target && !(b && q == 0)) {
+        if (j + 16 <= hi) {
+            F(vk) kv[EF_NV], gor = F(vksplat)(0);
+            int u;
+            for (u = 0; u < EF_NV; u++) {
+                kv[u] = F(vkey)(F(vval)(mode, x, g, st, sv, lv, j + u * EF_L));
+                gor |= kv[u] >= tv;
+            }
+            if (F(vany)(gor)) {
+                SK kb[16];
+                memcpy(kb, kv, sizeof kb);
+                for (u = 0; u < 16; u++) {
+                    if (kb[u] > (SK)tk) {
+                        out[o++] = j + u;
+                        p++;
+                    } else if (kb[u] == (SK)tk && q > 0) {
+                        out[o++] = j + u;
+                        q--;
+                    }
+                }
+            }
+            j += 16;
+        } else {
+            const K kv = F(key)(F(val)(mode, x, g, st, s, lr, j));
+            if (kv > tk) {
+                out[o++] = j;
+                p++;
+            } else if (kv == tk && q > 0) {
+                out[o++] = j;
+                q--;
+            }
+            j++;
+        }
+    }
+    if (b)
+        while (p < b->len)
+            out[o++] = lo + (int64_t)b->off[p++];
+}
+
+EF_CLONES static void F(emit)(const F(src) *S, int64_t lo, int64_t hi, K tk, int64_t q, const F(cbuf) *b,
+                    int64_t target, int64_t *out)
+{
+    switch (S->mode) {
+    case M_D:
+        F(emit_m)(S, M_D, lo, hi, tk, q, b, target, out);
+        break;
+    case M_DS:
+        F(emit_m)(S, M_DS, lo, hi, tk, q, b, target, out);
+        break;
+    default: /* M_X (M_E never reaches here: the first pass wrote the error back) */
+        F(emit_m)(S, M_X, lo, hi, tk, q, b, target, out);
+        break;
+    }
+}
+
+/* First index of the largest key in [lo, hi) (bj = -1 if empty). M_E writes back. */
+EF_INLINE void F(argmax_m)(const F(src) *S, const int mode, int64_t lo, int64_t hi, K *bk,
+                           int64_t *bj)
+{
+    const T *restrict x = S->x;
+    const T *restrict g = S->g;
+    T *restrict st = S->st;
+    const T s = S->s, lr = S->lr;
+    const F(vt) sv = F(vsplat)(s), lv = F(vsplat)(lr);
+    K best = 0;
+    int64_t bi = -1, j = lo;
+    for (; j + 16 <= hi; j += 16) {
+        F(vk) kv[EF_NV], mv;
+        SK kb[16], ml[EF_L], m;
+        int u;
+        for (u = 0; u < EF_NV; u++) {
+            const F(vt) v = F(vval)(mode, x, g, st, sv, lv, j + u * EF_L);
+            if (mode == M_E)
+                F(vstore)(st + j + u * EF_L, v);
+            kv[u] = F(vkey)(v);
+        }
+        mv = kv[0];
+        for (u = 1; u < EF_NV; u++) {
+            const F(vk) gtm = kv[u] > mv;
+            mv = (kv[u] & gtm) | (mv & ~gtm);
+        }
+        memcpy(ml, &mv, sizeof ml);
+        m = ml[0];
+        for (u = 1; u < EF_L; u++)
+            m = ml[u] > m ? ml[u] : m;
+        if ((K)m > best || bi < 0) {
+            memcpy(kb, kv, sizeof kb);
+            for (u = 0; u < 16; u++) {
+                if (kb[u] == m) {
+                    best = (K)m;
+                    bi = j + u;
+                    break;
+                }
+            }
+        }
+    }
+    for (; j < hi; j++) {
+        const T v = F(val)(mode, x, g, st, s, lr, j);
+        K kv;
+        if (mode == M_E)
+            st[j] = v;
+        kv = F(key)(v);
+        if (kv > best || bi < 0) {
+            best = kv;
+            bi = j;
+        }
+    }
+    *bk = best;
+    *bj = bi;
+}
+
+EF_CLONES static void F(argmax)(const F(src) *S, int64_t lo, int64_t hi, K *bk, int64_t *bj)
+{
+    switch (S->mode) {
+    case M_X:
+        F(argmax_m)(S, M_X, lo, hi, bk, bj);
+        break;
+    case M_D:
+        F(argmax_m)(S, M_D, lo, hi, bk, bj);
+        break;
+    case M_DS:
+        F(argmax_m)(S, M_DS, lo, hi, bk, bj);
+        break;
+    default:
+        F(argmax_m)(S, M_E, lo, hi, bk, bj);
+        break;
+    }
+}
+
+/* Keys of the whole row [0, d) into out (M_E writes back). */
+EF_INLINE void F(keys_m)(const F(src) *S, const int mode, int64_t d, K *restrict out)
+{
+    const T *restrict x = S->x;
+    const T *restrict g = S->g;
+    T *restrict st = S->st;
+    const T s = S->s, lr = S->lr;
+    const F(vt) sv = F(vsplat)(s), lv = F(vsplat)(lr);
+    int64_t j = 0;
+    for (; j + EF_L <= d; j += EF_L) {
+        const F(vt) v = F(vval)(mode, x, g, st, sv, lv, j);
+        const F(vk) kv = F(vkey)(v);
+        if (mode == M_E)
+            F(vstore)(st + j, v);
+        memcpy(out + j, &kv, sizeof kv);
+    }
+    for (; j < d; j++) {
+        const T v = F(val)(mode, x, g, st, s, lr, j);
+        if (mode == M_E)
+            st[j] = v;
+        out[j] = F(key)(v);
+    }
+}
+
+EF_CLONES static void F(keys)(const F(src) *S, int64_t d, K *out)
+{
+    switch (S->mode) {
+    case M_X:
+        F(keys_m)(S, M_X, d, out);
+        break;
+    case M_D:
+        F(keys_m)(S, M_D, d, out);
+        break;
+    case M_DS:
+        F(keys_m)(S, M_DS, d, out);
+        break;
+    default:
+        F(keys_m)(S, M_E, d, out);
+        break;
+    }
+}
+
+/* Keys of nb blocks of 16 spread evenly over [0, d) (no write-back). */
+static void F(sample)(const F(src) *S, int64_t d, int64_t nb, K *out)
+{
+    const int64_t nblk = d / 16;
+    int64_t b;
+    int u;
+    for (b = 0; b < nb; b++) {
+        const int64_t start = 16 * (nb == 1 ? 0 : (nblk - 1) * b / (nb - 1));
+        for (u = 0; u < 16; u++)
+            out[16 * b + u] = F(key)(F(val)(S->mode, S->x, S->g, S->st, S->s, S->lr, start + u));
+    }
+}
+
+/* error += lr * grad on [lo, hi) (ef_step with k == 0). */
+static void F(update_e)(const F(src) *S, int64_t lo, int64_t hi)
+{
+    const T *restrict g = S->g;
+    T *restrict st = S->st;
+    const T lr = S->lr;
+    int64_t j;
+    for (j = lo; j < hi; j++)
+        st[j] = F(add)(st[j], F(mul)(lr, g[j]));
+}
+
+/* val and the state update at the k selected indices. */
+static void F(values)(const F(src) *S, const int64_t *idx, int64_t k, T *val, int par, int nt)
+{
+    const T *x = S->x, *g = S->g;
+    T *st = S->st;
+    const T s = S->s, lr = S->lr;
+    const int mode = S->mode, zero = S->zero_after;
+    int64_t i;
+    par = par && k >= 32768;
+#define EF_VALUES_LOOP(BODY)                                                              \
+    do {                                                                                  \
+        if (par) {                                                                        \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")                  \
+            for (i = 0; i < k; i++) { const int64_t j = idx[i]; BODY }                    \
+        } else {                                                                          \
+            for (i = 0; i < k; i++) { const int64_t j = idx[i]; BODY }                    \
+        }                                                                                 \
+    } while (0)
+    if (mode == M_X && zero) {
+        EF_VALUES_LOOP(val[i] = st[j]; st[j] = (T)0;);
+    } else if (mode == M_X) {
+        EF_VALUES_LOOP(val[i] = x[j];);
+    } else if (mode == M_D) {
+        EF_VALUES_LOOP(const T v = g[j] - st[j]; val[i] = v; st[j] = F(add)(st[j], v););
+    } else if (mode == M_DS) {
+        EF_VALUES_LOOP(const T v = F(mul)(s, g[j]) - st[j]; val[i] = v; st[j] = F(add)(st[j], v););
+    } else { /* M_E, not yet written back: only on the k == d path */
+        EF_VALUES_LOOP(const T v = F(add)(st[j], F(mul)(lr, g[j])); val[i] = v; st[j] = (T)0;);
+    }
+#undef EF_VALUES_LOOP
+}
+
+/* Tie quotas and output offsets per chunk from W->gt and W->eq. */
+static void F(plan)(F(ws) *W, int64_t k)
+{
+    int64_t c, need = k, off = 0;
+    for (c = 0; c < W->nch; c++)
+        need -= W->gt[c];
+    for (c = 0; c < W->nch; c++) {
+        const int64_t q = W->eq[c] < need ? W->eq[c] : need;
+        need -= q;
+        W->q[c] = q;
+        W->o[c] = off;
+        off += W->gt[c] + q;
+    }
+}
+
+/* Case (a): the candidates (all keys > t, at least k of them) hold the answer. Writes
+ * the indices and the values (from the stored bits), and the state updates. */
+static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_t *oidx, T *oval,
+                              F(ws) *W, int par, int nt)
+{
+    const int64_t nch = W->nch;
+    int64_t c, cum = 0, bk, cnt = 0, g2, e2;
+    int shift0 = 0;
+    K tk, mx = 0, x, prefix;
+    /* All candidates lie in (t, mx]: they share the bits of t above the highest bit where
+     * t and mx differ. The first digit is the 11 bits just below that (at most). */
+    for (c = 0; c < nch; c++)
+        mx = W->cb[c].mx > mx ? W->cb[c].mx : mx;
+    for (x = t ^ mx; x >> 1; x >>= 1)
+        shift0++;
+    shift0 = shift0 + 1 > 11 ? shift0 + 1 - 11 : 0;
+    prefix = (t >> (shift0 + 11)) << (shift0 + 11);
+    EF_FOR_CHUNKS(c, par, {
+        const K *restrict bits = W->cb[c].key;
+        const int64_t len = W->cb[c].len;
+        uint32_t *restrict h = W->h11 + 2048 * c;
+        int64_t i;
+        memset(h, 0, 2048 * sizeof *h);
+        for (i = 0; i < len; i++)
+            h[(F(canon)(bits[i]) >> shift0) & 2047]++;
+    });
+    for (bk = 2047; bk > 0; bk--) {
+        int64_t tb = 0;
+        for (c = 0; c < nch; c++)
+            tb += W->h11[2048 * c + bk];
+        if (cum + tb >= k)
+            break;
+        cum += tb;
+    }
+    for (c = 0; c < nch; c++) {
+        const uint32_t *h = W->h11 + 2048 * c;
+        int64_t b, above = 0;
+        for (b = bk + 1; b < 2048; b++)
+            above += h[b];
+        W->gt[c] = above; /* keys above the bucket: all > tk */
+        W->o[c] = cnt;
+        cnt += h[bk];
+    }
+    if (2 * cnt > W->scr2_cap) { /* the bucket's keys per chunk, and a copy to select on */
+        K *p = (K *)realloc(W->scr2, (size_t)(2 * cnt) * sizeof(K));
+        if (!p)
+            return EF21_ENOMEM;
+        W->scr2 = p;
+        W->scr2_cap = 2 * cnt;
+    }
+    EF_FOR_CHUNKS(c, par, {
+        const K *restrict bits = W->cb[c].key;
+        const int64_t len = W->cb[c].len;
+        const int64_t want = W->h11[2048 * c + bk];
+        K *restrict dst = W->scr2 + W->o[c];
+        int64_t i, m = 0;
+        for (i = 0; i < len && m < want; i++) {
+            const K kv = F(canon)(bits[i]);
+            dst[m] = kv; /* branch-free; m < want keeps it inside the chunk's share */
+            m += (int64_t)((kv >> shift0) & 2047) == bk;
+        }
+    });
+    memcpy(W->scr2 + cnt, W->scr2, (size_t)cnt * sizeof(K));
+    tk = F(kth_inplace)(W->scr2 + cnt, cnt, k - cum, shift0, prefix | ((K)bk << shift0), &g2,
+                        &e2);
+    for (c = 0; c < nch; c++) { /* counts of > tk and == tk per chunk, from its bucket keys */
+        const K *seg = W->scr2 + W->o[c];
+        const int64_t len = W->h11[2048 * c + bk];
+        int64_t i, gt = 0, eq = 0;
+        for (i = 0; i < len; i++) {
+            gt += seg[i] > tk;
+            eq += seg[i] == tk;
+        }
+        W->gt[c] += gt;
+        W->eq[c] = eq;
+    }
+    F(plan)(W, k);
+    EF_FOR_CHUNKS(c, par, {
+        const K *restrict bits = W->cb[c].key;
+        const uint32_t *restrict off = W->cb[c].off;
+        const int64_t len = W->cb[c].len;
+        const int64_t lo = ef_chunk_lo(d, nch, c);
+        int64_t *restrict out = oidx + W->o[c];
+        K *restrict outv = (K *)(void *)(oval + W->o[c]);
+        const int64_t n_out = W->gt[c] + W->q[c];
+        int64_t i, o = 0, q = W->q[c];
+        for (i = 0; i < len && o < n_out; i++) { /* branch-free, as above */
+            const K kv = F(canon)(bits[i]);
+            const int tie = (kv == tk) & (q > 0);
+            out[o] = lo + (int64_t)off[i];
+            outv[o] = bits[i];
+            o += (kv > tk) | tie;
+            q -= tie;
+        }
+    });
+    /* State updates at the selected entries (val is final). */
+    if (S->mode != M_X || S->zero_after) {
+        T *st = S->st;
+        const T s0 = 0;
+        int64_t i;
+        const int pv = par && k >= 32768;
+        if (S->mode == M_X) { /* ef_step after the write-back */
+            if (pv) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+                for (i = 0; i < k; i++)
+                    st[oidx[i]] = s0;
+            } else {
+                for (i = 0; i < k; i++)
+                    st[oidx[i]] = s0;
+            }
+        } else { /* M_D, M_DS: state += delta */
+            if (pv) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+                for (i = 0; i < k; i++)
+                    st[oidx[i]] = F(add)(st[oidx[i]], oval[i]);
+            } else {
+                for (i = 0; i < k; i++)
+                    st[oidx[i]] = F(add)(st[oidx[i]], oval[i]);
+            }
+        }
+    }
+    return EF21_OK;
+}
+
+/* Exact radix-select over the whole row, then one write pass. */
+static int F(radix)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W, int par, int nt)
+{
+    const int64_t nch = W->nch;
+    int64_t c, kk = k, bk = 0;
+    int shift = ((KBITS + 15) / 16 - 1) * 16, first = 1;
+    K pre = 0;
+    if (!W->h16) {
+        W->h16 = (uint32_t *)malloc((size_t)(nch * 65536) * sizeof(uint32_t));
+        if (!W->h16)
+            return EF21_ENOMEM;
+    }
+    for (c = 0; c < nch; c++)
+        W->gt[c] = 0;
+    for (;;) {
+        int64_t cum = 0;
+        EF_FOR_CHUNKS(c, par, {
+            F(rhist)(S, ef_chunk_lo(d, nch, c), ef_chunk_lo(d, nch, c + 1), shift, first, pre,
+                     W->h16 + 65536 * c);
+        });
+        F(written_back)(S);
+        for (bk = 65535; bk > 0; bk--) {
+            int64_t tb = 0;
+            for (c = 0; c < nch; c++)
+                tb += W->h16[65536 * c + bk];
+            if (cum + tb >= kk)
+                break;
+            cum += tb;
+        }
+        kk -= cum;
+        for (c = 0; c < nch; c++) {
+            const uint32_t *h = W->h16 + 65536 * c;
+            int64_t b, sum = 0;
+            for (b = bk + 1; b < 65536; b++)
+                sum += h[b];
+            W->gt[c] += sum;
+        }
+        pre |= (K)bk << shift;
+        first = 0;
+        if (shift == 0)
+            break;
+        shift -= 16;
+    }
+    for (c = 0; c < nch; c++)
+        W->eq[c] = W->h16[65536 * c + bk];
+    F(plan)(W, k);
+    EF_FOR_CHUNKS(c, par, {
+        F(emit)(S, ef_chunk_lo(d, nch, c), ef_chunk_lo(d, nch, c + 1), pre, W->q[c], NULL,
+                W->gt[c] + W->q[c], oidx + W->o[c]);
+    });
+    return EF21_OK;
+}
+
+/* General case, 2 <= k < d: sample-select, else the radix fallback. */
+/* Returns EF21_OK with the indices in oidx (then the caller does the values), or
+ * EF21_DONE when oval and the state updates are done too, or EF21_ENOMEM. */
+static int F(select_large)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *oval, F(ws) *W,
+                           int par, int nt, int flags)
+{
+    const int64_t nch = W->nch;
+    int64_t c;
+    if (!(flags & F_RADIX) && k <= d / 4 && d >= 16) {
+        /* about one element in 16 sampled on short rows, at most EF_SAMPLE_BLOCKS blocks */
+        const int64_t nb0 = d / 256 > 32 ? d / 256 : 32;
+        const int64_t nb1 = nb0 < EF_SAMPLE_BLOCKS ? nb0 : EF_SAMPLE_BLOCKS;
+        const int64_t nb = nb1 < d / 16 ? nb1 : d / 16;
+        const int64_t ns = 16 * nb;
+        const double r = (double)k * (double)ns / (double)d;
+        const double rd = ceil(r + 4.0 * sqrt(r) + 8.0);
+        if (rd < (double)ns && ns <= W->nsamp) {
+            const double ed = rd * (double)d / (double)ns; /* expected count of key >= t */
+            int64_t g0, e0, cap, init, shared = 0, gt = 0, eq = 0;
+            int over = 0;
+            K t;
+            F(sample)(S, d, nb, W->samp);
+            memcpy(W->scr, W->samp, (size_t)ns * sizeof(K));
+            t = F(kth_inplace)(W->scr, ns, (int64_t)rd, KBITS, 0, &g0, &e0);
+            cap = 2 * k;
+            if (2.0 * ed > (double)cap)
+                cap = (int64_t)(2.0 * ed);
+            cap += 4096;
+            if (cap > d)
+                cap = d;
+            init = (int64_t)(1.25 * ed / (double)nch) + 1024;
+            if (init > cap)
+                init = cap;
+            for (c = 0; c < nch; c++)
+                if (F(cbuf_reserve)(&W->cb[c], init))
+                    return EF21_ENOMEM;
+            EF_FOR_CHUNKS(c, par, {
+                W->rc[c] = F(collect)(S, ef_chunk_lo(d, nch, c), ef_chunk_lo(d, nch, c + 1), t,
+                                      &W->cb[c], &W->eq[c], cap, &shared);
+            });
+            F(written_back)(S);
+            for (c = 0; c < nch; c++) {
+                if (W->rc[c] == 2)
+                    return EF21_ENOMEM;
+                if (W->rc[c])
+                    over = 1;
+                gt += W->cb[c].len;
+                eq += W->eq[c];
+            }
+            if (!over && gt >= k)
+                return F(from_candidates)(S, d, k, t, oidx, oval, W, par, nt) == EF21_OK
+                           ? EF21_DONE
+                           : EF21_ENOMEM;
+            if (!over && gt + eq >= k) { /* case (b): the k-th key is t itself */
+                for (c = 0; c < nch; c++)
+                    W->gt[c] = W->cb[c].len;
+                F(plan)(W, k);
+                EF_FOR_CHUNKS(c, par, {
+                    F(emit)(S, ef_chunk_lo(d, nch, c), ef_chunk_lo(d, nch, c + 1), t, W->q[c],
+                            &W->cb[c], W->gt[c] + W->q[c], oidx + W->o[c]);
+                });
+                return EF21_OK;
+            }
+        }
+    }
+    return F(radix)(S, d, k, oidx, W, par, nt);
+}
+
+/* Select the k entries of one row (indices to oidx, ascending), then values/updates. */
+static int F(select_row)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *oval, F(ws) *W,
+                         int par, int nt, int flags)
+{
+    const int64_t nch = W->nch;
+    int64_t c;
+    if (d <= 0)
+        return EF21_OK;
+    if (k <= 0) {
+        if (S->mode == M_E) {
+            EF_FOR_CHUNKS(c, par, {
+                F(update_e)(S, ef_chunk_lo(d, nch, c), ef_chunk_lo(d, nch, c + 1));
+            });
+        }
+        return EF21_OK;
+    }
+    if (k >= d) {
+        int64_t j;
+        for (j = 0; j < d; j++)
+            oidx[j] = j;
+        F(values)(S, oidx, d, oval, par, nt);
+        return EF21_OK;
+    }
+    if (k == 1) {
+        K best = 0;
+        int64_t bj = -1;
+        EF_FOR_CHUNKS(c, par, {
+            F(argmax)(S, ef_chunk_lo(d, nch, c), ef_chunk_lo(d, nch, c + 1), &W->amk[c],
+                      &W->amj[c]);
+        });
+        F(written_back)(S);
+        for (c = 0; c < nch; c++) {
+            if (W->amj[c] >= 0 && (bj < 0 || W->amk[c] > best)) {
+                best = W->amk[c];
+                bj = W->amj[c];
+            }
+        }
+        oidx[0] = bj;
+    } else if (nch == 1 && d <= EF_SMALL && d <= W->nsamp && !(flags & F_NOSMALL)) {
+        K *keys = W->samp, tk;
+        int64_t gt, eq, q, o = 0, j;
+        F(keys)(S, d, keys);
+        F(written_back)(S);
+        memcpy(W->scr, keys, (size_t)d * sizeof(K));
+        tk = F(kth_inplace)(W->scr, d, k, KBITS, 0, &gt, &eq);
+        q = k - gt;
+        for (j = 0; o < k; j++) {
+            const K kv = keys[j];
+            if (kv > tk) {
+                oidx[o++] = j;
+            } else if (kv == tk && q > 0) {
+                oidx[o++] = j;
+                q--;
+            }
+        }
+    } else {
+        const int rc = F(select_large)(S, d, k, oidx, oval, W, par, nt, flags);
+        if (rc == EF21_DONE)
+            return EF21_OK;
+        if (rc)
+            return rc;
+    }
+    F(values)(S, oidx, k, oval, par, nt);
+    return EF21_OK;
+}
+
+static void F(src_row)(F(src) *S, int mode, const T *x, const T *g, T *st, const T *scale, T lr,
+                       int64_t i, int64_t d)
+{
+    S->mode = mode;
+    S->zero_after = mode == M_E;
+    S->x = x ? x + i * d : NULL;
+    S->g = g ? g + i * d : NULL;
+    S->st = st ? st + i * d : NULL;
+    S->s = scale ? scale[i] : (T)0;
+    S->lr = lr;
+}
+
+/* Workspaces are pooled between calls: their buffers stay allocated and touched, so a
+ * repeated call does not pay page faults for fresh memory. Slots [0, EF_POOL_WITHIN) serve
+ * split rows, the others one thread each of the row-parallel loop. A call that finds no
+ * free slot (concurrent callers) uses a private workspace. */
+static F(ws) F(pool)[EF_POOL];
+static int F(pool_busy)[EF_POOL];
+
+static F(ws) *F(ws_get)(F(ws) *local, int64_t nch, int64_t d, int within)
+{
+    int i;
+    const int lo = within ? 0 : EF_POOL_WITHIN, hi = within ? EF_POOL_WITHIN : EF_POOL;
+    for (i = lo; i < hi; i++) {
+        if (__sync_lock_test_and_set(&F(pool_busy)[i], 1) == 0) {
+            F(ws) *W = &F(pool)[i];
+            if (W->nch != nch || W->cb == NULL) {
+                F(ws_free)(W);
+                if (F(ws_init)(W, nch, EF_SMALL)) {
+                    F(ws_free)(W);
+                    __sync_lock_release(&F(pool_busy)[i]);
+                    return NULL;
+                }
+            }
+            return W;
+        }
+    }
+    if (F(ws_init)(local, nch, d)) {
+        F(ws_free)(local);
+        return NULL;
+    }
+    return local;
+}
+
+static void F(ws_put)(F(ws) *W, F(ws) *local)
+{
+    int64_t c;
+    if (W == local) {
+        F(ws_free)(local);
+        return;
+    }
+    for (c = 0; c < W->nch; c++) { /* do not keep much more than the last call used */
+        F(cbuf) *b = &W->cb[c];
+        if (b->capa > 4 * b->len + 65536) {
+            free(b->off);
+            free(b->key);
+            b->off = NULL;
+            b->key = NULL;
+            b->capa = 0;
+        }
+        b->len = 0;
+    }
+    __sync_lock_release(&F(pool_busy)[W - F(pool)]);
+}
+
+/* All rows of one kernel call. */
+static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr, int64_t n,
+                  int64_t d, int64_t k, int64_t *idx, T *val)
+{
+    const int flags = ef_flags();
+    const int nt = ef21_get_num_threads();
+    const int64_t nch1 = (d + EF_CHUNK_MAX - 1) / EF_CHUNK_MAX;
+    int within, prow, err = 0;
+    int64_t chunk;
+    if (n <= 0 || d <= 0)
+        return EF21_OK;
+    within = nt > 1 && d >= EF_WITHIN_MIN && n < 4 * (int64_t)nt;
+    if ((flags & F_WITHIN) && nt > 1 && d >= 64)
+        within = 1;
+    if (flags & F_ROWS)
+        within = 0;
+    if (within) {
+        F(ws) local;
+        const int64_t nch = nt > nch1 ? nt : nch1;
+        F(ws) *W = F(ws_get)(&local, nch, d, 1);
+        int64_t i;
+        if (W == NULL)
+            return EF21_ENOMEM;
+        for (i = 0; i < n && err == 0; i++) {
+            F(src) S;
+            F(src_row)(&S, mode, x, g, st, scale, lr, i, d);
+            err = F(select_row)(&S, d, k, idx + i * k, val + i * k, W, 1, nt, flags);
+        }
+        F(ws_put)(W, &local);
+        return err;
+    }
+    prow = nt > 1 && n > 1 && (n * d >= 32768 || (flags & F_ROWS));
+    chunk = n / (8 * (int64_t)nt);
+    if (chunk < 1)
+        chunk = 1;
+    if (chunk > 64)
+        chunk = 64;
+#pragma omp parallel num_threads(prow ? nt : 1)
+    {
+        F(ws) local;
+        F(ws) *W = F(ws_get)(&local, nch1, d, 0);
+        int rc = W ? EF21_OK : EF21_ENOMEM;
+        int64_t i;
+#pragma omp for schedule(dynamic, chunk)
+        for (i = 0; i < n; i++) {
+            if (rc == 0) {
+                F(src) S;
+                F(src_row)(&S, mode, x, g, st, scale, lr, i, d);
+                rc = F(select_row)(&S, d, k, idx + i * k, val + i * k, W, 0, 1, flags);
+            }
+        }
+        if (rc) {
+#pragma omp atomic write
+            err = rc;
+        }
+        if (W)
+            F(ws_put)(W, &local);
+    }
+    return err;
+}
+
+/* ------------------------------------------------------------------------ scatter_add */
+
+static void F(scatter_range)(T *out, int64_t lo, int64_t hi, int all, const int64_t *idx,
+                             const T *val, const T *w, int64_t n, int64_t k)
+{
+    const uint64_t span = (uint64_t)(hi - lo);
+    int64_t i, j;
+    for (i = 0; i < n; i++) {
+        const int64_t *ii = idx + i * k;
+        const T *vv = val + i * k;
+        if (w) {
+            const T wi = w[i];
+            for (j = 0; j < k; j++) {
+                const int64_t p = ii[j];
+                if (all || (uint64_t)(p - lo) < span)
+                    out[p] = F(add)(out[p], F(mul)(wi, vv[j]));
+            }
+        } else {
+            for (j = 0; j < k; j++) {
+                const int64_t p = ii[j];
+                if (all || (uint64_t)(p - lo) < span)
+                    out[p] = F(add)(out[p], vv[j]);
+            }
+        }
+    }
+}
+
+static int F(scatter)(T *out, int64_t d, const int64_t *idx, const T *val, const T *w, int64_t n,
+                      int64_t k)
+{
+    const int nt = ef21_get_num_threads();
+    if (n <= 0 || k <= 0 || d <= 0)
+        return EF21_OK;
+    if (nt > 1 && n * k >= ((int64_t)1 << 17) && d >= 16384) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t t = 0, tn = 1;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+            tn = omp_get_num_threads();
+#endif
+            F(scatter_range)(out, ef_chunk_lo(d, tn, t), ef_chunk_lo(d, tn, t + 1), tn == 1, idx,
+                             val, w, n, k);
+        }
+    } else {
+        F(scatter_range)(out, 0, d, 1, idx, val, w, n, k);
+    }
+    return EF21_OK;
+}
+
+#undef EF_L
+#undef EF_NV
+#undef F
