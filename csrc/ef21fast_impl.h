@@ -1216,7 +1216,7 @@ static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr,
         F(ws_put)(W, &local);
         return err;
     }
-    prow = nt > 1 && n > 1 && (n * d >= 32768 || (flags & F_ROWS));
+    prow = nt > 1 && n > 1 && (n * d >= EF_ROWS_PAR_MIN || (flags & F_ROWS));
     chunk = n / (8 * (int64_t)nt);
     if (chunk < 1)
         chunk = 1;

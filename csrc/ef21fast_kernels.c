@@ -59,6 +59,9 @@ enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8 };
 #define EF_SMALL 16384          /* rows up to this length: keys held in memory (serial) */
 #define EF_SAMPLE_BLOCKS 1024   /* sample: up to this many blocks of 16 elements */
 #define EF_WITHIN_MIN 65536     /* rows at least this long may be split across threads */
+/* Batches smaller than this run on one thread: waking a team costs more than the work,
+ * and on a loaded machine spinning threads fight the BLAS threads for the cores. */
+#define EF_ROWS_PAR_MIN ((int64_t)1 << 18)
 #define EF_CHUNK_MAX ((int64_t)1 << 30) /* chunk length bound: offsets fit in uint32 */
 #define EF_VBYTES 16          /* SIMD vector width in bytes (SSE2 / NEON native) */
 #define EF_POOL 64            /* pooled workspaces (kept between calls) */
