@@ -65,6 +65,8 @@ def _make():
         '#include "ef21fast.h"',
         sources=SOURCES,
         include_dirs=[HERE],
+        # rebuild when any header changes (setuptools only tracks SOURCES by default)
+        depends=sorted(os.path.join("csrc", f) for f in os.listdir(HERE) if f.endswith(".h")),
         extra_compile_args=cflags,
         extra_link_args=omp_l + (extra.split() if extra else []),
     )
