@@ -5,7 +5,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import pytest
 
 import ef21fast
