@@ -197,7 +197,9 @@ def test_round_speedup(shape, capsys, request):
     backend = fastest_backend()
     if backend in (None, "numpy"):
         pytest.skip("no compiled backend is available: the speed-up is about them")
-    measuring = not request.config.getoption("benchmark_disable", False)
+    opt = request.config.getoption
+    # pyproject's addopts always pass --benchmark-disable; --benchmark-enable wins
+    measuring = bool(opt("benchmark_enable", False)) or not opt("benchmark_disable", False)
     reps = 15 if measuring else 1
     problem = problem_for(shape)
     pkg = _median_time(PackageRound(problem, backend), repeats=reps, inner=5)

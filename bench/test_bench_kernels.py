@@ -2,7 +2,9 @@
 
 Every kernel x backend x d in (1e3, 1e5, 1e7), with two anchors in the same group:
 one streaming read of the inputs (``np.sum``) and ``np.argpartition(np.abs(x), d-k)``
-with the gather. Run and save, then render the README table::
+with the gather. The topk groups have a third anchor, ``torch.topk`` on
+``torch.from_numpy(x).abs()`` (``sorted=False``) with the gather of the signed values,
+when torch is installed (optional extra ``ef21fast[torch]``; skipped otherwise). Run and save, then render the README table::
 
     pytest bench/test_bench_kernels.py --benchmark-enable --benchmark-json=bench/results.json
     python bench/render_table.py bench/results.json
@@ -17,7 +19,8 @@ import numpy as np
 import pytest
 
 from ef21fast import api, dispatch, reference
-from ef21fast.speed import ARGPART, STREAM, argpartition_topk, kernel_call, stream_read
+from ef21fast.speed import (ARGPART, STREAM, TORCH, argpartition_topk, kernel_call,
+                            stream_read)
 
 SIZES = [10**3, 10**5, 10**7]
 
@@ -74,6 +77,32 @@ def test_kernel_speed(benchmark, kernel, d, k, dtype, impl):
         benchmark.pedantic(kernel_call(kernel, impl, x, k, state=s.copy()), rounds=1)
         return
     benchmark(kernel_call(kernel, impl, x, k, state=s.copy()))
+
+
+def _torch_topk_call(x, k):
+    """torch.topk on |x| (unsorted) plus the gather of the signed values: the anchor."""
+    torch = pytest.importorskip("torch", reason="torch anchor: torch is not installed "
+                                "(pip install ef21fast[torch])")
+    t = torch.from_numpy(x)  # zero-copy view, made once
+
+    def call():
+        _, idx = torch.topk(t.abs(), k, sorted=False)
+        return idx, t[idx]
+
+    return call
+
+
+TOPK_CASES = [(c, i) for c, i in zip(CASES, IDS) if c[0] == "topk"]
+
+
+@pytest.mark.parametrize("kernel,d,k,dtype", [c for c, _ in TOPK_CASES],
+                         ids=[i for _, i in TOPK_CASES])
+def test_torch_topk_anchor(benchmark, kernel, d, k, dtype):
+    x, _ = _data(d, dtype)
+    call = _torch_topk_call(x, k)
+    _info(benchmark, kernel, d, k, dtype, TORCH)
+    idx, val = benchmark(call)
+    assert idx.shape == (k,) and np.array_equal(val.numpy(), x[idx.numpy()])
 
 
 # --- batched clients: one call for all rows vs the reference's per-row loop ---------

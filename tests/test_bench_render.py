@@ -48,7 +48,42 @@ def test_render_computes_ratios_within_a_group(tmp_path):
 def test_quick_speed_table_runs():
     rows = speed.run_table(sizes=(1000,), kernels=("topk", "ef21_step"), backends=["numpy"])
     backends = {r["backend"] for r in rows}
-    assert backends == {speed.STREAM, speed.ARGPART, "numpy"}
+    torch = {speed.TORCH} if importlib.util.find_spec("torch") else set()  # optional
+    assert backends == {speed.STREAM, speed.ARGPART, "numpy"} | torch
     table = speed.format_table(rows)
     assert table.count("\n") == len(rows) + 1
     assert all(r["median_s"] > 0 for r in rows)
+
+
+def _tagged(measure, median=1.0, **info):
+    return {"extra_info": dict(info, measure=measure), "stats": {"median": median}}
+
+
+def test_render_scaling_memory_and_startup_tables():
+    scal = dict(kernel="topk", dtype="float32", backend="c")
+    doc = {"datetime": "2026-11-28T10:00:00", "machine_info": {}, "benchmarks": [
+        _bench(speed.STREAM, 0.002), _bench("c", 0.004), _bench(speed.TORCH, 0.008),
+        _tagged("scaling", 0.001, d=10**6, k=10**4, **scal),
+        _tagged("scaling", 0.012, d=10**7, k=10**5, **scal),
+        _tagged("scaling", 0.150, d=10**8, k=10**6, **scal),
+        _tagged("memory", kernel="topk", backend="numba", d=10**7, k=10**5,
+                dtype="float32", extra_bytes=2 * 2**20, fraction=0.0524),
+        _tagged("memory", kernel="ef_step", backend="c", d=10**7, k=10**4),  # no figure
+        _tagged("startup", startup="import ef21fast", import_s=0.25,
+                numba_imported=False)]}
+    render = _load_render()
+    rows = render.rows_from_json(doc)
+    # Tagged benchmarks stay out of the main table; the torch anchor is a row in it.
+    assert {r["backend"] for r in rows} == {speed.STREAM, "c", speed.TORCH}
+    torch_row = next(r for r in rows if r["backend"] == speed.TORCH)
+    assert np.isclose(torch_row["ratio_stream"], 4.0)
+    (srow,) = render.scaling_rows(doc)
+    assert srow["k_fraction"] == 100 and np.isclose(srow["ratio"], 1.5)
+    assert np.isclose(srow["ns_per_elem"][10**7], 1.2)
+    text = render.render(doc)
+    assert "| topk | float32 | d/100 | c | 1.00 | 1.20 | 1.50 | 1.50 |" in text
+    assert "| topk | numba | 1e7 | 1e5 | float32 | 2.00 MiB | 5.24% |" in text
+    assert "ef_step" not in text
+    assert "- import ef21fast: import_s 0.250" in text
+    assert "numba_imported" not in text
+    assert "ns/elem" not in render.render(doc, ["ef21_step"])
