@@ -146,3 +146,30 @@ def emit(mode, a, b, c, j, o, idx_row, val_row):
         b[j] = add(b[j], v)
     elif mode >= 3:
         b[j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def value2(mode, a, b, c, i, j):
+    """:func:`value` of element ``(i, j)`` of 2-D ``a``/``b`` (no row views: batch loops
+    over many short rows avoid the reference counting of a view per row)."""
+    if mode == 0:
+        return a[i, j]
+    if mode == 1:
+        return a[i, j] - b[i, j]
+    if mode == 2:
+        return mul(c, a[i, j]) - b[i, j]
+    if mode == 3:
+        return add(b[i, j], mul(c, a[i, j]))
+    return b[i, j]
+
+
+@njit(cache=True, nogil=True)
+def emit2(mode, a, b, c, i, j, o, idx, val):
+    """:func:`emit` on row ``i`` of 2-D arrays, to slot ``(i, o)`` of ``idx``/``val``."""
+    v = value2(mode, a, b, c, i, j)
+    idx[i, o] = j
+    val[i, o] = v
+    if mode == 1 or mode == 2:
+        b[i, j] = add(b[i, j], v)
+    elif mode >= 3:
+        b[i, j] = 0.0

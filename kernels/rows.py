@@ -12,7 +12,9 @@ row split into parallel chunks. Both run the same pipeline (see :mod:`.select`):
    at the selected indices (values are recomputed there: same operations, same bits).
 
 Workspaces are allocated per call and per block of rows, never per row, and never
-d-sized except the per-block key buffer of small (dense) rows.
+d-sized except the per-block key buffer of small (dense) rows; the candidate buffers of
+a split row are passed in (the caller keeps them between calls). Batches with k in
+{0, 1, d} skip the pipeline: plain loops on the 2-D arrays, no per-row views.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .keys import emit, key, value
-from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, candidates, choose_bucket,
+from .keys import emit, emit2, key, value, value2
+from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, bucket_keys, candidates,
+                     choose_bucket,
                      emit_all, emit_chunk, histogram, radix_serial, sample_threshold,
                      update_error)
 
@@ -52,7 +55,7 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
     elif nblocks > 0:
         t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
                                 hist, gt, eq)
-        cnt = candidates(mode, a, b, c, 0, d, t_lo, kbuf, ibuf, cap, sparse)
+        cnt, _ = candidates(mode, a, b, c, 0, d, t_lo, kbuf, ibuf, cap, sparse)
         if k <= cnt <= cap:
             src = SRC_LIST
             m = cnt
@@ -61,6 +64,31 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
                                           rbits, hist, gt, eq)
     emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, shift, prefix, need_eq, 0,
                idx_row, val_row)
+
+
+@njit(cache=True, nogil=True)
+def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
+    """Rows ``lo .. hi-1`` when k is 0, 1 or d: simple loops on the 2-D arrays (no row
+    views, whose reference counting dominates on short rows). The argmax takes the
+    largest key in a first (vectorisable) pass, then the first index that has it."""
+    d = a.shape[1]
+    for i in range(lo, hi):
+        c = cvec[i]
+        if mode == 3:
+            for j in range(d):
+                b[i, j] = value2(3, a, b, c, i, j)
+        m = 4 if mode == 3 else mode
+        if k == d:
+            for j in range(d):
+                emit2(m, a, b, c, i, j, j, idx, val)
+        elif k == 1:
+            best = np.int64(-1)
+            for j in range(d):
+                best = max(best, key(value2(m, a, b, c, i, j)))
+            for j in range(d):
+                if key(value2(m, a, b, c, i, j)) == best:
+                    emit2(m, a, b, c, i, j, 0, idx, val)
+                    break
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -74,6 +102,11 @@ def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, blo
     given plan and candidate capacity ``cap``; ``sparse``: few candidates expected.
     """
     n = a.shape[0]
+    d = a.shape[1]
+    if k <= 1 or k == d:
+        for q in prange(nblk):
+            rows_trivial(mode, a, b, cvec, k, idx, val, q * n // nblk, (q + 1) * n // nblk)
+        return
     s = max(nblocks * block, 1)
     for q in prange(nblk):
         kbuf = np.empty(cap + 1, dtype=np.int64)
@@ -90,11 +123,13 @@ def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, blo
 
 @njit(cache=True, nogil=True, parallel=True)
 def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, block,
-                 rank, capc, sparse, rbits_range):
+                 rank, kbufs, ibufs, sparse, rbits_range):
     """One large row, cut into ``nch`` contiguous chunks processed in parallel.
 
-    ``nblocks > 0`` enables the sample with per-chunk candidate capacity ``capc``;
-    ``rbits_range`` is the radix width used when chunks fall back to full ranges.
+    ``nblocks > 0`` enables the sample with per-chunk candidate capacity
+    ``kbufs.shape[1] - 1`` (``kbufs``/``ibufs``: (nch, capc + 1) workspaces, reused
+    across calls by the caller); ``rbits_range`` is the radix width used when chunks
+    fall back to full ranges.
     """
     d = a.shape[0]
     bounds = np.empty(nch + 1, dtype=np.int64)
@@ -134,23 +169,38 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
         shist = np.empty((1, 2048), dtype=np.int64)
         t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
                                 shist, gt, eq)
-        cap = capc
+        cap = kbufs.shape[1] - 1
     else:
         t_lo = np.int64(0)
         cap = 0
-    kbufs = np.empty((nch, cap + 1), dtype=np.int64)
-    ibufs = np.empty((nch, cap + 1), dtype=np.int64)
     cnt = np.zeros(nch, dtype=np.int64)
+    mxs = np.full(nch, -1, dtype=np.int64)
     if nblocks > 0 or mode == 3:
         for ch in prange(nch):
-            cnt[ch] = candidates(mode, a, b, c, bounds[ch], bounds[ch + 1], t_lo,
-                                 kbufs[ch], ibufs[ch], cap, sparse)
+            cnt[ch], mxs[ch] = candidates(mode, a, b, c, bounds[ch], bounds[ch + 1],
+                                          t_lo, kbufs[ch], ibufs[ch], cap, sparse)
     smode = 4 if mode == 3 else mode  # mode 3 wrote the updated error back
+    hi_bit = keybits
+    prefix = np.int64(0)
+    all_lists = False
     if nblocks > 0 and cnt.sum() >= k:
+        all_lists = True
         for ch in range(nch):
             if cnt[ch] <= cap:
                 src[ch] = SRC_LIST
                 ms[ch] = cnt[ch]
+            else:
+                all_lists = False
+        # The k-th largest key lies in [t_lo, mx]: every key that can matter shares
+        # the bits of t_lo above the highest bit where t_lo and mx differ.
+        mx = mxs.max()
+        hb = 0
+        x = t_lo ^ mx
+        while x > 0:
+            hb += 1
+            x >>= 1
+        hi_bit = hb
+        prefix = t_lo >> hb
     n_range = 0
     for ch in range(nch):
         if src[ch] == SRC_RANGE:
@@ -158,9 +208,12 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
     rbits = rbits_range if n_range > (1 << 20) else 11
     hist = np.empty((nch, np.int64(1) << rbits), dtype=np.int64)
 
-    # radix select over all chunks
-    hi_bit = keybits
-    prefix = np.int64(0)
+    # radix select over all chunks; once every chunk is a candidate list, the keys
+    # of the chosen bucket are copied out (kb2) and the later digits scan only those
+    kb2 = np.empty((nch, 1), dtype=np.int64)
+    ms2 = np.zeros(nch, dtype=np.int64)
+    use2 = False
+    small2 = False
     need = np.int64(k)
     gt[:] = 0
     eq[:] = 0
@@ -168,9 +221,18 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
         lo_bit = max(hi_bit - rbits, 0)
         width = hi_bit - lo_bit
         nb = np.int64(1) << width
-        for ch in prange(nch):
-            histogram(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], hi_bit,
-                      lo_bit, prefix, hist[ch])
+        if use2 and small2:  # the bucket's keys are few: no thread team
+            for ch in range(nch):
+                histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch], hi_bit,
+                          lo_bit, prefix, hist[ch])
+        elif use2:
+            for ch in prange(nch):
+                histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch], hi_bit,
+                          lo_bit, prefix, hist[ch])
+        else:
+            for ch in prange(nch):
+                histogram(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], hi_bit,
+                          lo_bit, prefix, hist[ch])
         bk, cum, h = choose_bucket(hist, nch, nb, need, gt)
         need -= cum
         prefix = (prefix << width) | bk
@@ -179,6 +241,15 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
             for ch in range(nch):
                 eq[ch] = hist[ch, bk]
             break
+        if all_lists and not use2:
+            wmax = np.int64(1)
+            for ch in range(nch):
+                wmax = max(wmax, hist[ch, bk])
+            kb2 = np.empty((nch, wmax + 1), dtype=np.int64)
+            use2 = True
+            for ch in prange(nch):
+                ms2[ch] = bucket_keys(kbufs[ch], ms[ch], hi_bit, prefix, kb2[ch])
+            small2 = ms2.sum() <= 65536
 
     # output offsets: chunk order = index order
     off = np.empty(nch, dtype=np.int64)

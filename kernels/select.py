@@ -32,13 +32,14 @@ SRC_LIST = 1
 SRC_DENSE = 2
 
 
-CAND_BLOCK = 64
+CAND_BLOCK = 16
 
 
 @njit(cache=True, nogil=True)
-def _compact(mode, sa, sb, c, q0, nb, base, t_lo, kbuf, ibuf, cnt, cap):
+def _compact(mode, sa, sb, c, q0, nb, base, t_lo, kbuf, ibuf, cnt, cap, mx):
     """Append the elements ``q0 .. q0+nb-1`` of a chunk (slices ``sa``/``sb``) with
-    key >= ``t_lo``: their keys and their row indices ``base + q``.
+    key >= ``t_lo``: their keys and their row indices ``base + q``. Returns the new
+    count and ``max(mx, largest key seen)``.
 
     Branch-free when the buffers surely have room, else one guarded step at a time.
     Unsigned indices: no negative-index wraparound code in the hot loop.
@@ -46,27 +47,22 @@ def _compact(mode, sa, sb, c, q0, nb, base, t_lo, kbuf, ibuf, cnt, cap):
     u0 = np.uint64(q0)
     if cnt + nb <= cap:
         w = np.uint64(cnt)
-        if mode == 0:
-            for t in range(nb):
-                kk = key(sa[u0 + np.uint64(t)])
-                kbuf[w] = kk
-                ibuf[w] = base + t
-                w += np.uint64(kk >= t_lo)
-        else:
-            for t in range(nb):
-                kk = key(value(mode, sa, sb, c, u0 + np.uint64(t)))
-                kbuf[w] = kk
-                ibuf[w] = base + t
-                w += np.uint64(kk >= t_lo)
-        return np.int64(w)
+        for t in range(nb):
+            kk = key(value(mode, sa, sb, c, u0 + np.uint64(t)))
+            kbuf[w] = kk
+            ibuf[w] = base + t
+            w += np.uint64(kk >= t_lo)
+            mx = max(mx, kk)
+        return np.int64(w), mx
     for t in range(nb):
         kk = key(value(mode, sa, sb, c, u0 + np.uint64(t)))
+        mx = max(mx, kk)
         if kk >= t_lo:
             if cnt < cap:
                 kbuf[cnt] = kk
                 ibuf[cnt] = base + t
             cnt += 1
-    return cnt
+    return cnt, mx
 
 
 @njit(cache=True, nogil=True)
@@ -74,33 +70,44 @@ def _candidates_topk(sa, base, t_lo, kbuf, ibuf, cap, sparse):
     """:func:`candidates` for mode 0 (the values are ``sa``), written out in full:
     this is the one streaming pass of a large topk."""
     cnt = np.int64(0)
+    mx = np.int64(-1)
     m = sa.shape[0]
     for q0 in range(0, m, CAND_BLOCK):
         nb = min(CAND_BLOCK, m - q0)
         u0 = np.uint64(q0)
         if sparse:
-            mx = np.int64(-1)
+            bmx = np.int64(-1)
             for t in range(nb):
-                mx = max(mx, key(sa[u0 + np.uint64(t)]))
-            if mx < t_lo:
+                bmx = max(bmx, key(sa[u0 + np.uint64(t)]))
+            mx = max(mx, bmx)
+            if bmx < t_lo:
                 continue
         if cnt + nb <= cap:
             w = np.uint64(cnt)
-            for t in range(nb):
-                kk = key(sa[u0 + np.uint64(t)])
-                kbuf[w] = kk
-                ibuf[w] = base + q0 + t
-                w += np.uint64(kk >= t_lo)
+            if sparse:
+                for t in range(nb):
+                    kk = key(sa[u0 + np.uint64(t)])
+                    kbuf[w] = kk
+                    ibuf[w] = base + q0 + t
+                    w += np.uint64(kk >= t_lo)
+            else:
+                for t in range(nb):
+                    kk = key(sa[u0 + np.uint64(t)])
+                    kbuf[w] = kk
+                    ibuf[w] = base + q0 + t
+                    w += np.uint64(kk >= t_lo)
+                    mx = max(mx, kk)
             cnt = np.int64(w)
         else:
             for t in range(nb):
                 kk = key(sa[u0 + np.uint64(t)])
+                mx = max(mx, kk)
                 if kk >= t_lo:
                     if cnt < cap:
                         kbuf[cnt] = kk
                         ibuf[cnt] = base + q0 + t
                     cnt += 1
-    return cnt
+    return cnt, mx
 
 
 @njit(cache=True, nogil=True)
@@ -109,7 +116,8 @@ def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap, sparse):
 
     ``kbuf``/``ibuf`` have room for ``cap`` entries; the returned count is exact even
     when it exceeds ``cap`` (then the lists are incomplete and the caller must not use
-    them). Works in blocks of ``CAND_BLOCK``, compacted branch-free; when ``sparse``
+    them), and the largest key of the range (-1 if empty; blocks skipped as sparse
+    count too). Works in blocks of ``CAND_BLOCK``, compacted branch-free; when ``sparse``
     (few candidates expected) a vectorised max first skips blocks without any. In
     mode 3 the updated error ``b[j] + c*a[j]`` is first written back to ``b`` on the
     block (the caller then uses mode 4).
@@ -117,6 +125,7 @@ def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap, sparse):
     if mode == 0:
         return _candidates_topk(a[lo:hi], lo, t_lo, kbuf, ibuf, cap, sparse)
     cnt = np.int64(0)
+    mx = np.int64(-1)
     sa = a[lo:hi]
     sb = b[lo:hi]
     m = hi - lo
@@ -127,17 +136,19 @@ def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap, sparse):
             update_error(sa, sb, c, q0, q0 + nb)
         if sparse:
             u0 = np.uint64(q0)
-            mx = np.int64(-1)
+            bmx = np.int64(-1)
             if smode == 0:
                 for t in range(nb):
-                    mx = max(mx, key(sa[u0 + np.uint64(t)]))
+                    bmx = max(bmx, key(sa[u0 + np.uint64(t)]))
             else:
                 for t in range(nb):
-                    mx = max(mx, key(value(smode, sa, sb, c, u0 + np.uint64(t))))
-            if mx < t_lo:
+                    bmx = max(bmx, key(value(smode, sa, sb, c, u0 + np.uint64(t))))
+            mx = max(mx, bmx)
+            if bmx < t_lo:
                 continue
-        cnt = _compact(smode, sa, sb, c, q0, nb, lo + q0, t_lo, kbuf, ibuf, cnt, cap)
-    return cnt
+        cnt, mx = _compact(smode, sa, sb, c, q0, nb, lo + q0, t_lo, kbuf, ibuf, cnt, cap,
+                           mx)
+    return cnt, mx
 
 
 @njit(cache=True, nogil=True)
@@ -206,6 +217,21 @@ def histogram(src, m, mode, a, b, c, lo, kbuf, hi_bit, lo_bit, prefix, hist):
             kk = key(value(mode, a, b, c, j))
             if (kk >> hi_bit) == prefix:
                 hist[(kk >> lo_bit) & mask] += 1
+
+
+@njit(cache=True, nogil=True)
+def bucket_keys(kbuf, m, shift, prefix, out):
+    """Copy the keys of ``kbuf[:m]`` with ``key >> shift == prefix`` to ``out``
+    (branch-free; ``out`` must hold them all). Returns their count."""
+    w = np.uint64(0)
+    if out.shape[0] == 0:
+        return np.int64(0)
+    last = np.uint64(out.shape[0] - 1)
+    for t in range(m):
+        kk = kbuf[t]
+        out[min(w, last)] = kk
+        w += np.uint64((kk >> shift) == prefix)
+    return np.int64(w)
 
 
 @njit(cache=True, nogil=True)

@@ -8,6 +8,7 @@ chunks, overflow fallbacks).
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -56,6 +57,33 @@ def sample_plan(d: int, k: int) -> tuple[int, int, int]:
     return nb, rank, rank * d // s + 1
 
 
+#: Candidate workspaces kept between calls (page faults on fresh buffers cost more
+#: than a large selection's streaming pass): at most this many, reused by size.
+WS_KEEP = 2
+_ws_lock = threading.Lock()
+_ws_free: list = []  # [(kbufs, ibufs)], most recently returned last
+
+
+def _ws_take(nch: int, cap: int):
+    """Flat candidate buffers with room for (nch, cap + 1): a kept pair if one fits
+    (not much larger), else new. Each caller owns what it takes until
+    :func:`_ws_give` (thread-safe)."""
+    size = nch * (cap + 1)
+    with _ws_lock:
+        for q in range(len(_ws_free) - 1, -1, -1):
+            kb, ib = _ws_free[q]
+            if size <= kb.shape[0] <= 2 * size + 65536:
+                del _ws_free[q]
+                return kb, ib
+    return np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
+
+
+def _ws_give(ws) -> None:
+    with _ws_lock:
+        _ws_free.append(ws)
+        del _ws_free[:-WS_KEEP]
+
+
 def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: int):
     """Run the selection of ``mode`` on every row; returns ``(idx, val)``."""
     n, d = a.shape
@@ -75,9 +103,17 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
         capc = (expected + expected // 2) // nch + 64 if nblocks else 0
         # 16-bit histograms when the full-range fallback runs and they stay small
         rbits_range = 16 if nch * (8 << 16) <= d * dtype.itemsize // 16 else 11
-        for i in range(n):
-            row_parallel(mode, a[i], b[i], cvec[i], k, kb, idx[i], val[i], nch,
-                         nblocks, SAMPLE_BLOCK, rank, capc, sparse, rbits_range)
+        ws = _ws_take(nch, capc)
+        try:
+            size = nch * (capc + 1)  # C-contiguous (nch, capc + 1) views
+            kbufs = ws[0][:size].reshape(nch, capc + 1)
+            ibufs = ws[1][:size].reshape(nch, capc + 1)
+            for i in range(n):
+                row_parallel(mode, a[i], b[i], cvec[i], k, kb, idx[i], val[i], nch,
+                             nblocks, SAMPLE_BLOCK, rank, kbufs, ibufs, sparse,
+                             rbits_range)
+        finally:
+            _ws_give(ws)
     else:
         nblk = max(1, min(n, CHUNKS_PER_THREAD * threads))
         dense = d <= DENSE_MAX_D
