@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-from ef21fast.speed import _sci, add_ratios, format_table
+from ef21fast.speed import ARGPART, STREAM, add_ratios, format_count, format_seconds, format_table
 
 
 def rows_from_json(doc: dict) -> list[dict]:
@@ -64,7 +64,7 @@ def format_scaling(rows: list[dict]) -> str:
     """Markdown: ns per element at each d, and ns/elem(largest d) / ns/elem(smallest)."""
     sizes = sorted({d for r in rows for d in r["ns_per_elem"]})
     head = ("| kernel | dtype | k | backend | "
-            + " | ".join(f"ns/elem d={_sci(d)}" for d in sizes) + " | ratio largest/smallest d |")
+            + " | ".join(f"ns/elem d={format_count(d)}" for d in sizes) + " | ratio largest/smallest d |")
     lines = [head, "|" + "---|" * (5 + len(sizes))]
     for r in rows:
         cells = " | ".join(f"{r['ns_per_elem'][d]:.2f}" if d in r["ns_per_elem"] else ""
@@ -81,8 +81,8 @@ def format_memory(doc: dict) -> str:
     for info, _ in _measured(doc, "memory"):
         if "fraction" not in info:
             continue
-        lines.append(f"| {info['kernel']} | {info['backend']} | {_sci(info['d'])} "
-                     f"| {_sci(info['k'])} | {info['dtype']} "
+        lines.append(f"| {info['kernel']} | {info['backend']} | {format_count(info['d'])} "
+                     f"| {format_count(info['k'])} | {info['dtype']} "
                      f"| {info['extra_bytes'] / 2**20:.2f} MiB | {100 * info['fraction']:.2f}% |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -107,13 +107,66 @@ def header(doc: dict) -> str:
             f"ratios within one run.")
 
 
-def render(doc: dict, kernels: list[str] | None = None) -> str:
-    rows = rows_from_json(doc)
+def batched_table(doc: dict) -> str:
+    """Batched benchmarks (extra_info has n and baseline): speed-up vs the loop."""
+    rows = [b for b in doc.get("benchmarks", []) if "baseline" in b.get("extra_info", {})]
+    base = {}
+    for b in rows:
+        info = b["extra_info"]
+        if info["baseline"]:
+            base[(info["kernel"], info["n"], info["d"], info["k"])] = b["stats"]["median"]
+    lines = ["| kernel | n | d | k | dtype | implementation | median | speed-up vs loop |",
+             "|" + "---|" * 8]
+    for b in rows:
+        i = b["extra_info"]
+        med = b["stats"]["median"]
+        ref = base.get((i["kernel"], i["n"], i["d"], i["k"]))
+        speed = "" if ref is None or i["baseline"] else f"{ref / med:.0f}x"
+        lines.append(f"| {i['kernel'].replace(' batched', '')} | {i['n']} | {format_count(i['d'])} "
+                     f"| {format_count(i['k'])} | {i['dtype']} | {i['backend']} | {format_seconds(med)} "
+                     f"| {speed} |")
+    return "\n".join(lines) if rows else ""
+
+
+def rounds_table(doc: dict) -> str:
+    """EF21 rounds (bench/test_bench_ef21_round.py): package vs the per-client loop."""
+    rows = [b for b in doc.get("benchmarks", [])
+            if {"impl", "shape"} <= set(b.get("extra_info", {}))]
+    loop = {b["extra_info"]["shape"]: b["stats"]["median"] for b in rows
+            if b["extra_info"]["impl"].startswith("per-client")}
+    lines = ["| data (n = 1000 clients, Top1) | implementation | kernel threads | median "
+             "| speed-up vs loop |", "|" + "---|" * 5]
+    for b in rows:
+        i = b["extra_info"]
+        med = b["stats"]["median"]
+        ref = loop.get(i["shape"])
+        speed = "" if ref is None or i["impl"].startswith("per-client") else f"{ref / med:.1f}x"
+        lines.append(f"| {b.get('group') or i['shape']} | {i['impl']} "
+                     f"| {i.get('threads', '')} | {format_seconds(med)} | {speed} |")
+    return "\n".join(lines) if rows else ""
+
+
+#: Rows dropped by --compact: the anchors (their ratios stay in the other rows) and
+#: the NumPy reference, which is there for correctness, not speed.
+_NOT_COMPACT = (STREAM, ARGPART, "numpy")
+
+
+def render(doc: dict, kernels: list[str] | None = None, compact: bool = False) -> str:
+    rows = [r for r in rows_from_json(doc) if "batched" not in r["kernel"]]
     scaling = scaling_rows(doc)
     if kernels:
         rows = [r for r in rows if r["kernel"] in kernels]
         scaling = [r for r in scaling if r["kernel"] in kernels]
+    if compact:
+        rows = [r for r in rows if r["backend"] not in _NOT_COMPACT and r["d"] > 1000]
     parts = [header(doc), format_table(rows)]
+    rounds = rounds_table(doc)
+    if rounds:
+        parts.append("One EF21 round (client gradients + ef21_step + scatter_add):\n\n"
+                     + rounds)
+    batched = batched_table(doc)
+    if batched:
+        parts.append("Batched clients, one call for all rows:\n\n" + batched)
     if scaling:
         parts.append("Time per element as d grows (medians):\n\n" + format_scaling(scaling))
     memory = format_memory(doc)
@@ -130,11 +183,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json_file")
     parser.add_argument("--kernels", help="comma-separated kernels to include")
+    parser.add_argument("--compact", action="store_true",
+                        help="README form: no anchor or reference rows, d > 1e3 only")
     args = parser.parse_args(argv)
     with open(args.json_file) as fh:
         doc = json.load(fh)
     kernels = args.kernels.split(",") if args.kernels else None
-    print(render(doc, kernels))
+    print(render(doc, kernels, compact=args.compact))
     return 0
 
 

@@ -122,6 +122,7 @@ def test_batched_ef21_step(benchmark, n, d, k, impl):
     grad = rng.standard_normal((n, d)).astype(np.float32)
     state = np.zeros_like(grad)
     _info(benchmark, "ef21_step batched", d, k, "float32", impl)
+    benchmark.extra_info.update(n=n, baseline=impl == "per-row reference loop")
     benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
     if impl == "per-row reference loop":
         benchmark(_per_row_loop, grad, state, k)
@@ -144,6 +145,7 @@ def test_batched_scatter_add(benchmark, impl):
     w = np.full(n, 1.0 / n)
     out = np.zeros(d)
     _info(benchmark, "scatter_add batched", d, k, "float64", impl)
+    benchmark.extra_info.update(n=n, baseline=impl == "np.add.at loop")
     benchmark.group = f"batched scatter_add n={n} d={d} k={k}"
     if impl == "np.add.at loop":
         benchmark(_add_at_loop, out, idx, val, w)

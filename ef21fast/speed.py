@@ -102,21 +102,21 @@ def format_table(rows: list[dict]) -> str:
         ratio = r.get("ratio_stream")
         speed = r.get("speedup_argpartition")
         lines.append(
-            f"| {r['kernel']} | {_sci(r['d'])} | {_sci(r['k'])} | {r['dtype']} "
-            f"| {r['backend']} | {_fmt_time(r['median_s'])} "
+            f"| {r['kernel']} | {format_count(r['d'])} | {format_count(r['k'])} | {r['dtype']} "
+            f"| {r['backend']} | {format_seconds(r['median_s'])} "
             f"| {'' if ratio is None else f'{ratio:.2f}'} "
             f"| {'' if speed is None else f'{speed:.1f}x'} |")
     return "\n".join(lines)
 
 
-def _sci(v: int) -> str:
+def format_count(v: int) -> str:
     v = int(v)
     if v >= 1000 and v == 10 ** int(round(np.log10(v))):
         return f"1e{int(round(np.log10(v)))}"
     return str(v)
 
 
-def _fmt_time(s: float) -> str:
+def format_seconds(s: float) -> str:
     if s < 1e-3:
         return f"{s * 1e6:.1f} us"
     if s < 1:

@@ -87,3 +87,29 @@ def test_render_scaling_memory_and_startup_tables():
     assert "- import ef21fast: import_s 0.250" in text
     assert "numba_imported" not in text
     assert "ns/elem" not in render.render(doc, ["ef21_step"])
+
+
+def test_compact_batched_and_round_tables():
+    render = _load_render()
+
+    def b(info, median, group=""):
+        return {"extra_info": info, "stats": {"median": median}, "group": group}
+
+    base = dict(kernel="topk", d=10**7, k=10**5, dtype="float32")
+    doc = {"benchmarks": [
+        b(dict(base, backend=speed.STREAM), 0.002), b(dict(base, backend=speed.ARGPART), 0.03),
+        b(dict(base, backend="numpy"), 1.0), b(dict(base, backend="c"), 0.004),
+        b(dict(kernel="ef21_step batched", d=112, k=1, dtype="float32", n=1000,
+               backend="per-row reference loop", baseline=True), 0.01),
+        b(dict(kernel="ef21_step batched", d=112, k=1, dtype="float32", n=1000,
+               backend="c", baseline=False), 0.0001),
+        b(dict(impl="per-client numpy loop", shape="dense", n=1000), 0.012, "round dense"),
+        b(dict(impl="ef21fast[c]", shape="dense", n=1000, threads="default"), 0.0004,
+          "round dense"),
+    ]}
+    text = render.render(doc, compact=True)
+    main_table = text.split("One EF21 round")[0]
+    assert "| c |" in main_table and "np.argpartition |" not in main_table.split("\n", 3)[3]
+    assert "| numpy |" not in main_table
+    assert "| ef21_step | 1000 | 112 | 1 | float32 | c | 100.0 us | 100x |" in text
+    assert "| round dense | ef21fast[c] | default | 400.0 us | 30.0x |" in text
