@@ -52,7 +52,27 @@ def _check(rc):
         raise RuntimeError(f"ef21fast C backend: error code {rc}")
 
 
+# GNU OpenMP (libgomp) is not fork-safe: a child forked after the parent ran a parallel
+# region with a thread team deadlocks in its own next parallel region. So once a kernel
+# has run here with more than one thread, a forked child runs the kernels on one thread
+# (results do not depend on it). ef21fast.set_num_threads(n) in the child overrides
+# this, at the risk of that deadlock; 'spawn' and 'forkserver' children are unaffected.
+_team_used = False
+
+
+def _after_fork_in_child():
+    if _team_used:
+        lib.ef21_set_num_threads(1)
+
+
+if lib.ef21_has_openmp() and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _fn(name, dtype):
+    global _team_used
+    if not _team_used and lib.ef21_get_num_threads() > 1:
+        _team_used = True  # conservatively: this call may start a thread team
     return getattr(lib, f"ef21_{name}_{_SFX[dtype]}")
 
 
