@@ -1,20 +1,26 @@
-"""The two selection drivers: many rows in parallel (each row serial), and one large
-row split into parallel chunks. Both run the same pipeline (see :mod:`.select`):
+"""The selection drivers: many rows in parallel (each row serial), all rows on the
+calling thread (one thread), and one large row split into parallel chunks. All run
+the same pipeline (see :mod:`.select`):
 
 1. k = 0: nothing (EF14 still updates its error); k = d: everything; k = 1: argmax.
 2. Candidates: small rows (d <= ``dense_max``) precompute all keys into a workspace.
-   Larger rows draw a sample, take a threshold ``t_lo`` that very likely has at least
-   k (and not many more) keys above it, and collect the candidates >= ``t_lo`` in one
-   streaming pass into bounded buffers. A chunk whose buffer overflows, or every chunk
-   when the candidates are fewer than k, falls back to its full index range.
+   Larger rows draw a sample, take its threshold key ``t`` (about ``rank * d / s``
+   keys are >= it), and in one streaming pass collect the candidates with key > t
+   into bounded buffers and count the keys equal to t (EF14: the same pass writes
+   the updated error back). Then: at least k candidates, and no buffer overflowed:
+   select among them; fewer than k but enough ties at t (say most of the row is
+   zero): the k-th key is t, no select needed; else (or for a chunk whose buffer
+   overflowed) the full index range is the source.
 3. Exact MSD radix select on the candidates (per-chunk histograms).
 4. Emission in index order at per-chunk offsets; the state update happens here, only
    at the selected indices (values are recomputed there: same operations, same bits).
+   Each chunk's scan stops after its last output.
 
 Workspaces are allocated per call and per block of rows, never per row, and never
 d-sized except the per-block key buffer of small (dense) rows; the candidate buffers of
-a split row are passed in (the caller keeps them between calls). Batches with k in
-{0, 1, d} skip the pipeline: plain loops on the 2-D arrays, no per-row views.
+a split row, and of the one-thread driver, are passed in (the caller keeps them
+between calls). Batches with k in {0, 1, d} skip the pipeline: plain loops on the 2-D
+arrays, no per-row views.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
                cap, sparse, kbuf, ibuf, skeys, hist, gt, eq):
     """Select on one row, serially, with the given per-block workspace."""
     d = a.shape[0]
-    if mode == 3:
+    sampled = not dense and nblocks > 0 and 1 < k < d
+    if mode == 3 and not sampled:
         update_error(a, b, c, 0, d)
         mode = 4
     if k == 0:
@@ -52,18 +59,45 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
         for j in range(d):
             kbuf[j] = key(value(mode, a, b, c, j))
         src = SRC_DENSE
-    elif nblocks > 0:
-        t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
-                                hist, gt, eq)
-        cnt, _ = candidates(mode, a, b, c, 0, d, t_lo, kbuf, ibuf, cap, sparse)
+    elif sampled:
+        t_s = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
+                               hist, gt, eq)
+        # mode 3: the pass writes the updated error back (mode 4 from here on)
+        cnt, _, ties = candidates(mode, a, b, c, 0, d, t_s + 1, kbuf, ibuf, cap, sparse)
+        mode = 4 if mode == 3 else mode
         if k <= cnt <= cap:
             src = SRC_LIST
             m = cnt
+        elif cnt < k <= cnt + ties:
+            # the k-th key is t_s itself: all keys above it, then the first ties
+            emit_chunk(SRC_RANGE, d, mode, a, b, c, 0, kbuf, ibuf, 0, t_s, k - cnt, 0,
+                       k, idx_row, val_row)
+            return
     rbits = 8 if m <= 1024 else 11
     shift, prefix, need_eq = radix_serial(src, m, mode, a, b, c, 0, kbuf, k, keybits,
                                           rbits, hist, gt, eq)
-    emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, shift, prefix, need_eq, 0,
+    emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, shift, prefix, need_eq, 0, k,
                idx_row, val_row)
+
+
+@njit(cache=True, nogil=True)
+def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, rank,
+                cap, sparse, kbuf, ibuf):
+    """Every row of the batch on the calling thread (no thread team), with the
+    candidate workspace ``kbuf``/``ibuf`` (room for ``cap + 1``) given."""
+    n = a.shape[0]
+    d = a.shape[1]
+    if k <= 1 or k == d:
+        rows_trivial(mode, a, b, cvec, k, idx, val, 0, n)
+        return
+    s = max(nblocks * block, 1)
+    skeys = np.empty(s, dtype=np.int64)
+    hist = np.empty((1, 2048), dtype=np.int64)
+    gt = np.empty(1, dtype=np.int64)
+    eq = np.empty(1, dtype=np.int64)
+    for i in range(n):
+        row_serial(mode, a[i], b[i], cvec[i], k, keybits, idx[i], val[i], dense,
+                   nblocks, block, rank, cap, sparse, kbuf, ibuf, skeys, hist, gt, eq)
 
 
 @njit(cache=True, nogil=True)
@@ -167,23 +201,32 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
     if nblocks > 0:
         skeys = np.empty(nblocks * block, dtype=np.int64)
         shist = np.empty((1, 2048), dtype=np.int64)
+        # lists: keys above the sampled threshold; ties: keys equal to it
         t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
-                                shist, gt, eq)
+                                shist, gt, eq) + 1
         cap = kbufs.shape[1] - 1
     else:
         t_lo = np.int64(0)
         cap = 0
     cnt = np.zeros(nch, dtype=np.int64)
     mxs = np.full(nch, -1, dtype=np.int64)
+    ties = np.zeros(nch, dtype=np.int64)
     if nblocks > 0 or mode == 3:
         for ch in prange(nch):
-            cnt[ch], mxs[ch] = candidates(mode, a, b, c, bounds[ch], bounds[ch + 1],
-                                          t_lo, kbufs[ch], ibufs[ch], cap, sparse)
+            cnt[ch], mxs[ch], ties[ch] = candidates(mode, a, b, c, bounds[ch],
+                                                    bounds[ch + 1], t_lo, kbufs[ch],
+                                                    ibufs[ch], cap, sparse)
     smode = 4 if mode == 3 else mode  # mode 3 wrote the updated error back
     hi_bit = keybits
     prefix = np.int64(0)
     all_lists = False
-    if nblocks > 0 and cnt.sum() >= k:
+    tie_case = False
+    tot = cnt.sum()
+    if nblocks > 0 and tot < k <= tot + ties.sum():
+        # the k-th key is t_lo - 1 itself: every key above it (counted exactly),
+        # then the first ties in index order, found by scans that stop early
+        tie_case = True
+    elif nblocks > 0 and tot >= k:
         all_lists = True
         for ch in range(nch):
             if cnt[ch] <= cap:
@@ -201,55 +244,64 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
             x >>= 1
         hi_bit = hb
         prefix = t_lo >> hb
-    n_range = 0
-    for ch in range(nch):
-        if src[ch] == SRC_RANGE:
-            n_range += ms[ch]
-    rbits = rbits_range if n_range > (1 << 20) else 11
-    hist = np.empty((nch, np.int64(1) << rbits), dtype=np.int64)
-
-    # radix select over all chunks; once every chunk is a candidate list, the keys
-    # of the chosen bucket are copied out (kb2) and the later digits scan only those
-    kb2 = np.empty((nch, 1), dtype=np.int64)
-    ms2 = np.zeros(nch, dtype=np.int64)
-    use2 = False
-    small2 = False
     need = np.int64(k)
-    gt[:] = 0
-    eq[:] = 0
-    while True:
-        lo_bit = max(hi_bit - rbits, 0)
-        width = hi_bit - lo_bit
-        nb = np.int64(1) << width
-        if use2 and small2:  # the bucket's keys are few: no thread team
-            for ch in range(nch):
-                histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch], hi_bit,
-                          lo_bit, prefix, hist[ch])
-        elif use2:
-            for ch in prange(nch):
-                histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch], hi_bit,
-                          lo_bit, prefix, hist[ch])
-        else:
-            for ch in prange(nch):
-                histogram(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], hi_bit,
-                          lo_bit, prefix, hist[ch])
-        bk, cum, h = choose_bucket(hist, nch, nb, need, gt)
-        need -= cum
-        prefix = (prefix << width) | bk
-        hi_bit = lo_bit
-        if hi_bit == 0 or h == need:
-            for ch in range(nch):
-                eq[ch] = hist[ch, bk]
-            break
-        if all_lists and not use2:
-            wmax = np.int64(1)
-            for ch in range(nch):
-                wmax = max(wmax, hist[ch, bk])
-            kb2 = np.empty((nch, wmax + 1), dtype=np.int64)
-            use2 = True
-            for ch in prange(nch):
-                ms2[ch] = bucket_keys(kbufs[ch], ms[ch], hi_bit, prefix, kb2[ch])
-            small2 = ms2.sum() <= 65536
+    if tie_case:
+        for ch in range(nch):
+            gt[ch] = cnt[ch]
+            eq[ch] = ties[ch]
+        need = k - tot
+        hi_bit = 0
+        prefix = t_lo - 1
+    else:
+        n_range = 0
+        for ch in range(nch):
+            if src[ch] == SRC_RANGE:
+                n_range += ms[ch]
+        rbits = rbits_range if n_range > (1 << 20) else 11
+        hist = np.empty((nch, np.int64(1) << rbits), dtype=np.int64)
+
+        # radix select over all chunks; once every chunk is a candidate list, the
+        # keys of the chosen bucket are copied out (kb2) and the later digits scan
+        # only those
+        kb2 = np.empty((nch, 1), dtype=np.int64)
+        ms2 = np.zeros(nch, dtype=np.int64)
+        use2 = False
+        small2 = False
+        gt[:] = 0
+        eq[:] = 0
+        while True:
+            lo_bit = max(hi_bit - rbits, 0)
+            width = hi_bit - lo_bit
+            nb = np.int64(1) << width
+            if use2 and small2:  # the bucket's keys are few: no thread team
+                for ch in range(nch):
+                    histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch],
+                              hi_bit, lo_bit, prefix, hist[ch])
+            elif use2:
+                for ch in prange(nch):
+                    histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch],
+                              hi_bit, lo_bit, prefix, hist[ch])
+            else:
+                for ch in prange(nch):
+                    histogram(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch],
+                              hi_bit, lo_bit, prefix, hist[ch])
+            bk, cum, h = choose_bucket(hist, nch, nb, need, gt)
+            need -= cum
+            prefix = (prefix << width) | bk
+            hi_bit = lo_bit
+            if hi_bit == 0 or h == need:
+                for ch in range(nch):
+                    eq[ch] = hist[ch, bk]
+                break
+            if all_lists and not use2:
+                wmax = np.int64(1)
+                for ch in range(nch):
+                    wmax = max(wmax, hist[ch, bk])
+                kb2 = np.empty((nch, wmax + 1), dtype=np.int64)
+                use2 = True
+                for ch in prange(nch):
+                    ms2[ch] = bucket_keys(kbufs[ch], ms[ch], hi_bit, prefix, kb2[ch])
+                small2 = ms2.sum() <= 65536
 
     # output offsets: chunk order = index order
     off = np.empty(nch, dtype=np.int64)
@@ -262,6 +314,10 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
         quota[ch] = qt
         off[ch] = o
         o += gt[ch] + qt
+    sel = np.empty(2, dtype=np.int64)  # passed to the parallel loop in an array
+    sel[0] = hi_bit
+    sel[1] = prefix
     for ch in prange(nch):
         emit_chunk(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], ibufs[ch],
-                   hi_bit, prefix, quota[ch], off[ch], idx_row, val_row)
+                   sel[0], sel[1], quota[ch], off[ch], gt[ch] + quota[ch], idx_row,
+                   val_row)

@@ -32,123 +32,115 @@ SRC_LIST = 1
 SRC_DENSE = 2
 
 
-CAND_BLOCK = 16
-
-
-@njit(cache=True, nogil=True)
-def _compact(mode, sa, sb, c, q0, nb, base, t_lo, kbuf, ibuf, cnt, cap, mx):
-    """Append the elements ``q0 .. q0+nb-1`` of a chunk (slices ``sa``/``sb``) with
-    key >= ``t_lo``: their keys and their row indices ``base + q``. Returns the new
-    count and ``max(mx, largest key seen)``.
-
-    Branch-free when the buffers surely have room, else one guarded step at a time.
-    Unsigned indices: no negative-index wraparound code in the hot loop.
-    """
-    u0 = np.uint64(q0)
-    if cnt + nb <= cap:
-        w = np.uint64(cnt)
-        for t in range(nb):
-            kk = key(value(mode, sa, sb, c, u0 + np.uint64(t)))
-            kbuf[w] = kk
-            ibuf[w] = base + t
-            w += np.uint64(kk >= t_lo)
-            mx = max(mx, kk)
-        return np.int64(w), mx
-    for t in range(nb):
-        kk = key(value(mode, sa, sb, c, u0 + np.uint64(t)))
-        mx = max(mx, kk)
-        if kk >= t_lo:
-            if cnt < cap:
-                kbuf[cnt] = kk
-                ibuf[cnt] = base + t
-            cnt += 1
-    return cnt, mx
-
-
-@njit(cache=True, nogil=True)
-def _candidates_topk(sa, base, t_lo, kbuf, ibuf, cap, sparse):
-    """:func:`candidates` for mode 0 (the values are ``sa``), written out in full:
-    this is the one streaming pass of a large topk."""
-    cnt = np.int64(0)
-    mx = np.int64(-1)
-    m = sa.shape[0]
-    for q0 in range(0, m, CAND_BLOCK):
-        nb = min(CAND_BLOCK, m - q0)
-        u0 = np.uint64(q0)
-        if sparse:
-            bmx = np.int64(-1)
-            for t in range(nb):
-                bmx = max(bmx, key(sa[u0 + np.uint64(t)]))
-            mx = max(mx, bmx)
-            if bmx < t_lo:
-                continue
-        if cnt + nb <= cap:
-            w = np.uint64(cnt)
-            if sparse:
-                for t in range(nb):
-                    kk = key(sa[u0 + np.uint64(t)])
-                    kbuf[w] = kk
-                    ibuf[w] = base + q0 + t
-                    w += np.uint64(kk >= t_lo)
-            else:
-                for t in range(nb):
-                    kk = key(sa[u0 + np.uint64(t)])
-                    kbuf[w] = kk
-                    ibuf[w] = base + q0 + t
-                    w += np.uint64(kk >= t_lo)
-                    mx = max(mx, kk)
-            cnt = np.int64(w)
-        else:
-            for t in range(nb):
-                kk = key(sa[u0 + np.uint64(t)])
-                mx = max(mx, kk)
-                if kk >= t_lo:
-                    if cnt < cap:
-                        kbuf[cnt] = kk
-                        ibuf[cnt] = base + q0 + t
-                    cnt += 1
-    return cnt, mx
+#: Elements per tile of the candidate pass (its keys and flags stay in L1).
+CAND_TILE = 256
 
 
 @njit(cache=True, nogil=True)
 def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap, sparse):
-    """Collect the indices in ``[lo, hi)`` with key >= ``t_lo`` (and their keys).
+    """Collect the indices in ``[lo, hi)`` with key >= ``t_lo`` (and their keys), and
+    count the keys equal to ``t_lo - 1`` (the sampled threshold: its ties decide the
+    answer when the candidates are fewer than k).
 
-    ``kbuf``/``ibuf`` have room for ``cap`` entries; the returned count is exact even
-    when it exceeds ``cap`` (then the lists are incomplete and the caller must not use
-    them), and the largest key of the range (-1 if empty; blocks skipped as sparse
-    count too). Works in blocks of ``CAND_BLOCK``, compacted branch-free; when ``sparse``
-    (few candidates expected) a vectorised max first skips blocks without any. In
-    mode 3 the updated error ``b[j] + c*a[j]`` is first written back to ``b`` on the
-    block (the caller then uses mode 4).
+    ``kbuf``/``ibuf`` have room for ``cap`` entries. Returns ``(count, max, ties)``:
+    the count is exact even when it exceeds ``cap`` (then the lists are incomplete
+    and the caller must not use them); ``max`` is the largest key of the range (-1
+    if empty). ``sparse`` is accepted for compatibility.
+
+    Tiles of ``CAND_TILE`` elements: one plain loop per mode (the mode is tested once
+    per tile, so the loop vectorises) computes the keys into a tile buffer, a flag
+    per key >= ``t_lo``, the tile's largest key and its ties; then only the groups
+    of 8 flags (read as one 64-bit word) that hold a candidate are compacted,
+    branch-free. In mode 3 the updated error ``b[j] + c*a[j]`` is written back to
+    ``b`` on the whole range (the caller then uses mode 4).
     """
-    if mode == 0:
-        return _candidates_topk(a[lo:hi], lo, t_lo, kbuf, ibuf, cap, sparse)
-    cnt = np.int64(0)
-    mx = np.int64(-1)
     sa = a[lo:hi]
     sb = b[lo:hi]
     m = hi - lo
     smode = 4 if mode == 3 else mode
-    for q0 in range(0, m, CAND_BLOCK):
-        nb = min(CAND_BLOCK, m - q0)
-        if mode == 3:
-            update_error(sa, sb, c, q0, q0 + nb)
-        if sparse:
-            u0 = np.uint64(q0)
-            bmx = np.int64(-1)
-            if smode == 0:
-                for t in range(nb):
-                    bmx = max(bmx, key(sa[u0 + np.uint64(t)]))
-            else:
-                for t in range(nb):
-                    bmx = max(bmx, key(value(smode, sa, sb, c, u0 + np.uint64(t))))
-            mx = max(mx, bmx)
-            if bmx < t_lo:
+    te = t_lo - 1
+    cnt = np.int64(0)
+    mx = np.int64(-1)
+    eqc = np.int64(0)
+    fl = np.zeros(CAND_TILE, dtype=np.uint8)
+    fw = fl.view(np.uint64)
+    kt = np.empty(CAND_TILE, dtype=np.int64)
+    nfull = m - m % CAND_TILE
+    for q0 in range(0, nfull, CAND_TILE):
+        u0 = np.uint64(q0)
+        bmx = np.int64(-1)
+        e = np.int64(0)
+        if mode == 0:
+            for t in range(CAND_TILE):
+                kk = key(sa[u0 + np.uint64(t)])
+                kt[t] = kk
+                fl[t] = kk >= t_lo
+                bmx = max(bmx, kk)
+                e += np.int64(kk == te)
+        elif mode == 1:
+            for t in range(CAND_TILE):
+                j = u0 + np.uint64(t)
+                kk = key(sa[j] - sb[j])
+                kt[t] = kk
+                fl[t] = kk >= t_lo
+                bmx = max(bmx, kk)
+                e += np.int64(kk == te)
+        elif mode == 2:
+            for t in range(CAND_TILE):
+                j = u0 + np.uint64(t)
+                kk = key(mul(c, sa[j]) - sb[j])
+                kt[t] = kk
+                fl[t] = kk >= t_lo
+                bmx = max(bmx, kk)
+                e += np.int64(kk == te)
+        else:
+            if mode == 3:  # write the updated error back (its own loop vectorises)
+                for t in range(CAND_TILE):
+                    j = u0 + np.uint64(t)
+                    sb[j] = add(sb[j], mul(c, sa[j]))
+            for t in range(CAND_TILE):
+                kk = key(sb[u0 + np.uint64(t)])
+                kt[t] = kk
+                fl[t] = kk >= t_lo
+                bmx = max(bmx, kk)
+                e += np.int64(kk == te)
+        mx = max(mx, bmx)
+        eqc += e
+        if bmx < t_lo:
+            continue
+        for g in range(CAND_TILE // 8):
+            if fw[g] == 0:
                 continue
-        cnt, mx = _compact(smode, sa, sb, c, q0, nb, lo + q0, t_lo, kbuf, ibuf, cnt, cap,
-                           mx)
-    return cnt, mx
+            g8 = np.uint64(8 * g)
+            base = lo + q0 + 8 * g
+            if cnt + 8 <= cap:
+                w = np.uint64(cnt)
+                for t in range(8):
+                    kk = kt[g8 + np.uint64(t)]
+                    kbuf[w] = kk
+                    ibuf[w] = base + t
+                    w += np.uint64(kk >= t_lo)
+                cnt = np.int64(w)
+            else:
+                for t in range(8):
+                    kk = kt[g8 + np.uint64(t)]
+                    if kk >= t_lo:
+                        if cnt < cap:
+                            kbuf[cnt] = kk
+                            ibuf[cnt] = base + t
+                        cnt += 1
+    for q in range(nfull, m):
+        if mode == 3:
+            sb[q] = add(sb[q], mul(c, sa[q]))
+        kk = key(value(smode, sa, sb, c, q))
+        mx = max(mx, kk)
+        eqc += np.int64(kk == te)
+        if kk >= t_lo:
+            if cnt < cap:
+                kbuf[cnt] = kk
+                ibuf[cnt] = lo + q
+            cnt += 1
+    return cnt, mx, eqc
 
 
 @njit(cache=True, nogil=True)
@@ -287,12 +279,16 @@ def radix_serial(src, m, mode, a, b, c, lo, kbuf, need, keybits, rbits, hist, gt
 
 @njit(cache=True, nogil=True)
 def emit_chunk(src, m, mode, a, b, c, lo, kbuf, ibuf, shift, prefix, quota, off,
-               idx_row, val_row):
+               n_out, idx_row, val_row):
     """Emit, in index order, the chunk's elements with ``key >> shift > prefix`` and
-    the first ``quota`` with ``key >> shift == prefix``, to slots from ``off``."""
+    the first ``quota`` with ``key >> shift == prefix``, to slots from ``off``; they
+    are ``n_out`` in all (the scan stops after the last)."""
     o = off
+    end = off + n_out
     taken = 0
     for t in range(m):
+        if o >= end:
+            break
         if src == SRC_LIST:
             j = ibuf[t]
             kk = kbuf[t]
@@ -325,12 +321,35 @@ def sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys, hist, 
     d = a.shape[0]
     s = nblocks * block
     span = d - block
-    t = 0
+    lo_k = np.int64(1) << 62
+    hi_k = np.int64(-1)
     for q in range(nblocks):
-        start = (q * span) // (nblocks - 1)
-        for u in range(block):
-            skeys[t] = key(value(mode, a, b, c, start + u))
-            t += 1
+        start = np.uint64((q * span) // (nblocks - 1))
+        o = np.uint64(q * block)
+        # one test of the mode per run: the loops vectorise
+        if mode == 0:
+            for u in range(block):
+                skeys[o + np.uint64(u)] = key(a[start + np.uint64(u)])
+        elif mode == 1:
+            for u in range(block):
+                j = start + np.uint64(u)
+                skeys[o + np.uint64(u)] = key(a[j] - b[j])
+        elif mode == 2:
+            for u in range(block):
+                j = start + np.uint64(u)
+                skeys[o + np.uint64(u)] = key(mul(c, a[j]) - b[j])
+        elif mode == 3:
+            for u in range(block):
+                j = start + np.uint64(u)
+                skeys[o + np.uint64(u)] = key(add(b[j], mul(c, a[j])))
+        else:
+            for u in range(block):
+                skeys[o + np.uint64(u)] = key(b[start + np.uint64(u)])
+    for t in range(s):
+        lo_k = min(lo_k, skeys[t])
+        hi_k = max(hi_k, skeys[t])
+    if lo_k == hi_k:  # one value (say all zero): it is the threshold
+        return lo_k
     shift, prefix, _ = radix_serial(SRC_DENSE, s, 0, a, b, c, 0, skeys, rank, keybits,
                                     11, hist, gt, eq)
     return prefix << shift

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from .keys import MODE_EF21, MODE_EF21_SCALED, MODE_EF_RAW, MODE_TOPK, keybits
-from .rows import row_parallel, rows_batch
+from .rows import row_parallel, rows_batch, rows_serial
 from .scatter import scatter_parallel, scatter_range
 
 #: Rows at least this long are split into parallel chunks (when rows are few).
@@ -31,7 +31,8 @@ SAMPLE_BLOCK = 16
 SAMPLE_MAX_BLOCKS = 1024
 #: ... and at most one run per this many elements (at least 4 runs, else no sample).
 SAMPLE_SPACING = 256
-#: Candidate scans skip empty blocks when k <= d / SPARSE_FRACTION.
+#: Kept for the kernels' signature: the candidate pass now tests every group of 8
+#: keys and skips those without a candidate, whatever k (see ``select.candidates``).
 SPARSE_FRACTION = 64
 #: Below this many message entries, scatter_add runs serially.
 SCATTER_PARALLEL_MIN = 1 << 15
@@ -97,7 +98,17 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
     kb = keybits(dtype)
     sparse = SPARSE_FRACTION * k <= d  # few candidates per block: skip empty blocks
     threads = numba.get_num_threads()
-    if d >= PARALLEL_ROW_MIN_D and n < 2 * threads:
+    if threads == 1 and d > DENSE_MAX_D:
+        # one thread: the serial pipeline, no thread team, kept candidate buffers
+        nblocks, rank, expected = sample_plan(d, k)
+        cap = expected + expected // 2 + 64 if nblocks else 0
+        ws = _ws_take(1, cap)
+        try:
+            rows_serial(mode, a, b, cvec, k, kb, idx, val, False, nblocks, SAMPLE_BLOCK,
+                        rank, cap, sparse, ws[0], ws[1])
+        finally:
+            _ws_give(ws)
+    elif d >= PARALLEL_ROW_MIN_D and n < 2 * threads:
         nch = max(1, min(CHUNKS_PER_THREAD * threads, d // max(CHUNK_MIN, 1)))
         nblocks, rank, expected = sample_plan(d, k)
         capc = (expected + expected // 2) // nch + 64 if nblocks else 0
