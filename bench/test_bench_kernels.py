@@ -73,10 +73,14 @@ def test_kernel_speed(benchmark, kernel, d, k, dtype, impl):
         benchmark(argpartition_topk, x, k)
         return
     _skip_unless_works(kernel, impl)
+    fn, reset = kernel_call(kernel, impl, x, k, state=s.copy())
     if impl == "numpy" and d >= 10**7 and benchmark.enabled:
-        benchmark.pedantic(kernel_call(kernel, impl, x, k, state=s.copy()), rounds=1)
-        return
-    benchmark(kernel_call(kernel, impl, x, k, state=s.copy()))
+        benchmark.pedantic(fn, setup=reset, rounds=1)
+    elif reset is not None:  # the steps update state: time each call from the same one
+        benchmark.pedantic(fn, setup=reset, rounds=15 if d >= 10**7 else 200,
+                           warmup_rounds=1)
+    else:
+        benchmark(fn)
 
 
 def _torch_topk_call(x, k):
@@ -124,11 +128,18 @@ def test_batched_ef21_step(benchmark, n, d, k, impl):
     _info(benchmark, "ef21_step batched", d, k, "float32", impl)
     benchmark.extra_info.update(n=n, baseline=impl == "per-row reference loop")
     benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
+
+    def reset():  # each round from the zero state (see ef21fast.speed.kernel_call)
+        state[...] = 0
+
+    slow = impl in ("per-row reference loop", "numpy")
+    rounds = 5 if slow else 100
     if impl == "per-row reference loop":
-        benchmark(_per_row_loop, grad, state, k)
+        benchmark.pedantic(_per_row_loop, args=(grad, state, k), setup=reset, rounds=rounds)
         return
     _skip_unless_works("ef21_step", impl)
-    benchmark(api.ef21_step, grad, state, k, backend=impl)
+    benchmark.pedantic(api.ef21_step, args=(grad, state, k), kwargs={"backend": impl},
+                       setup=reset, rounds=rounds, warmup_rounds=1)
 
 
 def _add_at_loop(out, idx, val, w):

@@ -40,32 +40,45 @@ def stream_read(*arrays) -> float:
 
 
 def kernel_call(kernel: str, backend: str, x: np.ndarray, k: int, state=None):
-    """A zero-argument callable running ``kernel`` once on fresh-enough inputs.
+    """``(fn, reset)``: a zero-argument callable running ``kernel`` once, and a callable
+    restoring the arrays it updates (None when it updates nothing that matters).
 
-    For the fused steps the state array is reused across calls: the cost per call
-    does not depend on its values.
+    The fused steps must be timed from the same state each time (``reset`` before each
+    call, untimed): repeated EF21 steps on one gradient drive ``grad - state`` to all
+    zeros, an all-ties input that is not what a simulation sees.
     """
     if kernel == "topk":
-        return lambda: api.topk(x, k, backend=backend)
+        return (lambda: api.topk(x, k, backend=backend)), None
     state = np.zeros_like(x) if state is None else state
+    initial = state.copy()
+
+    def reset():
+        np.copyto(state, initial)
+
     if kernel == "ef21_step":
-        return lambda: api.ef21_step(x, state, k, backend=backend)
+        return (lambda: api.ef21_step(x, state, k, backend=backend)), reset
     if kernel == "ef_step":
-        return lambda: api.ef_step(x, state, k, lr=1.0, backend=backend)
+        return (lambda: api.ef_step(x, state, k, lr=1.0, backend=backend)), reset
     if kernel == "scatter_add":
         idx, val = api.topk(x, k, backend="numpy" if x.size <= 10**5 else backend)
         out = np.zeros(x.shape[-1], dtype=x.dtype)
-        return lambda: api.scatter_add(out, idx, val, backend=backend)
+        return (lambda: api.scatter_add(out, idx, val, backend=backend)), None
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
-def median_time(fn, min_time: float = 0.2, max_repeat: int = 50) -> float:
-    """Median wall time of ``fn()`` in seconds, after one warm-up call."""
+def median_time(fn, min_time: float = 0.2, max_repeat: int = 50, reset=None) -> float:
+    """Median wall time of ``fn()`` in seconds, after one warm-up call.
+
+    ``reset`` (if given) runs before every call, outside the timed region.
+    """
+    reset = reset or (lambda: None)
+    reset()
     fn()
     times = []
     start = time.perf_counter()
     while len(times) < max_repeat and (len(times) < 3 or
                                        time.perf_counter() - start < min_time):
+        reset()
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -164,8 +177,8 @@ def run_table(sizes=(10**3, 10**5, 10**7), kernels=("topk", "ef21_step"),
             rows.append(dict(common, backend=ARGPART,
                              median_s=median_time(lambda: argpartition_topk(x, k))))
             for b in backends:
-                fn = kernel_call(kernel, b, x, k, state=state.copy())
-                rows.append(dict(common, backend=b, median_s=median_time(fn)))
+                fn, reset = kernel_call(kernel, b, x, k, state=state.copy())
+                rows.append(dict(common, backend=b, median_s=median_time(fn, reset=reset)))
             torch_fn = _torch_topk(x, k) if kernel == "topk" else None
             if torch_fn is not None:
                 rows.append(dict(common, backend=TORCH, median_s=median_time(torch_fn)))
