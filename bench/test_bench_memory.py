@@ -35,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -120,7 +121,7 @@ def measure(kernel: str, backend: str, d: int, k_fraction: int) -> dict:
     env = dict(os.environ, **CHILD_ENV)
     proc = subprocess.run([sys.executable, "-c", CHILD, kernel, backend, str(d),
                            str(k_fraction)], capture_output=True, text=True, env=env,
-                          timeout=600)
+                          timeout=600, cwd=tempfile.gettempdir())  # the installed package
     if proc.returncode != 0:
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
