@@ -35,12 +35,21 @@ ceil(log2 d) index bits per value with --bits values+indices.
 """
 
 
+#: Modules of the ``experiments`` extra (not needed by the kernels themselves).
+OPTIONAL_MODULES = ("scipy", "sklearn", "matplotlib", "tqdm", "threadpoolctl")
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn the errors a user can cause into :class:`UsageError` (one line)."""
     try:
         yield
     except UsageError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in OPTIONAL_MODULES:
+            raise UsageError(f"this command needs the optional dependency {exc.name!r}: "
+                             f"pip install 'ef21fast[experiments]'") from None
         raise
     except FileNotFoundError as exc:
         raise UsageError(f"no such file: {exc.filename or exc}") from None
