@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -37,6 +40,27 @@ ceil(log2 d) index bits per value with --bits values+indices.
 
 #: Modules of the ``experiments`` extra (not needed by the kernels themselves).
 OPTIONAL_MODULES = ("scipy", "sklearn", "matplotlib", "tqdm", "threadpoolctl")
+
+
+def terminate_as_interrupt(func):
+    """Make SIGTERM (``kill``) stop a command like Ctrl-C: the run stops at the end of
+    the current round and the rounds done so far are written, marked interrupted."""
+
+    @functools.wraps(func)
+    def wrapper(args):
+        if threading.current_thread() is not threading.main_thread():
+            return func(args)
+
+        def handler(signum, frame):
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            return func(args)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
 
 
 @contextlib.contextmanager
@@ -332,7 +356,7 @@ def add_parser(subparsers) -> None:
                    help="SGD methods: minibatch per client (default 10%% of its rows)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=terminate_as_interrupt(cmd_run))
 
     r = subparsers.add_parser(
         "reproduce", help="the paper's comparison: EF21 with gamma_QM vs gamma_AM, "
@@ -354,4 +378,4 @@ def add_parser(subparsers) -> None:
     r.add_argument("--quick", action="store_true",
                    help="small problems and a loose tolerance (seconds)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
-    r.set_defaults(func=cmd_reproduce)
+    r.set_defaults(func=terminate_as_interrupt(cmd_reproduce))
