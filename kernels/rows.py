@@ -37,7 +37,7 @@ from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, bucket_keys, candid
 
 @njit(cache=True, nogil=True)
 def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, block, rank,
-               cap, sparse, kbuf, ibuf, skeys, hist, gt, eq):
+               cap, kbuf, ibuf, skeys, hist, gt, eq):
     """Select on one row, serially, with the given per-block workspace."""
     d = a.shape[0]
     sampled = not dense and nblocks > 0 and 1 < k < d
@@ -63,7 +63,7 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
         t_s = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
                                hist, gt, eq)
         # mode 3: the pass writes the updated error back (mode 4 from here on)
-        cnt, _, ties = candidates(mode, a, b, c, 0, d, t_s + 1, kbuf, ibuf, cap, sparse)
+        cnt, _, ties = candidates(mode, a, b, c, 0, d, t_s + 1, kbuf, ibuf, cap)
         mode = 4 if mode == 3 else mode
         if k <= cnt <= cap:
             src = SRC_LIST
@@ -82,7 +82,7 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
 
 @njit(cache=True, nogil=True)
 def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, rank,
-                cap, sparse, kbuf, ibuf):
+                cap, kbuf, ibuf):
     """Every row of the batch on the calling thread (no thread team), with the
     candidate workspace ``kbuf``/``ibuf`` (room for ``cap + 1``) given."""
     n = a.shape[0]
@@ -97,7 +97,7 @@ def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, r
     eq = np.empty(1, dtype=np.int64)
     for i in range(n):
         row_serial(mode, a[i], b[i], cvec[i], k, keybits, idx[i], val[i], dense,
-                   nblocks, block, rank, cap, sparse, kbuf, ibuf, skeys, hist, gt, eq)
+                   nblocks, block, rank, cap, kbuf, ibuf, skeys, hist, gt, eq)
 
 
 @njit(cache=True, nogil=True)
@@ -127,13 +127,13 @@ def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
 
 @njit(cache=True, nogil=True, parallel=True)
 def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, block,
-               rank, cap, sparse):
+               rank, cap):
     """Every row of the batch ``a`` (n, d), rows split into ``nblk`` parallel blocks.
 
     ``b`` is the state (n, d) (a dummy (n, 0) array in mode 0); ``cvec`` the row
     scalars (n,); ``idx``/``val`` the (n, k) outputs. ``dense``: precompute all keys
     (``cap`` must then be >= d); else ``nblocks > 0`` enables sampling with the
-    given plan and candidate capacity ``cap``; ``sparse``: few candidates expected.
+    given plan and candidate capacity ``cap``.
     """
     n = a.shape[0]
     d = a.shape[1]
@@ -151,13 +151,12 @@ def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, blo
         eq = np.empty(1, dtype=np.int64)
         for i in range(q * n // nblk, (q + 1) * n // nblk):
             row_serial(mode, a[i], b[i], cvec[i], k, keybits, idx[i], val[i], dense,
-                       nblocks, block, rank, cap, sparse, kbuf, ibuf, skeys, hist, gt,
-                       eq)
+                       nblocks, block, rank, cap, kbuf, ibuf, skeys, hist, gt, eq)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, block,
-                 rank, kbufs, ibufs, sparse, rbits_range):
+                 rank, kbufs, ibufs, rbits_range):
     """One large row, cut into ``nch`` contiguous chunks processed in parallel.
 
     ``nblocks > 0`` enables the sample with per-chunk candidate capacity
@@ -215,7 +214,7 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
         for ch in prange(nch):
             cnt[ch], mxs[ch], ties[ch] = candidates(mode, a, b, c, bounds[ch],
                                                     bounds[ch + 1], t_lo, kbufs[ch],
-                                                    ibufs[ch], cap, sparse)
+                                                    ibufs[ch], cap)
     smode = 4 if mode == 3 else mode  # mode 3 wrote the updated error back
     hi_bit = keybits
     prefix = np.int64(0)

@@ -37,7 +37,7 @@ CAND_TILE = 256
 
 
 @njit(cache=True, nogil=True)
-def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap, sparse):
+def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap):
     """Collect the indices in ``[lo, hi)`` with key >= ``t_lo`` (and their keys), and
     count the keys equal to ``t_lo - 1`` (the sampled threshold: its ties decide the
     answer when the candidates are fewer than k).
@@ -45,7 +45,7 @@ def candidates(mode, a, b, c, lo, hi, t_lo, kbuf, ibuf, cap, sparse):
     ``kbuf``/``ibuf`` have room for ``cap`` entries. Returns ``(count, max, ties)``:
     the count is exact even when it exceeds ``cap`` (then the lists are incomplete
     and the caller must not use them); ``max`` is the largest key of the range (-1
-    if empty). ``sparse`` is accepted for compatibility.
+    if empty).
 
     Tiles of ``CAND_TILE`` elements: one plain loop per mode (the mode is tested once
     per tile, so the loop vectorises) computes the keys into a tile buffer, a flag

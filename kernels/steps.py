@@ -31,9 +31,6 @@ SAMPLE_BLOCK = 16
 SAMPLE_MAX_BLOCKS = 1024
 #: ... and at most one run per this many elements (at least 4 runs, else no sample).
 SAMPLE_SPACING = 256
-#: Kept for the kernels' signature: the candidate pass now tests every group of 8
-#: keys and skips those without a candidate, whatever k (see ``select.candidates``).
-SPARSE_FRACTION = 64
 #: Below this many message entries, scatter_add runs serially.
 SCATTER_PARALLEL_MIN = 1 << 15
 
@@ -96,7 +93,6 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
     if b is None:
         b = np.empty((n, 0), dtype=dtype)
     kb = keybits(dtype)
-    sparse = SPARSE_FRACTION * k <= d  # few candidates per block: skip empty blocks
     threads = numba.get_num_threads()
     if threads == 1 and d > DENSE_MAX_D:
         # one thread: the serial pipeline, no thread team, kept candidate buffers
@@ -105,7 +101,7 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
         ws = _ws_take(1, cap)
         try:
             rows_serial(mode, a, b, cvec, k, kb, idx, val, False, nblocks, SAMPLE_BLOCK,
-                        rank, cap, sparse, ws[0], ws[1])
+                        rank, cap, ws[0], ws[1])
         finally:
             _ws_give(ws)
     elif d >= PARALLEL_ROW_MIN_D and n < 2 * threads:
@@ -121,7 +117,7 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
             ibufs = ws[1][:size].reshape(nch, capc + 1)
             for i in range(n):
                 row_parallel(mode, a[i], b[i], cvec[i], k, kb, idx[i], val[i], nch,
-                             nblocks, SAMPLE_BLOCK, rank, kbufs, ibufs, sparse,
+                             nblocks, SAMPLE_BLOCK, rank, kbufs, ibufs,
                              rbits_range)
         finally:
             _ws_give(ws)
@@ -134,7 +130,7 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
             nblocks, rank, expected = sample_plan(d, k)
             cap = expected + expected // 2 + 64 if nblocks else 0
         rows_batch(mode, a, b, cvec, k, kb, idx, val, nblk, dense, nblocks,
-                   SAMPLE_BLOCK, rank, cap, sparse)
+                   SAMPLE_BLOCK, rank, cap)
     return idx, val
 
 
