@@ -190,7 +190,7 @@ def all_cases(seed: int = 0, large: bool = True):
         yield from cases(dtype, seed=seed, large=large)
 
 
-def _run(kernel: str, case: Case, backend: str | None, scale=None, weights=None):
+def run_case(kernel: str, case: Case, backend: str | None, scale=None, weights=None):
     """Run one kernel on a case through the public API; return everything to compare.
 
     Returns a tuple of arrays: the message (idx, val) and the updated state or out.
@@ -222,8 +222,8 @@ def compare(kernel: str, case: Case, backend: str, **kw) -> str | None:
     input left untouched), else a description of the first difference.
     """
     before = case.x.copy()
-    want = _run(kernel, case, "numpy", **kw)
-    got = _run(kernel, case, backend, **kw)
+    want = run_case(kernel, case, "numpy", **kw)
+    got = run_case(kernel, case, backend, **kw)
     if not bits_equal(before, case.x) or before.dtype != case.x.dtype:
         return f"{kernel}[{backend}] {case}: modified its read-only input"
     names = {"topk": ("idx", "val"), "scatter_add": ("out",)}.get(

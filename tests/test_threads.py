@@ -8,8 +8,7 @@ import tempfile
 import pytest
 
 import ef21fast
-from ef21fast.testing import all_cases, backend_params, bits_equal, variants
-from ef21fast.testing import _run as run_case
+from ef21fast.testing import all_cases, backend_params, bits_equal, run_case, variants
 
 COMPILED = backend_params()
 BIG = [c for c in all_cases(seed=3) if c.x.size >= 50_000 or c.name.startswith("batched")]
