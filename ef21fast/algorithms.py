@@ -217,7 +217,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         iters: int = 1000, tol: float | None = None, x0=None, seed: int | None = 0,
         backend: str | None = None, bits: str = "values", p=None, batch=None,
         participation: str = "independent", progress: bool = False,
-        callback=None) -> Trace:
+        callback=None, on_row=None) -> Trace:
     """Run one method of the EF21 family and record its trace.
 
     Parameters
@@ -257,6 +257,10 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
     callback : callable or None
         ``callback(t, x, grad_norm_sq)`` after each recorded row; returning True
         stops the run (status ``"interrupted"``).
+    on_row : callable or None
+        ``on_row(t, bits, grad_norm_sq, f, time_s, x)`` as soon as row ``t`` is
+        recorded, row 0 included (for example :class:`ef21fast.trace.TraceLog`
+        streaming the rows to disk); ``x`` is the iterate, not to be modified.
 
     Returns
     -------
@@ -375,6 +379,8 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         if tol is not None and gn < tol:
             status = "converged"
         try:
+            if on_row is not None:
+                on_row(0, 0.0, gn, fx, ts[0], x)
             t = 0
             while status == "completed" and t < T:
                 t += 1
@@ -432,6 +438,8 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
                 gns[t], fs[t], ts[t] = gn, fx, time.perf_counter() - start
                 rows = t + 1
                 x_rec = x
+                if on_row is not None:
+                    on_row(t, bits_arr[t], gn, fx, ts[t], x)
                 if bar is not None:
                     bar.update(1)
                 if tol is not None and gn < tol:
@@ -439,7 +447,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
                 elif callback is not None and callback(t, x, gn):
                     status, message = "interrupted", f"stopped by the callback at round {t}"
         except KeyboardInterrupt:
-            status, message = "interrupted", f"interrupted at round {rows}"
+            status, message = "interrupted", f"interrupted after round {rows - 1}"
         finally:
             if bar is not None:
                 bar.close()

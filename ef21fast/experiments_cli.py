@@ -42,9 +42,17 @@ ceil(log2 d) index bits per value with --bits values+indices.
 OPTIONAL_MODULES = ("scipy", "sklearn", "matplotlib", "tqdm", "threadpoolctl")
 
 
+#: Seconds between two checkpoints of the iterate (``x.npy``) during ``ef21fast run``.
+CHECKPOINT_S = 5.0
+
+#: The signal that stopped the current command (set by :func:`terminate_as_interrupt`).
+_stop_signal: list[int] = []
+
+
 def terminate_as_interrupt(func):
     """Make SIGTERM (``kill``) stop a command like Ctrl-C: the run stops at the end of
-    the current round and the rounds done so far are written, marked interrupted."""
+    the current round and the rounds done so far are written, marked interrupted.
+    The signal is remembered for :func:`interrupted_exit_code`."""
 
     @functools.wraps(func)
     def wrapper(args):
@@ -52,15 +60,25 @@ def terminate_as_interrupt(func):
             return func(args)
 
         def handler(signum, frame):
+            _stop_signal.append(signum)
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGTERM, handler)
+        _stop_signal.clear()
+        previous = {sig: signal.signal(sig, handler)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return func(args)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, prev in previous.items():
+                signal.signal(sig, prev)
 
     return wrapper
+
+
+def interrupted_exit_code() -> int:
+    """The shell's convention for a command stopped by a signal: 128 + its number
+    (130 for Ctrl-C, 143 for ``kill``); 130 when the signal is unknown."""
+    return 128 + (_stop_signal[0] if _stop_signal else signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -173,7 +191,7 @@ def _make_outdir(path: str) -> None:
 
 def cmd_run(args) -> int:
     from ef21fast import algorithms, theory
-    from ef21fast.trace import atomic_write_bytes, atomic_write_text
+    from ef21fast.trace import TraceLog, atomic_write_bytes
 
     method = args.method
     if method not in algorithms.METHODS:
@@ -214,50 +232,66 @@ def cmd_run(args) -> int:
             raise UsageError(f"--k {args.k} is larger than the dimension d = {problem.d}")
         if x0 is not None and x0.shape != (problem.d,):
             raise UsageError(f"--x0 has shape {x0.shape}, expected ({problem.d},)")
-        trace = algorithms.run(
-            problem, method, k=args.k, gamma=gamma, gamma_mult=mult, iters=args.iters,
-            tol=args.tol, x0=x0, seed=args.seed, backend=args.backend, bits=args.bits,
-            p=args.p, batch=args.batch, participation=args.participation,
-            progress=not args.quiet)
-    out = args.out
-    _make_outdir(out)
-    L_i = np.asarray(problem.L_i, dtype=np.float64)
-    alpha = 1.0 if method == "gd" else theory.topk_alpha(args.k, problem.d)
-    summary = {
-        "method": method,
-        "gamma": trace.gamma,
-        "gamma_rule": trace.gamma_rule,
-        "gamma_mult": mult,
-        "L": float(problem.L),
-        "L_AM": theory.l_am(L_i),
-        "L_QM": theory.l_qm(L_i),
-        "L_QM_over_L_AM": theory.l_qm(L_i) / theory.l_am(L_i),
-        "alpha": alpha,
-        "n": int(problem.n),
-        "d": int(problem.d),
-        "k": trace.k,
-        "backend": trace.backend,
-        "versions": versions(),
-        "status": trace.status,
-        "message": trace.message,
-        "problem": args.problem,
-        "data": args.data,
-        "split": None if args.data == "synthetic" else args.split,
-        "lam": args.lam,
-        "seed": args.seed,
-        "tol": args.tol,
-        "iters": args.iters,
-        "bits_mode": args.bits,
+        out = args.out
+        _make_outdir(out)
+        L_i = np.asarray(problem.L_i, dtype=np.float64)
+        alpha = 1.0 if method == "gd" else theory.topk_alpha(args.k, problem.d)
+        summary = {
+            "method": method,
+            "gamma": None,
+            "gamma_rule": None,
+            "gamma_mult": mult,
+            "L": float(problem.L),
+            "L_AM": theory.l_am(L_i),
+            "L_QM": theory.l_qm(L_i),
+            "L_QM_over_L_AM": theory.l_qm(L_i) / theory.l_am(L_i),
+            "alpha": alpha,
+            "n": int(problem.n),
+            "d": int(problem.d),
+            "k": int(args.k) if method != "gd" else int(problem.d),
+            "backend": args.backend,
+            "versions": versions(),
+            "status": "running",
+            "message": (f"started by process {os.getpid()}; if that process is gone, "
+                        f"the run was killed: trace.csv holds every completed round "
+                        f"and x.npy the iterate of the last checkpoint"),
+            "problem": args.problem,
+            "data": args.data,
+            "split": None if args.data == "synthetic" else args.split,
+            "lam": args.lam,
+            "seed": args.seed,
+            "tol": args.tol,
+            "iters": args.iters,
+            "bits_mode": args.bits,
+        }
+        _write_json(os.path.join(out, "summary.json"), summary)
+        x_path = os.path.join(out, "x.npy")
+        last_checkpoint = [-math.inf]
+
+        with TraceLog(os.path.join(out, "trace.csv")) as log:
+            def on_row(t, bits, gn, f, time_s, x):
+                log.row(t, bits, gn, f, time_s)
+                if time_s - last_checkpoint[0] >= CHECKPOINT_S:
+                    atomic_write_bytes(x_path, _npy_bytes(x))
+                    last_checkpoint[0] = time_s
+
+            trace = algorithms.run(
+                problem, method, k=args.k, gamma=gamma, gamma_mult=mult,
+                iters=args.iters, tol=args.tol, x0=x0, seed=args.seed,
+                backend=args.backend, bits=args.bits, p=args.p, batch=args.batch,
+                participation=args.participation, progress=not args.quiet,
+                on_row=on_row)
+    summary.update({
+        "gamma": trace.gamma, "gamma_rule": trace.gamma_rule, "k": trace.k,
+        "backend": trace.backend, "status": trace.status, "message": trace.message,
         **{key: val for key, val in trace.to_dict(arrays=False).items()
            if key in ("rounds", "final_bits", "final_grad_norm_sq", "final_f", "time_s",
                       "extra")},
-    }
+    })
     with user_errors():
         trace.to_csv(os.path.join(out, "trace.csv"))
-        buf = _npy_bytes(trace.x)
-        atomic_write_bytes(os.path.join(out, "x.npy"), buf)
-        atomic_write_text(os.path.join(out, "summary.json"),
-                          json.dumps(summary, indent=2) + "\n")
+        atomic_write_bytes(x_path, _npy_bytes(trace.x))
+        _write_json(os.path.join(out, "summary.json"), summary)
         from ef21fast.plots import plot_traces
 
         plot_traces({method: trace}, os.path.join(out, "trace.png"), tol=args.tol,
@@ -267,7 +301,17 @@ def cmd_run(args) -> int:
           f"{trace.bits[-1]:.6g} bits per client; wrote {out}")
     if trace.status == "diverged":
         print(f"ef21fast run: {trace.message}", file=sys.stderr)
+    if trace.status == "interrupted":
+        print(f"ef21fast run: {trace.message}; the completed rounds are in {out}",
+              file=sys.stderr)
+        return interrupted_exit_code()
     return 0
+
+
+def _write_json(path: str, obj) -> None:
+    from ef21fast.trace import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -301,6 +345,10 @@ def cmd_reproduce(args) -> int:
     print(f"\n{result['note']}")
     print(f"wrote {args.out}: table.csv, table.md, summary.json, one PNG and one folder "
           f"of CSV traces per problem ({result['wall_s']:.1f} s)")
+    if result["interrupted"]:
+        print(f"ef21fast reproduce: interrupted ({result['interrupted']}); the partial "
+              f"results are in {args.out}", file=sys.stderr)
+        return interrupted_exit_code()
     return 0
 
 

@@ -130,13 +130,22 @@ def reproduce(out, *, data_files=(), clients=None, quick=False, quiet=False,
     Returns
     -------
     dict
-        ``rows`` (one dict per problem, as in the table), ``note``, ``wall_s``.
+        ``rows`` (one dict per problem, as in the table), ``note``, ``wall_s``,
+        ``interrupted`` (None, or which run Ctrl-C / SIGTERM stopped).
+
+    Notes
+    -----
+    Nothing computed is lost: every run's CSV is streamed row by row while it runs
+    (:class:`ef21fast.trace.TraceLog`) and ``summary.json`` says ``"running"`` until the
+    end. Ctrl-C (or SIGTERM under ``ef21fast reproduce``) stops the comparison at the
+    end of the current round; the table, plots and summary are then written for what
+    ran, marked ``"interrupted"``.
     """
     from ef21fast import algorithms, theory
     from ef21fast.dispatch import default_backend
     from ef21fast.experiments_cli import versions
     from ef21fast.plots import plot_traces
-    from ef21fast.trace import atomic_write_text
+    from ef21fast.trace import TraceLog, atomic_write_text
 
     t_start = time.perf_counter()
     backend = default_backend() if backend is None else backend
@@ -148,6 +157,21 @@ def reproduce(out, *, data_files=(), clients=None, quick=False, quiet=False,
     problems = list(_problems(data_files, clients, quick))
     os.makedirs(out, exist_ok=True)
     rows = []
+    interrupted = None
+
+    def write_summary(status: str, note: str) -> None:
+        summary = {"status": status, "interrupted": interrupted, "rows": rows,
+                   "rel_tol": rel_tol, "cap": cap, "quick": quick, "backend": backend,
+                   "versions": versions(), "wall_s": time.perf_counter() - t_start,
+                   "methods": [list(c) for c in COMPARISON], "note": note}
+        atomic_write_text(os.path.join(out, "summary.json"),
+                          json.dumps(summary, indent=2) + "\n")
+
+    # Rewritten after every problem: if the process is killed, the summary says so.
+    running_note = (f"running in process {os.getpid()}; if that process is gone, it was "
+                    f"killed: 'rows' are the finished problems, and every run's CSV "
+                    f"holds its completed rounds")
+    write_summary("running", running_note)
     for name, problem, desc in problems:
         L_i = np.asarray(problem.L_i, dtype=np.float64)
         lqm, lam_ = theory.l_qm(L_i), theory.l_am(L_i)
@@ -169,12 +193,16 @@ def reproduce(out, *, data_files=(), clients=None, quick=False, quiet=False,
             run_cap = cap
             if method == "ef14" and ef21_rounds:
                 run_cap = min(cap, EF14_ROUNDS_FACTOR * ef21_rounds)
-            tr = algorithms.run(problem, method, k=1, gamma=rule, iters=run_cap, tol=tol,
-                                x0=x0, backend=backend, progress=not quiet)
+            csv_path = os.path.join(folder, _slug(label) + ".csv")
+            with TraceLog(csv_path) as log:
+                tr = algorithms.run(problem, method, k=1, gamma=rule, iters=run_cap,
+                                    tol=tol, x0=x0, backend=backend, progress=not quiet,
+                                    on_row=lambda t, b, g, f, s, x, log=log:
+                                    log.row(t, b, g, f, s))
             if method != "ef14":
                 ef21_rounds = max(ef21_rounds, tr.rounds)
             traces[label] = tr
-            tr.to_csv(os.path.join(folder, _slug(label) + ".csv"))
+            tr.to_csv(csv_path)
             reached = tr.bits_to_reach(tol)
             row["bits"][label] = reached
             row["rounds"][label] = tr.rounds
@@ -183,29 +211,35 @@ def reproduce(out, *, data_files=(), clients=None, quick=False, quiet=False,
             row.setdefault("max_bits", {})[label] = float(tr.bits[-1])
             _log(quiet, f"  {label:<11} gamma={tr.gamma:.4g}: {tr.message} "
                         f"({tr.time_s[-1]:.2f} s)")
-        qm, am = row["bits"]["EF21 gQM"], row["bits"]["EF21 gAM"]
+            if tr.status == "interrupted":  # Ctrl-C / kill: stop everything, keep all
+                interrupted = f"{name}, {label}: {tr.message}"
+                break
+        qm, am = row["bits"].get("EF21 gQM"), row["bits"].get("EF21 gAM")
         row["speedup"] = (qm / am) if (qm and am) else None
         plot_traces(traces, os.path.join(out, name + ".png"), tol=tol,
                     title=f"{name}: n={problem.n}, d={problem.d}, Top1, "
                           f"L_QM/L_AM={lqm / lam_:.2f}")
         rows.append(row)
+        if interrupted:
+            break
+        write_summary("running", running_note)
 
     wall = time.perf_counter() - t_start
     note = (f"Top1 from x0 = 0; bits per client to reach ||grad f||^2 <= {rel_tol:g} * "
             f"||grad f(x0)||^2 (32 bits per sent value); '>' = not reached within the "
             f"cap; speed-up = bits(EF21 gQM) / bits(EF21 gAM). Backend {backend}.")
+    if interrupted:
+        note += f" INTERRUPTED ({interrupted}): the table is partial."
     atomic_write_text(os.path.join(out, "table.md"), format_table(rows, markdown=True)
                       + "\n\n" + note + "\n")
     atomic_write_text(os.path.join(out, "table.csv"), _table_csv(rows))
-    summary = {"rows": rows, "rel_tol": rel_tol, "cap": cap, "quick": quick,
-               "backend": backend, "versions": versions(), "wall_s": wall,
-               "methods": [list(c) for c in COMPARISON], "note": note}
-    atomic_write_text(os.path.join(out, "summary.json"),
-                      json.dumps(summary, indent=2) + "\n")
-    return {"rows": rows, "note": note, "wall_s": wall}
+    write_summary("interrupted" if interrupted else "completed", note)
+    return {"rows": rows, "note": note, "wall_s": wall, "interrupted": interrupted}
 
 
 def _bits_cell(row, label) -> str:
+    if label not in row["bits"]:  # not run: the comparison was interrupted before it
+        return "-"
     b = row["bits"][label]
     if b is not None:
         return f"{b:,.0f}"
@@ -248,8 +282,8 @@ def _table_csv(rows) -> str:
     for r in rows:
         w.writerow([r["problem"], r["n"], r["d"], repr(r["L"]), repr(r["L_QM"]),
                     repr(r["L_AM"]), repr(r["ratio"]), repr(r["tol"])]
-                   + ["" if r["bits"][lab] is None else repr(r["bits"][lab])
+                   + ["" if r["bits"].get(lab) is None else repr(r["bits"][lab])
                       for lab, _, _ in COMPARISON]
-                   + [r["rounds"][lab] for lab, _, _ in COMPARISON]
+                   + [r["rounds"].get(lab, "") for lab, _, _ in COMPARISON]
                    + ["" if r["speedup"] is None else repr(r["speedup"])])
     return buf.getvalue()
