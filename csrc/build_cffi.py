@@ -14,7 +14,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "ef21fast.h")
-SOURCES = [os.path.join("csrc", "ef21fast_kernels.c")]
+SOURCES = [os.path.join("csrc", "ef21fast_kernels.c"), os.path.join("csrc", "ef21fast_oracle.c")]
 
 
 def _cdef_from_header(path):

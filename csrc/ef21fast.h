@@ -11,6 +11,7 @@
 
 #define EF21_OK 0
 #define EF21_ENOMEM 1
+#define EF21_EINVAL 2
 
 /* CDEF BEGIN */
 int ef21_topk_f32(const float *x, int64_t n, int64_t d, int64_t k,
@@ -32,6 +33,9 @@ int ef21_scatter_add_f64(double *out, int64_t d, const int64_t *idx, const doubl
 void ef21_set_num_threads(int n);
 int ef21_get_num_threads(void);
 int ef21_has_openmp(void);
+int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
+                          int64_t n, int64_t d, const double *x, const double *reg,
+                          int kind, double *G);
 /* CDEF END */
 
 #endif
