@@ -69,11 +69,15 @@ if lib.ef21_has_openmp() and hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_FNS = {(name, dt): getattr(lib, f"ef21_{name}_{sfx}")
+        for name in ("topk", "ef21_step", "ef_step", "scatter_add") for dt, sfx in _SFX.items()}
+
+
 def _fn(name, dtype):
     global _team_used
     if not _team_used and lib.ef21_get_num_threads() > 1:
         _team_used = True  # conservatively: this call may start a thread team
-    return getattr(lib, f"ef21_{name}_{_SFX[dtype]}")
+    return _FNS[name, dtype]
 
 
 def topk(x, k):

@@ -144,6 +144,13 @@ def get_kernel(kernel: str, backend: str | None = None):
     NotImplementedError
         The backend lacks this kernel (the message gives its reason).
     """
+    # Fast path for small calls: the function resolved before, still valid (the module
+    # it came from is the one loaded now, and the default has not changed).
+    if backend is None or type(backend) is str:
+        name = backend if backend is not None else _cached_default()
+        hit = _kernel_cache.get((kernel, name))
+        if hit is not None and _loaded.get(name) is hit[0]:
+            return hit[1]
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if backend is not None and not isinstance(backend, str):
@@ -153,7 +160,27 @@ def get_kernel(kernel: str, backend: str | None = None):
     missing = _missing(module)
     if kernel in missing:
         raise NotImplementedError(f"backend {name!r} lacks {kernel}: {missing[kernel]}")
-    return getattr(module, kernel)
+    fn = getattr(module, kernel)
+    _kernel_cache[(kernel, name)] = (module, fn)
+    return fn
+
+
+#: (kernel, backend) -> (module, function), filled by :func:`get_kernel`.
+_kernel_cache: dict = {}
+
+
+def _cached_default():
+    """The default backend's name if it is known without importing anything (the
+    environment names one, or every faster backend has already failed), else None."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env.strip()
+    for name in BACKENDS:
+        if name in _loaded:
+            return name
+        if name not in _errors:
+            return None
+    return None
 
 
 def registry() -> list[tuple[str, str, object, str | None]]:

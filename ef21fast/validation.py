@@ -94,9 +94,11 @@ def check_k(k, d: int) -> int:
     ValueError
         If ``k`` is outside ``[0, d]``.
     """
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (numbers.Integral, np.integer)):
-        raise TypeError(f"k must be an integer, got {type(k).__name__} {k!r}")
-    k = operator.index(k)
+    if type(k) is not int:  # plain int first: the ABC checks cost more than a small call
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (numbers.Integral,
+                                                                np.integer)):
+            raise TypeError(f"k must be an integer, got {type(k).__name__} {k!r}")
+        k = operator.index(k)
     if k < 0 or k > d:
         raise ValueError(f"k must satisfy 0 <= k <= d = {d}, got k = {k}")
     return k

@@ -44,6 +44,34 @@ def test_environment_variable_selects_backend():
     assert proc.returncode != 0 and "EF21FAST_BACKEND must be one of" in proc.stderr
 
 
+def test_kernel_cache_follows_the_environment_and_the_loaded_modules(monkeypatch):
+    """get_kernel caches what it resolved, but never serves a stale function."""
+    from ef21fast import reference
+
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    first = dispatch.available_backends()[0]
+    assert dispatch.get_kernel("topk") is dispatch.load_backend(first).topk
+    monkeypatch.setenv(dispatch.ENV_VAR, "numpy")
+    assert dispatch.get_kernel("topk") is reference.topk
+    monkeypatch.setenv(dispatch.ENV_VAR, "gpu")
+    with pytest.raises(ValueError, match="EF21FAST_BACKEND must be one of"):
+        dispatch.get_kernel("topk")
+    monkeypatch.delenv(dispatch.ENV_VAR)
+    assert dispatch.get_kernel("topk") is dispatch.load_backend(first).topk
+    if first != "numpy":  # a backend replaced after caching is looked up again
+        class Other:
+            topk = staticmethod(lambda x, k: None)
+            ef21_step = ef_step = scatter_add = topk
+
+        monkeypatch.setitem(dispatch._loaded, first, Other)
+        assert dispatch.get_kernel("topk") is Other.topk
+        assert dispatch.get_kernel("topk", first) is Other.topk
+    with pytest.raises(TypeError, match="backend must be a string"):
+        dispatch.get_kernel("topk", ["c"])
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        dispatch.get_kernel("argmax")
+
+
 def test_registry_covers_every_pair():
     rows = ef21fast.registry()
     assert {(k, b) for k, b, _, _ in rows} == {
