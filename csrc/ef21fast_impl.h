@@ -218,6 +218,75 @@ EF_INLINE SK F(vsum)(F(vk) m)
     return o;
 }
 
+/* Bit u set when lane u of m is set (m lanes all-ones or zero). */
+EF_INLINE int F(vmask)(F(vk) m)
+{
+#if defined(__SSE2__)
+#if KBITS == 31
+    return _mm_movemask_ps((__m128)m);
+#else
+    return _mm_movemask_pd((__m128d)m);
+#endif
+#else
+    SK t[EF_L];
+    int u, r = 0;
+    memcpy(t, &m, sizeof t);
+    for (u = 0; u < EF_L; u++)
+        r |= (t[u] != 0) << u;
+    return r;
+#endif
+}
+
+/* Set bits of a lane mask (a table: popcnt is not in the x86-64 baseline, and a libgcc
+ * call per vector would cost more than the lanes). */
+EF_INLINE int F(vcount)(int m)
+{
+#if KBITS == 31
+    return (0x4332322132212110ull >> (4 * m)) & 15;
+#else
+    return (m & 1) + (m >> 1);
+#endif
+}
+
+/* Left-packing permutations: lane order of the set bits of a lane mask first. */
+#if KBITS == 31
+static const F(vk) F(lp)[16] = { /* 4 lanes; 2 lanes need no table (see vappend) */
+    {0, 1, 2, 3}, {0, 1, 2, 3}, {1, 0, 2, 3}, {0, 1, 2, 3}, {2, 0, 1, 3}, {0, 2, 1, 3},
+    {1, 2, 0, 3}, {0, 1, 2, 3}, {3, 0, 1, 2}, {0, 3, 1, 2}, {1, 3, 0, 2}, {0, 1, 3, 2},
+    {2, 3, 0, 1}, {0, 2, 3, 1}, {1, 2, 3, 0}, {0, 1, 2, 3}};
+#endif
+
+/* Append the lanes of v (value bits) whose key is > t, with their offsets o0 + lane, to
+ * b (room for EF_L more entries assumed): 2 vector stores per vector instead of a
+ * store per lane and per array. Returns the new length. */
+EF_INLINE int64_t F(vappend)(F(vk) gt, F(vt) v, uint32_t o0, uint32_t *restrict bo,
+                             K *restrict bkey, int64_t len)
+{
+    const int m = F(vmask)(gt);
+#if KBITS == 31
+    const F(vk) perm = F(lp)[m];
+    const F(vk) pb = __builtin_shuffle((F(vk))v, perm);
+    const F(vk) po = __builtin_shuffle((F(vk)){0, 1, 2, 3} + (SK)o0, perm);
+    memcpy(bkey + len, &pb, sizeof pb);
+    memcpy(bo + len, &po, sizeof po);
+#else
+    /* two lanes: only mask 2 (lane 1 alone) needs them swapped */
+    const F(vk) sw = F(vksplat)(-(SK)(m == 2));
+    const F(vk) pb = ((F(vk))v & ~sw) | (__builtin_shuffle((F(vk))v, (F(vk)){1, 0}) & sw);
+    memcpy(bkey + len, &pb, sizeof pb);
+    bo[len] = o0 + (uint32_t)(m == 2);
+    bo[len + 1] = o0 + 1;
+#endif
+    return len + F(vcount)(m);
+}
+
+/* Lane-wise max of two key vectors (signed lanes: keys are < 2^KBITS). */
+EF_INLINE F(vk) F(vmax)(F(vk) a, F(vk) b)
+{
+    const F(vk) m = a > b;
+    return (a & m) | (b & ~m);
+}
+
 /* After a pass that wrote the updated error back, later passes read it directly. */
 static void F(written_back)(F(src) *S)
 {
@@ -389,6 +458,7 @@ EF_INLINE int F(collect_m)(const F(src) *S, const int mode, int64_t lo, int64_t 
     int64_t len = 0, eq = 0, reported = 0, j = lo;
     int rc = 0;
     K mx = 0;
+    F(vk) mxv = F(vksplat)(0);
     b->len = 0;
     while (j < hi) {
         const int64_t bend = (hi - j > EF_REPORT) ? j + EF_REPORT : hi;
@@ -407,12 +477,8 @@ EF_INLINE int F(collect_m)(const F(src) *S, const int mode, int64_t lo, int64_t 
                 eqacc += kv[u] == tv; /* -1 per tie */
             }
             if (F(vany)(gor)) {
-                SK kb[16];
-                K rb[16];
                 uint32_t *restrict bo;
                 K *restrict bkey;
-                memcpy(kb, kv, sizeof kb);
-                memcpy(rb, vv, sizeof rb);
                 if (len + 16 > b->capa) {
                     b->len = len;
                     if (F(cbuf_grow)(b, cap)) {
@@ -424,11 +490,10 @@ EF_INLINE int F(collect_m)(const F(src) *S, const int mode, int64_t lo, int64_t 
                 }
                 bo = b->off;
                 bkey = b->key;
-                for (u = 0; u < 16; u++) { /* branch-free: store always, advance if kept */
-                    bo[len] = (uint32_t)(j + u - lo);
-                    bkey[len] = rb[u];
-                    len += kb[u] > (SK)t;
-                    mx = (K)kb[u] > mx ? (K)kb[u] : mx;
+                for (u = 0; u < EF_NV; u++) {
+                    len = F(vappend)(kv[u] > tv, vv[u], (uint32_t)(j + u * EF_L - lo), bo,
+                                     bkey, len);
+                    mxv = F(vmax)(mxv, kv[u]); /* kept keys exist: the block max is one */
                 }
                 if (len > cap) {
                     rc = 1;
@@ -481,6 +546,13 @@ EF_INLINE int F(collect_m)(const F(src) *S, const int mode, int64_t lo, int64_t 
         }
     }
 done:
+    {
+        SK t2[EF_L];
+        int u;
+        memcpy(t2, &mxv, sizeof t2);
+        for (u = 0; u < EF_L; u++)
+            mx = (K)t2[u] > mx ? (K)t2[u] : mx;
+    }
     b->len = len;
     b->mx = mx;
     *eq_out = eq;
@@ -809,6 +881,51 @@ static void F(plan)(F(ws) *W, int64_t k)
     }
 }
 
+/* Vector part of the last pass of from_candidates when every tie is taken or none is:
+ * write (lo + off[i], bits[i]) of the candidates with key > tk (or >= tk with ties),
+ * in order, EF_L lanes at a time while a whole vector's stores stay inside the chunk's
+ * n_out outputs (other threads write right after them). *ip, *op: where it stopped. */
+EF_INLINE void F(emit_filter)(const K *restrict bits, const uint32_t *restrict off,
+                              int64_t len, int64_t lo, K tk, int ties, int64_t n_out,
+                              int64_t *restrict out, K *restrict outv, int64_t *ip,
+                              int64_t *op)
+{
+    const F(vk) tv = F(vksplat)((SK)tk);
+    int64_t i = 0, o = 0;
+    for (; i + EF_L <= len && o + EF_L <= n_out; i += EF_L) {
+        F(vk) b;
+        memcpy(&b, bits + i, sizeof b);
+        {
+            const F(vk) kv = F(vkey)((F(vt))b);
+            const int m = F(vmask)(ties ? (kv > tv) | (kv == tv) : kv > tv);
+#if KBITS == 31
+            typedef int64_t F(v4l) __attribute__((vector_size(32)));
+            const F(vk) perm = F(lp)[m];
+            F(vk) po;
+            memcpy(&po, off + i, sizeof po);
+            {
+                const F(vk) pb = __builtin_shuffle(b, perm);
+                /* offsets are < 2^30: the sign extension leaves them as they are */
+                const F(v4l) wide = __builtin_convertvector(__builtin_shuffle(po, perm),
+                                                            F(v4l));
+                const F(v4l) idx = wide + (int64_t)lo;
+                memcpy(outv + o, &pb, sizeof pb);
+                memcpy(out + o, &idx, sizeof idx);
+            }
+#else
+            const F(vk) sw = F(vksplat)(-(SK)(m == 2));
+            const F(vk) pb = (b & ~sw) | (__builtin_shuffle(b, (F(vk)){1, 0}) & sw);
+            memcpy(outv + o, &pb, sizeof pb);
+            out[o] = lo + (int64_t)off[i + (m == 2)];
+            out[o + 1] = lo + (int64_t)off[i + 1];
+#endif
+            o += F(vcount)(m);
+        }
+    }
+    *ip = i;
+    *op = o;
+}
+
 /* Case (a): the candidates (all keys > t, at least k of them) hold the answer. Writes
  * the indices and the values (from the stored bits), and the state updates. */
 static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_t *oidx, T *oval,
@@ -894,8 +1011,10 @@ static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_
         int64_t *restrict out = oidx + W->o[c];
         K *restrict outv = (K *)(void *)(oval + W->o[c]);
         const int64_t n_out = W->gt[c] + W->q[c];
-        int64_t i, o = 0, q = W->q[c];
-        for (i = 0; i < len && o < n_out; i++) { /* branch-free, as above */
+        int64_t i = 0, o = 0, q = W->q[c];
+        if (q == 0 || q == W->eq[c]) /* no tie quota to count: a plain filter */
+            F(emit_filter)(bits, off, len, lo, tk, q > 0, n_out, out, outv, &i, &o);
+        for (; i < len && o < n_out; i++) { /* branch-free, as above */
             const K kv = F(canon)(bits[i]);
             const int tie = (kv == tk) & (q > 0);
             out[o] = lo + (int64_t)off[i];
