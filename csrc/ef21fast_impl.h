@@ -280,6 +280,21 @@ EF_INLINE int64_t F(vappend)(F(vk) gt, F(vt) v, uint32_t o0, uint32_t *restrict 
     return len + F(vcount)(m);
 }
 
+/* Append the lanes of kv where sel is set to dst (room for EF_L more entries assumed).
+ * Returns the new length. */
+EF_INLINE int64_t F(vappend_keys)(F(vk) sel, F(vk) kv, K *restrict dst, int64_t len)
+{
+    const int m = F(vmask)(sel);
+#if KBITS == 31
+    const F(vk) pk = __builtin_shuffle(kv, F(lp)[m]);
+#else
+    const F(vk) sw = F(vksplat)(-(SK)(m == 2));
+    const F(vk) pk = (kv & ~sw) | (__builtin_shuffle(kv, (F(vk)){1, 0}) & sw);
+#endif
+    memcpy(dst + len, &pk, sizeof pk);
+    return len + F(vcount)(m);
+}
+
 /* Lane-wise max of two key vectors (signed lanes: keys are < 2^KBITS). */
 EF_INLINE F(vk) F(vmax)(F(vk) a, F(vk) b)
 {
@@ -881,6 +896,48 @@ static void F(plan)(F(ws) *W, int64_t k)
     }
 }
 
+/* Histogram of the 11-bit digit at `shift` of the keys of the value bits b[0..len),
+ * into h (2048 bins, overwritten). Candidates crowd a few bins: four interleaved
+ * sub-histograms keep consecutive increments of one bin from waiting on each other. */
+EF_INLINE void F(hist11)(const K *restrict b, int64_t len, int shift, uint32_t *restrict h)
+{
+    uint32_t sub[3][2048];
+    int64_t i = 0;
+    int u;
+    memset(h, 0, 2048 * sizeof *h);
+    memset(sub, 0, sizeof sub);
+    for (; i + 4 <= len; i += 4) {
+        h[(F(canon)(b[i]) >> shift) & 2047]++;
+        sub[0][(F(canon)(b[i + 1]) >> shift) & 2047]++;
+        sub[1][(F(canon)(b[i + 2]) >> shift) & 2047]++;
+        sub[2][(F(canon)(b[i + 3]) >> shift) & 2047]++;
+    }
+    for (; i < len; i++)
+        h[(F(canon)(b[i]) >> shift) & 2047]++;
+    for (u = 0; u < 2048; u++)
+        h[u] += sub[0][u] + sub[1][u] + sub[2][u];
+}
+
+/* Vector part of the gather of the keys whose digit at `shift` is bk, from the value
+ * bits b[0..len) to dst, in order, while a whole vector's stores stay inside the want
+ * slots of dst (the next chunk's keys follow them). *ip, *mp: where it stopped. */
+EF_INLINE void F(gather11)(const K *restrict b, int64_t len, int shift, int64_t bk,
+                           int64_t want, K *restrict dst, int64_t *ip, int64_t *mp)
+{
+    const F(vk) bkv = F(vksplat)((SK)bk);
+    int64_t i = 0, m = 0;
+    for (; i + EF_L <= len && m + EF_L <= want; i += EF_L) {
+        F(vk) v;
+        memcpy(&v, b + i, sizeof v);
+        {
+            const F(vk) kv = F(vkey)((F(vt))v);
+            m = F(vappend_keys)(((kv >> shift) & 2047) == bkv, kv, dst, m);
+        }
+    }
+    *ip = i;
+    *mp = m;
+}
+
 /* Vector part of the last pass of from_candidates when every tie is taken or none is:
  * write (lo + off[i], bits[i]) of the candidates with key > tk (or >= tk with ties),
  * in order, EF_L lanes at a time while a whole vector's stores stay inside the chunk's
@@ -944,13 +1001,7 @@ static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_
     shift0 = shift0 + 1 > 11 ? shift0 + 1 - 11 : 0;
     prefix = (t >> (shift0 + 11)) << (shift0 + 11);
     EF_FOR_CHUNKS(c, par, {
-        const K *restrict bits = W->cb[c].key;
-        const int64_t len = W->cb[c].len;
-        uint32_t *restrict h = W->h11 + 2048 * c;
-        int64_t i;
-        memset(h, 0, 2048 * sizeof *h);
-        for (i = 0; i < len; i++)
-            h[(F(canon)(bits[i]) >> shift0) & 2047]++;
+        F(hist11)(W->cb[c].key, W->cb[c].len, shift0, W->h11 + 2048 * c);
     });
     for (bk = 2047; bk > 0; bk--) {
         int64_t tb = 0;
@@ -981,8 +1032,9 @@ static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_
         const int64_t len = W->cb[c].len;
         const int64_t want = W->h11[2048 * c + bk];
         K *restrict dst = W->scr2 + W->o[c];
-        int64_t i, m = 0;
-        for (i = 0; i < len && m < want; i++) {
+        int64_t i = 0, m = 0;
+        F(gather11)(bits, len, shift0, bk, want, dst, &i, &m);
+        for (; i < len && m < want; i++) {
             const K kv = F(canon)(bits[i]);
             dst[m] = kv; /* branch-free; m < want keeps it inside the chunk's share */
             m += (int64_t)((kv >> shift0) & 2047) == bk;
