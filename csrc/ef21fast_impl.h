@@ -222,11 +222,17 @@ EF_INLINE SK F(vsum)(F(vk) m)
 EF_INLINE int F(vmask)(F(vk) m)
 {
 #if defined(__SSE2__)
+    int r = 0, h;
+    for (h = 0; h < EF_VBYTES / 16; h++) { /* movmsk per 16 bytes (SSE2 baseline) */
+        __m128i part;
+        memcpy(&part, (const char *)&m + 16 * h, 16);
 #if KBITS == 31
-    return _mm_movemask_ps((__m128)m);
+        r |= _mm_movemask_ps((__m128)part) << (4 * h);
 #else
-    return _mm_movemask_pd((__m128d)m);
+        r |= _mm_movemask_pd((__m128d)part) << (2 * h);
 #endif
+    }
+    return r;
 #else
     SK t[EF_L];
     int u, r = 0;
@@ -237,24 +243,57 @@ EF_INLINE int F(vmask)(F(vk) m)
 #endif
 }
 
-/* Set bits of a lane mask (a table: popcnt is not in the x86-64 baseline, and a libgcc
- * call per vector would cost more than the lanes). */
-EF_INLINE int F(vcount)(int m)
+/* Left-packing: for each lane mask, the lanes of its set bits first (then the others),
+ * and its number of set bits (a table: popcnt is not in the x86-64 baseline). Filled
+ * once when the library is loaded. */
+static F(vk) F(lp)[1 << EF_L];
+static unsigned char F(lpn)[1 << EF_L];
+
+__attribute__((constructor)) static void F(lp_init)(void)
 {
-#if KBITS == 31
-    return (0x4332322132212110ull >> (4 * m)) & 15;
-#else
-    return (m & 1) + (m >> 1);
-#endif
+    int m, u;
+    for (m = 0; m < (1 << EF_L); m++) {
+        SK perm[EF_L];
+        int n = 0;
+        for (u = 0; u < EF_L; u++)
+            if (m >> u & 1)
+                perm[n++] = u;
+        F(lpn)[m] = (unsigned char)n;
+        for (u = 0; u < EF_L; u++)
+            if (!(m >> u & 1))
+                perm[n++] = u;
+        memcpy(&F(lp)[m], perm, sizeof perm);
+    }
 }
 
-/* Left-packing permutations: lane order of the set bits of a lane mask first. */
-#if KBITS == 31
-static const F(vk) F(lp)[16] = { /* 4 lanes; 2 lanes need no table (see vappend) */
-    {0, 1, 2, 3}, {0, 1, 2, 3}, {1, 0, 2, 3}, {0, 1, 2, 3}, {2, 0, 1, 3}, {0, 2, 1, 3},
-    {1, 2, 0, 3}, {0, 1, 2, 3}, {3, 0, 1, 2}, {0, 3, 1, 2}, {1, 3, 0, 2}, {0, 1, 3, 2},
-    {2, 3, 0, 1}, {0, 2, 3, 1}, {1, 2, 3, 0}, {0, 1, 2, 3}};
+/* 32-bit offsets and 64-bit indices, one per lane. */
+typedef uint32_t F(vo) __attribute__((vector_size(EF_L * 4)));
+typedef int64_t F(vl) __attribute__((vector_size(EF_L * 8)));
+
+EF_INLINE F(vk) F(iota)(void)
+{
+    F(vk) v;
+    int u;
+    for (u = 0; u < EF_L; u++)
+        v[u] = u;
+    return v;
+}
+
+/* The lanes of v selected by mask m, first and in order (the rest: don't care). */
+EF_INLINE F(vk) F(vpack)(F(vk) v, int m)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    return __builtin_shuffle(v, F(lp)[m]);
+#else
+    SK t[EF_L], r[EF_L];
+    int u;
+    memcpy(t, &v, sizeof t);
+    for (u = 0; u < EF_L; u++)
+        r[u] = t[F(lp)[m][u]];
+    memcpy(&v, r, sizeof r);
+    return v;
 #endif
+}
 
 /* Append the lanes of v (value bits) whose key is > t, with their offsets o0 + lane, to
  * b (room for EF_L more entries assumed): 2 vector stores per vector instead of a
@@ -263,21 +302,11 @@ EF_INLINE int64_t F(vappend)(F(vk) gt, F(vt) v, uint32_t o0, uint32_t *restrict 
                              K *restrict bkey, int64_t len)
 {
     const int m = F(vmask)(gt);
-#if KBITS == 31
-    const F(vk) perm = F(lp)[m];
-    const F(vk) pb = __builtin_shuffle((F(vk))v, perm);
-    const F(vk) po = __builtin_shuffle((F(vk)){0, 1, 2, 3} + (SK)o0, perm);
+    const F(vk) pb = F(vpack)((F(vk))v, m);
+    const F(vo) po = __builtin_convertvector(F(vpack)(F(iota)() + (SK)o0, m), F(vo));
     memcpy(bkey + len, &pb, sizeof pb);
     memcpy(bo + len, &po, sizeof po);
-#else
-    /* two lanes: only mask 2 (lane 1 alone) needs them swapped */
-    const F(vk) sw = F(vksplat)(-(SK)(m == 2));
-    const F(vk) pb = ((F(vk))v & ~sw) | (__builtin_shuffle((F(vk))v, (F(vk)){1, 0}) & sw);
-    memcpy(bkey + len, &pb, sizeof pb);
-    bo[len] = o0 + (uint32_t)(m == 2);
-    bo[len + 1] = o0 + 1;
-#endif
-    return len + F(vcount)(m);
+    return len + F(lpn)[m];
 }
 
 /* Append the lanes of kv where sel is set to dst (room for EF_L more entries assumed).
@@ -285,14 +314,9 @@ EF_INLINE int64_t F(vappend)(F(vk) gt, F(vt) v, uint32_t o0, uint32_t *restrict 
 EF_INLINE int64_t F(vappend_keys)(F(vk) sel, F(vk) kv, K *restrict dst, int64_t len)
 {
     const int m = F(vmask)(sel);
-#if KBITS == 31
-    const F(vk) pk = __builtin_shuffle(kv, F(lp)[m]);
-#else
-    const F(vk) sw = F(vksplat)(-(SK)(m == 2));
-    const F(vk) pk = (kv & ~sw) | (__builtin_shuffle(kv, (F(vk)){1, 0}) & sw);
-#endif
+    const F(vk) pk = F(vpack)(kv, m);
     memcpy(dst + len, &pk, sizeof pk);
-    return len + F(vcount)(m);
+    return len + F(lpn)[m];
 }
 
 /* Lane-wise max of two key vectors (signed lanes: keys are < 2^KBITS). */
@@ -955,28 +979,18 @@ EF_INLINE void F(emit_filter)(const K *restrict bits, const uint32_t *restrict o
         {
             const F(vk) kv = F(vkey)((F(vt))b);
             const int m = F(vmask)(ties ? (kv > tv) | (kv == tv) : kv > tv);
-#if KBITS == 31
-            typedef int64_t F(v4l) __attribute__((vector_size(32)));
-            const F(vk) perm = F(lp)[m];
-            F(vk) po;
+            const F(vk) pb = F(vpack)(b, m);
+            F(vo) po;
             memcpy(&po, off + i, sizeof po);
             {
-                const F(vk) pb = __builtin_shuffle(b, perm);
-                /* offsets are < 2^30: the sign extension leaves them as they are */
-                const F(v4l) wide = __builtin_convertvector(__builtin_shuffle(po, perm),
-                                                            F(v4l));
-                const F(v4l) idx = wide + (int64_t)lo;
+                /* offsets are < 2^30: as signed lanes they are unchanged */
+                const F(vl) idx = __builtin_convertvector(
+                                      F(vpack)(__builtin_convertvector(po, F(vk)), m), F(vl))
+                                  + (int64_t)lo;
                 memcpy(outv + o, &pb, sizeof pb);
                 memcpy(out + o, &idx, sizeof idx);
             }
-#else
-            const F(vk) sw = F(vksplat)(-(SK)(m == 2));
-            const F(vk) pb = (b & ~sw) | (__builtin_shuffle(b, (F(vk)){1, 0}) & sw);
-            memcpy(outv + o, &pb, sizeof pb);
-            out[o] = lo + (int64_t)off[i + (m == 2)];
-            out[o + 1] = lo + (int64_t)off[i + 1];
-#endif
-            o += F(vcount)(m);
+            o += F(lpn)[m];
         }
     }
     *ip = i;
@@ -985,7 +999,7 @@ EF_INLINE void F(emit_filter)(const K *restrict bits, const uint32_t *restrict o
 
 /* Case (a): the candidates (all keys > t, at least k of them) hold the answer. Writes
  * the indices and the values (from the stored bits), and the state updates. */
-static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_t *oidx, T *oval,
+EF_CLONES static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K t, int64_t *oidx, T *oval,
                               F(ws) *W, int par, int nt)
 {
     const int64_t nch = W->nch;

@@ -66,7 +66,7 @@ enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8 };
  * and on a loaded machine spinning threads fight the BLAS threads for the cores. */
 #define EF_ROWS_PAR_MIN ((int64_t)1 << 18)
 #define EF_CHUNK_MAX ((int64_t)1 << 30) /* chunk length bound: offsets fit in uint32 */
-#define EF_VBYTES 16          /* SIMD vector width in bytes (SSE2 / NEON native) */
+#define EF_VBYTES 32          /* SIMD vector width in bytes (AVX2 native; SSE2 pairs) */
 #define EF_POOL 64            /* pooled workspaces (kept between calls) */
 #define EF_POOL_WITHIN 4      /* of which for rows split across threads */
 #define EF_REPORT 65536         /* elements between two checks of the shared candidate count */
