@@ -421,6 +421,20 @@ static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
 {
     int64_t gt = 0, i;
     int64_t hist[2048];
+    if (len > 16 && shift > 0) { /* skip the leading bits that all the keys share */
+        K andv = ~(K)0, orv = 0, diff;
+        int top = 0;
+        for (i = 0; i < len; i++) {
+            andv &= a[i];
+            orv |= a[i];
+        }
+        for (diff = andv ^ orv; diff; diff >>= 1)
+            top++;
+        if (top < shift) {
+            shift = top;
+            prefix = shift ? (andv >> shift) << shift : andv;
+        }
+    }
     for (;;) {
         int w;
         K mask;
@@ -477,6 +491,33 @@ static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
             len = m;
         }
     }
+}
+
+/* The k-th largest of a[0..len) for a small k (1 <= k <= EF_SMALL_K, k <= len): the k
+ * largest so far, kept sorted; an entry is inserted only if it beats the smallest of
+ * them. No histogram to clear: on short rows (a client's gradient) this costs a
+ * fraction of a radix pass, and at most len * k moves on adversarial (ascending) input. */
+static K F(kth_small_k)(const K *a, int64_t len, int64_t k)
+{
+    K best[EF_SMALL_K];
+    int64_t i, n = 0;
+    for (i = 0; i < len; i++) {
+        const K v = a[i];
+        int64_t j;
+        if (n == k) {
+            if (v <= best[k - 1])
+                continue;
+            j = k - 1;
+        } else {
+            j = n++;
+        }
+        while (j > 0 && best[j - 1] < v) {
+            best[j] = best[j - 1];
+            j--;
+        }
+        best[j] = v;
+    }
+    return best[k - 1];
 }
 
 /* ------------------------------------------------------------------ streaming passes */
@@ -1282,8 +1323,14 @@ static int F(select_row)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *oval
         int64_t gt, eq, q, o = 0, j;
         F(keys)(S, d, keys);
         F(written_back)(S);
-        memcpy(W->scr, keys, (size_t)d * sizeof(K));
-        tk = F(kth_inplace)(W->scr, d, k, KBITS, 0, &gt, &eq);
+        if (k <= EF_SMALL_K) {
+            tk = F(kth_small_k)(keys, d, k);
+            for (gt = 0, j = 0; j < d; j++)
+                gt += keys[j] > tk;
+        } else {
+            memcpy(W->scr, keys, (size_t)d * sizeof(K));
+            tk = F(kth_inplace)(W->scr, d, k, KBITS, 0, &gt, &eq);
+        }
         q = k - gt;
         for (j = 0; o < k; j++) {
             const K kv = keys[j];

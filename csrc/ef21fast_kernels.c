@@ -60,6 +60,7 @@ enum { M_X = 0,  /* x[j] */
 enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8 };
 
 #define EF_SMALL 16384          /* rows up to this length: keys held in memory (serial) */
+#define EF_SMALL_K 16           /* ... and for k up to this, an insertion top-k (no radix) */
 #define EF_SAMPLE_BLOCKS 1024   /* sample: up to this many blocks of 16 elements */
 #define EF_WITHIN_MIN 65536     /* rows at least this long may be split across threads */
 /* Batches smaller than this run on one thread: waking a team costs more than the work,

@@ -165,9 +165,12 @@ def cases(dtype=np.float64, seed: int = 0, large: bool = True):
     yield from emit("big_endian", normal.astype(dtype.newbyteorder(">")))
     batch = rng.standard_normal((1000, 112)).astype(dtype)
     batch[::7] = np.round(batch[::7])  # rows with ties
-    yield from emit("batched_clients", batch, ks=[0, 1, 2, 5, 112])
+    # k around the compiled backends' insertion top-k limit (16) and the radix above it
+    yield from emit("batched_clients", batch, ks=[0, 1, 2, 5, 16, 17, 112])
     ties = rng.integers(-3, 4, (6, 4000)).astype(dtype)
-    yield from emit("batched_ties", ties, ks=[1, 3, 100, 3999])
+    yield from emit("batched_ties", ties, ks=[1, 3, 16, 17, 100, 3999])
+    ascending_rows = np.tile(np.arange(300, dtype=dtype), (4, 1))  # insertion worst case
+    yield from emit("batched_ascending", ascending_rows, ks=[2, 16, 17])
     if large:
         d = 1 << 17
         big = rng.standard_normal(d).astype(dtype)

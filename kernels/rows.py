@@ -11,7 +11,8 @@ the same pipeline (see :mod:`.select`):
    select among them; fewer than k but enough ties at t (say most of the row is
    zero): the k-th key is t, no select needed; else (or for a chunk whose buffer
    overflowed) the full index range is the source.
-3. Exact MSD radix select on the candidates (per-chunk histograms).
+3. Exact MSD radix select on the candidates (per-chunk histograms), from the first bit
+   where they differ; for k <= ``SMALL_K`` on one thread, an insertion top-k instead.
 4. Emission in index order at per-chunk offsets; the state update happens here, only
    at the selected indices (values are recomputed there: same operations, same bits).
    Each chunk's scan stops after its last output.
@@ -30,9 +31,11 @@ from numba import njit, prange
 
 from .keys import emit, emit2, key, value, value2
 from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, bucket_keys, candidates,
-                     choose_bucket,
-                     emit_all, emit_chunk, histogram, radix_serial, sample_threshold,
-                     update_error)
+                     choose_bucket, emit_all, emit_chunk, histogram, kth_small_k,
+                     radix_serial, sample_threshold, update_error)
+
+#: Up to this k, the k-th key of a key buffer is found by insertion (no radix passes).
+SMALL_K = 16
 
 
 @njit(cache=True, nogil=True)
@@ -73,6 +76,14 @@ def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, bloc
             emit_chunk(SRC_RANGE, d, mode, a, b, c, 0, kbuf, ibuf, 0, t_s, k - cnt, 0,
                        k, idx_row, val_row)
             return
+    if src != SRC_RANGE and k <= SMALL_K:
+        tk = kth_small_k(kbuf, m, k, skeys)  # skeys: room for SMALL_K
+        above = 0
+        for t in range(m):
+            above += kbuf[t] > tk
+        emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, 0, tk, k - above, 0, k,
+                   idx_row, val_row)
+        return
     rbits = 8 if m <= 1024 else 11
     shift, prefix, need_eq = radix_serial(src, m, mode, a, b, c, 0, kbuf, k, keybits,
                                           rbits, hist, gt, eq)
@@ -90,7 +101,7 @@ def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, r
     if k <= 1 or k == d:
         rows_trivial(mode, a, b, cvec, k, idx, val, 0, n)
         return
-    s = max(nblocks * block, 1)
+    s = max(nblocks * block, SMALL_K)  # also the insertion top-k workspace
     skeys = np.empty(s, dtype=np.int64)
     hist = np.empty((1, 2048), dtype=np.int64)
     gt = np.empty(1, dtype=np.int64)
@@ -125,6 +136,37 @@ def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
                     break
 
 
+@njit(cache=True, nogil=True)
+def rows_small_k(mode, a, b, cvec, k, idx, val, lo, hi, kbuf, best):
+    """Rows ``lo .. hi-1`` of a batch of short rows with ``2 <= k <= SMALL_K``: keys
+    into ``kbuf`` (room for d), the k-th key by insertion, then one emitting scan;
+    loops on the 2-D arrays (no per-row views, as :func:`rows_trivial`)."""
+    d = a.shape[1]
+    for i in range(lo, hi):
+        c = cvec[i]
+        if mode == 3:
+            for j in range(d):
+                b[i, j] = value2(3, a, b, c, i, j)
+        m = 4 if mode == 3 else mode
+        for j in range(d):
+            kbuf[j] = key(value2(m, a, b, c, i, j))
+        tk = kth_small_k(kbuf, d, k, best)
+        above = 0
+        for j in range(d):
+            above += kbuf[j] > tk
+        quota = k - above
+        o = 0
+        for j in range(d):
+            if o >= k:
+                break
+            kk = kbuf[j]
+            if kk > tk or (kk == tk and quota > 0):
+                if kk == tk:
+                    quota -= 1
+                emit2(m, a, b, c, i, j, o, idx, val)
+                o += 1
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, block,
                rank, cap):
@@ -141,7 +183,12 @@ def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, blo
         for q in prange(nblk):
             rows_trivial(mode, a, b, cvec, k, idx, val, q * n // nblk, (q + 1) * n // nblk)
         return
-    s = max(nblocks * block, 1)
+    if dense and k <= SMALL_K:
+        for q in prange(nblk):
+            rows_small_k(mode, a, b, cvec, k, idx, val, q * n // nblk, (q + 1) * n // nblk,
+                         np.empty(d, dtype=np.int64), np.empty(SMALL_K, dtype=np.int64))
+        return
+    s = max(nblocks * block, SMALL_K)  # also the insertion top-k workspace
     for q in prange(nblk):
         kbuf = np.empty(cap + 1, dtype=np.int64)
         ibuf = np.empty(cap + 1, dtype=np.int64)

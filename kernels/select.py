@@ -263,6 +263,23 @@ def radix_serial(src, m, mode, a, b, c, lo, kbuf, need, keybits, rbits, hist, gt
     prefix = np.int64(0)
     gt[0] = 0
     eq[0] = 0
+    if src != SRC_RANGE and m > 0:
+        # skip the leading bits all the keys share (most of them, on a short row)
+        andv = np.int64(-1)
+        orv = np.int64(0)
+        for t in range(m):
+            andv &= kbuf[t]
+            orv |= kbuf[t]
+        diff = andv ^ orv
+        top = 0
+        while diff:
+            diff >>= 1
+            top += 1
+        hi_bit = min(top, keybits)
+        prefix = andv >> hi_bit
+        if hi_bit == 0:
+            eq[0] = m
+            return 0, prefix, need
     while True:
         lo_bit = max(hi_bit - rbits, 0)
         width = hi_bit - lo_bit
@@ -275,6 +292,28 @@ def radix_serial(src, m, mode, a, b, c, lo, kbuf, need, keybits, rbits, hist, gt
         if hi_bit == 0 or h == need:
             eq[0] = hist[0, bk]
             return hi_bit, prefix, need
+
+
+@njit(cache=True, nogil=True)
+def kth_small_k(kbuf, m, k, best):
+    """The k-th largest of ``kbuf[:m]`` for a small k (``1 <= k <= m``,
+    ``best.shape[0] >= k``): the k largest so far, kept sorted; an entry is inserted
+    only if it beats the smallest of them (no histogram to clear on short rows)."""
+    n = 0
+    for t in range(m):
+        v = kbuf[t]
+        if n == k:
+            if v <= best[k - 1]:
+                continue
+            j = k - 1
+        else:
+            j = n
+            n += 1
+        while j > 0 and best[j - 1] < v:
+            best[j] = best[j - 1]
+            j -= 1
+        best[j] = v
+    return best[k - 1]
 
 
 @njit(cache=True, nogil=True)
