@@ -17,6 +17,7 @@ and allocation, tuning constants).
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numba
@@ -47,12 +48,33 @@ def _layer_now() -> str | None:
 SERIAL_BELOW = 1 << 18
 
 
+# A child forked after this process ran a parallel kernel must not start a parallel
+# region: Numba's "omp" layer (GNU OpenMP) and "tbb" are not fork-safe, and Numba
+# terminates such a child. There, every call takes the one-thread drivers, which launch
+# no parallel region (ef21fast.set_num_threads(n) in the child lifts this, at that risk).
+_parallel_used = False
+_serial_only = False
+
+
+def _after_fork_in_child() -> None:
+    global _serial_only
+    if _parallel_used and (_layer or _layer_now()) != "workqueue":
+        _serial_only = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _run(fn, *args):
+    global _parallel_used
     size = args[0].size  # the (n, d) input, or out for scatter_add
     if fn is _steps.scatter_add:
         size = max(size, args[1].size)
     # numba.set_num_threads is per calling thread: apply the request in this one
-    want = 1 if size < SERIAL_BELOW else get_num_threads()
+    want = 1 if size < SERIAL_BELOW or _serial_only else get_num_threads()
+    if want > 1:
+        _parallel_used = True
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)
     if numba.config.DISABLE_JIT:
@@ -161,14 +183,18 @@ def scatter_add(out, idx, val, weights):
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads (capped at ``numba.config.NUMBA_NUM_THREADS``)."""
-    global _requested_threads
+    global _requested_threads, _serial_only
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     _requested_threads = n
+    _serial_only = False
     numba.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """Threads the kernels use (in the calling thread)."""
+    """Threads the kernels use (in the calling thread; 1 in a child forked after a
+    parallel kernel ran, see ``_after_fork_in_child``)."""
+    if _serial_only:
+        return 1
     if _requested_threads is not None:
         return _requested_threads
     return numba.config.NUMBA_NUM_THREADS

@@ -103,6 +103,9 @@ def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, r
         return
     s = max(nblocks * block, SMALL_K)  # also the insertion top-k workspace
     skeys = np.empty(s, dtype=np.int64)
+    if dense and k <= SMALL_K:
+        rows_small_k(mode, a, b, cvec, k, idx, val, 0, n, kbuf, skeys)
+        return
     hist = np.empty((1, 2048), dtype=np.int64)
     gt = np.empty(1, dtype=np.int64)
     eq = np.empty(1, dtype=np.int64)

@@ -94,13 +94,18 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
         b = np.empty((n, 0), dtype=dtype)
     kb = keybits(dtype)
     threads = numba.get_num_threads()
-    if threads == 1 and d > DENSE_MAX_D:
-        # one thread: the serial pipeline, no thread team, kept candidate buffers
-        nblocks, rank, expected = sample_plan(d, k)
-        cap = expected + expected // 2 + 64 if nblocks else 0
+    if threads == 1:
+        # one thread: the serial pipeline, no parallel region at all (none is launched:
+        # that is what makes a forked child of a parallel parent safe), kept buffers
+        dense = d <= DENSE_MAX_D
+        if dense:
+            nblocks, rank, cap = 0, 0, d
+        else:
+            nblocks, rank, expected = sample_plan(d, k)
+            cap = expected + expected // 2 + 64 if nblocks else 0
         ws = _ws_take(1, cap)
         try:
-            rows_serial(mode, a, b, cvec, k, kb, idx, val, False, nblocks, SAMPLE_BLOCK,
+            rows_serial(mode, a, b, cvec, k, kb, idx, val, dense, nblocks, SAMPLE_BLOCK,
                         rank, cap, ws[0], ws[1])
         finally:
             _ws_give(ws)

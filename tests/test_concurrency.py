@@ -352,19 +352,13 @@ def test_c_kernels_release_the_gil(tmp_path):
 
 # ------------------------------------------------------------------------ processes
 
-_NUMBA_FORK_REASON = (
-    "Numba's 'omp' threading layer (GNU OpenMP) is not fork-safe: a child forked after "
-    "the parent ran a parallel Numba kernel is terminated by Numba ('Terminating: "
-    "fork() called from a process already using GNU OpenMP, this is unsafe.'). Use "
-    "'spawn'/'forkserver', or NUMBA_THREADING_LAYER=forksafe (or workqueue).")
-
 POOLS = [
     pytest.param("fork", "c", "pool", id="fork-c-Pool"),
     pytest.param("fork", "c", "executor", id="fork-c-executor"),
     pytest.param("spawn", "c", "pool", id="spawn-c-Pool"),
     pytest.param("spawn", "numba", "executor", id="spawn-numba-executor"),
-    pytest.param("fork", "numba", "executor", id="fork-numba-executor",
-                 marks=pytest.mark.xfail(strict=False, reason=_NUMBA_FORK_REASON)),
+    pytest.param("fork", "numba", "executor", id="fork-numba-executor"),
+    pytest.param("fork", "numba", "pool", id="fork-numba-Pool"),
 ]
 
 
@@ -375,14 +369,16 @@ def test_process_pool_after_parallel_parent(tmp_path, method, backend, api):
     the given start method runs them again: results identical to the parent's, no
     hang (the pool has a timeout; a dead worker fails at once).
 
-    fork + C: GNU libgomp deadlocks in a forked child's first parallel region if the
-    parent had used a thread team; the C backend therefore runs its kernels on one
-    thread in such a child (``c_backend._after_fork_in_child``)."""
+    fork: GNU libgomp deadlocks in a forked child's first parallel region if the
+    parent had used a thread team (C), and Numba terminates such a child when it starts
+    a parallel region ("omp" layer); both backends therefore run their kernels on one
+    thread in such a child, Numba through drivers that start no parallel region
+    (``c_backend._after_fork_in_child``, ``kernels._after_fork_in_child``)."""
     _need(backend)
     proc, out = _scenario(tmp_path, "pool", method, backend, api, timeout=T_RUN,
                           env={"T_POOL": "120"})
     assert proc.returncode == 0 and out and out["ok"], _explain(proc)
-    if method == "fork" and backend == "c":
+    if method == "fork":
         assert out["child_threads"] == [1], out
 
 
