@@ -102,6 +102,8 @@ def ef21_step(grad, state, k, scale=None, *, backend=None):
         raise ValueError(f"scale must be a scalar for a 1-D grad, got shape "
                          f"{np.shape(scale)}")
     s = v.row_vector("scale", scale, n, state.dtype)
+    if s is not None and np.may_share_memory(s, state):
+        s = s.copy()  # the factors are read after rows of state have been updated
     g = v.readable(grad)
     if np.may_share_memory(g, state):
         g = g.copy()  # delta is defined on the values before the update
@@ -192,10 +194,10 @@ def scatter_add(out, idx, val, weights=None, *, backend=None):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy array updated in place, "
                         f"got {type(out).__name__}")
-    v.float_array("out", out)
-    if out.ndim != 1:
+    target = v.float_array("out", out)  # a plain view of out (subclasses)
+    if target.ndim != 1:
         raise ValueError(f"out must be 1-D, got shape {out.shape}")
-    v.writable_state("out", out, out)
+    target = v.writable_state("out", target, target)
     val = v.float_array("val", val)
     if val.dtype.newbyteorder("=") != out.dtype:
         raise TypeError(f"val must have the dtype of out ({out.dtype}), got {val.dtype}")
@@ -217,6 +219,14 @@ def scatter_add(out, idx, val, weights=None, *, backend=None):
                          f"{np.shape(weights)}")
     w = v.row_vector("weights", weights, n, out.dtype)
     i64 = np.ascontiguousarray(idx, dtype=np.int64)
+    rv = v.readable(val)
+    # the kernels read idx, val and weights while they write out: no shared memory
+    if np.may_share_memory(i64, target):
+        i64 = i64.copy()
+    if np.may_share_memory(rv, target):
+        rv = rv.copy()
+    if w is not None and np.may_share_memory(w, target):
+        w = w.copy()
     fn = get_kernel("scatter_add", backend)
-    fn(out, v.as_rows(i64), v.as_rows(v.readable(val)), w)
+    fn(target, v.as_rows(i64), v.as_rows(rv), w)
     return out

@@ -33,12 +33,31 @@ def float_array(name: str, a) -> np.ndarray:
         else:
             raise TypeError(f"{name} must be a numpy array of {_DTYPE_NAMES}, "
                             f"got {type(a).__name__}")
+    a = plain(name, a)
     if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8) or a.dtype.fields:
         raise TypeError(f"{name} must have dtype {_DTYPE_NAMES}, got {a.dtype}")
     if a.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (one vector) or 2-D (n rows), "
                          f"got {a.ndim}-D with shape {a.shape}")
     return a
+
+
+def plain(name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` as a base-class ndarray view of the same memory (np.matrix, np.memmap and
+    other subclasses: the kernels see plain arrays, updates still land in ``a``).
+
+    Raises
+    ------
+    TypeError
+        For a masked array: no kernel can honour a mask, and dropping it silently
+        would select masked-out entries.
+    """
+    if type(a) is np.ndarray:
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} must not be a masked array (the kernels cannot honour "
+                        f"a mask): pass np.ma.filled({name}, value) or {name}.data")
+    return np.asarray(a)
 
 
 def readable(a: np.ndarray) -> np.ndarray:
@@ -67,7 +86,7 @@ def writable_state(name: str, a, like: np.ndarray) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy array updated in place, "
                         f"got {type(a).__name__}")
-    float_array(name, a)
+    a = float_array(name, a)
     if a.dtype.newbyteorder("=") != like.dtype.newbyteorder("="):
         raise TypeError(f"{name} must have the same dtype as the input "
                         f"({like.dtype.newbyteorder('=')}), got {a.dtype}")
@@ -111,7 +130,20 @@ def real_scalar(name: str, v, dtype: np.dtype):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating,
                                                               np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
-    return dtype.type(v)
+    return _cast(name, v, dtype)
+
+
+def _cast(name: str, v, dtype: np.dtype):
+    """``v`` (a real scalar or array) cast to ``dtype``; a finite value beyond the
+    dtype's range is an error, not a silent inf. NaNs (signalling ones too) stay NaN."""
+    try:
+        with np.errstate(over="raise", invalid="ignore"):
+            if isinstance(v, np.ndarray):
+                return np.ascontiguousarray(v, dtype=dtype)
+            return dtype.type(v)
+    except (OverflowError, FloatingPointError):
+        raise ValueError(f"{name} has a value beyond the range of {dtype} "
+                         f"(largest {np.finfo(dtype).max:.6g})") from None
 
 
 def row_vector(name: str, v, n: int, dtype: np.dtype) -> np.ndarray | None:
@@ -136,4 +168,4 @@ def row_vector(name: str, v, n: int, dtype: np.dtype) -> np.ndarray | None:
     if v.shape != (n,):
         raise ValueError(f"{name} must be a scalar or have shape ({n},) (one per row), "
                          f"got shape {v.shape}")
-    return np.ascontiguousarray(v, dtype=dtype)
+    return _cast(name, v, dtype)

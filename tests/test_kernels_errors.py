@@ -75,6 +75,21 @@ BAD_INPUT = [
      TypeError, "out must have dtype"),
     ("scatter_add", lambda: (np.zeros(4), np.zeros((2, 1), np.int64), np.ones((2, 1)),
                              np.ones(3)), ValueError, "weights must be a scalar or have"),
+    # masks cannot be honoured by any kernel: rejected, never silently dropped
+    ("topk", lambda: (np.ma.masked_array(_x(), mask=_x() > 0), 2), TypeError,
+     "x must not be a masked array"),
+    ("ef_step", lambda: (_x(), np.ma.masked_array(_x()), 1), TypeError,
+     "error must not be a masked array"),
+    ("scatter_add", lambda: (np.ma.masked_array(np.zeros(4)), np.array([0]), np.ones(1)),
+     TypeError, "out must not be a masked array"),
+    # factors beyond the data dtype's range: an error, not a silent inf
+    ("ef_step", lambda: (_x(), _x(), 1, 10**400), ValueError, "lr has a value beyond"),
+    ("ef_step", lambda: (_x(dtype=np.float32), _x(dtype=np.float32), 1, 1e300), ValueError,
+     "lr has a value beyond the range of float32"),
+    ("ef21_step", lambda: (np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32), 1,
+                           np.array([1.0, 1e300])), ValueError, "scale has a value beyond"),
+    ("scatter_add", lambda: (np.zeros(4), np.array([0]), np.ones(1), 10**400), ValueError,
+     "weights has a value beyond"),
 ]
 
 
@@ -109,3 +124,27 @@ def test_aliased_grad_and_state(backend):
     want = ef21fast.ef_step(e1.copy(), e1, 2, backend="numpy")
     got = ef21fast.ef_step(e2, e2, 2, backend=backend)
     assert np.array_equal(want[0], got[0]) and np.array_equal(e1, e2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ndarray_subclasses_are_updated_in_place(backend, tmp_path):
+    """np.matrix and np.memmap targets: the kernels work on plain views of the same
+    memory; the caller's object holds the update (scatter_add returns it)."""
+    grad = np.arange(12.0).reshape(3, 4)
+    state = np.zeros((3, 4)).view(np.matrix)
+    idx, val = ef21fast.ef21_step(grad, state, 2, backend=backend)
+    assert type(idx) is np.ndarray and np.array_equal(np.asarray(state)[0], [0, 0, 2, 3])
+    out = np.memmap(tmp_path / "out.bin", dtype=np.float64, mode="w+", shape=(4,))
+    assert ef21fast.scatter_add(out, np.array([1, 1]), np.ones(2), backend=backend) is out
+    assert np.array_equal(out, [0, 2, 0, 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_signalling_nan_factor_cast_does_not_warn(backend):
+    """A float64 signalling NaN cast to float32 is a NaN factor, without a warning."""
+    from ef21fast.testing import nan_with_payload
+
+    snan = nan_with_payload(np.float64, 5, quiet=False)
+    err = np.ones(4, np.float32)
+    ef21fast.ef_step(np.ones(4, np.float32), err, 1, lr=snan, backend=backend)
+    assert np.all(np.isnan(err[1:]))
