@@ -1,0 +1,256 @@
+"""Driver for .ci/valgrind: every C kernel on the adversarial cases, under memcheck.
+
+Runs ``ef21fast.testing.cross_check("c", ...)`` (topk; ef21_step without scale, with a
+scalar and with a per-row scale; ef_step; scatter_add with and without weights;
+float32 and float64; 1-D, 2-D, strided, transposed, big-endian, empty inputs) on every
+case of at most ``--max-size`` elements, once per forced internal path of the C
+selection (``EF21FAST_C_FORCE``: none, radix, nosmall, rows, within) and per thread
+count (1 and 2) as listed in ``PLAN``, plus long rows built to take the paths only rows
+longer than ``EF_SMALL`` reach (each outcome of the sample-select), the parallel
+scatter_add, and the fused GLM oracle of csrc/ef21fast_oracle.c (every tile remainder,
+empty clients, the parallel path) against plain NumPy.
+Exits 1 on any mismatch with the reference (memcheck errors make valgrind exit 99).
+
+``--canary`` instead loads ``CANARY_SO`` (built by .ci/valgrind) and makes one heap
+overflow and one definite leak, to show that this valgrind setup catches both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def canary(path: str) -> None:
+    import ctypes
+
+    lib = ctypes.CDLL(path)
+    lib.heap_overflow(4)
+    lib.leak(64)
+
+
+def check_import(work: str) -> None:
+    import ef21fast._ckernels as ck
+
+    import ef21fast
+    from ef21fast import c_backend
+
+    work = os.path.realpath(work)
+    for mod in (ef21fast, ck, c_backend):
+        path = os.path.realpath(mod.__file__)
+        if not path.startswith(work + os.sep):
+            sys.exit(f"valgrind_driver: {mod.__name__} imported from {path}, not {work}")
+    print("imported", ck.__file__, flush=True)
+
+
+def _sampled(d: int):
+    """Positions csrc's sample-select reads on a row of length d (F(sample))."""
+    import numpy as np
+
+    nb = min(max(d // 256, 32), 1024, d // 16)
+    nblk = d // 16
+    starts = 16 * ((nblk - 1) * np.arange(nb) // (nb - 1))
+    return (starts[:, None] + np.arange(16)).reshape(-1)
+
+
+def long_rows(seed: int):
+    """Cases longer than EF_SMALL (16384): sample-select and each of its outcomes."""
+    import numpy as np
+
+    from ef21fast.testing import Case
+
+    rng = np.random.default_rng(seed)
+    d = 40_000
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal(d).astype(dtype)
+        x[rng.integers(0, d, 20)] = np.nan
+        # sampled blocks far below the rest: the threshold is too low, the collection
+        # overflows its capacity -> radix fallback
+        low = (1.0 + rng.random(d)).astype(dtype)
+        low[_sampled(d)] = 1e-3
+        # sampled blocks far above the rest: too few kept -> radix fallback
+        high = (1.0 + rng.random(d)).astype(dtype)
+        high[_sampled(d)] = 1e3
+        few = rng.integers(0, 3, d).astype(dtype)  # the threshold is a tie value
+        two = np.vstack([x[: d // 2], (1.0 + rng.random(d // 2)).astype(dtype)])
+        two[1, _sampled(d // 2)] = 1e-3
+        for name, arr, ks in (("long_normal", x, (2, 50, d // 8, d // 2)),
+                              ("long_sample_low", low, (3, 50)),
+                              ("long_sample_high", high, (3, 50)),
+                              ("long_few_values", few, (7, d // 5)),
+                              ("long_2d", two, (3, 2000))):
+            for k in ks:
+                yield Case(f"{name}/k={k}", arr, k,
+                           rng.standard_normal(arr.shape).astype(dtype))
+
+
+# (EF21FAST_C_FORCE, threads, the adversarial cases?, long rows?, the 140000 row?)
+# Each path needs only some of them: "radix" changes nothing on rows <= EF_SMALL (they
+# always take the in-memory path unless "nosmall"), nothing runs in parallel on these
+# small inputs without "rows"/"within", and the split-row paths need 2 threads.
+PLAN = (
+    ("", 1, True, True, False),         # in-memory path; sample-select, every outcome
+    ("", 2, False, False, True),        # split row, parallel state update (k >= 32768)
+    ("radix", 1, False, True, False),   # radix select on every long row
+    ("nosmall", 1, True, False, False),  # short rows through the chunked paths
+    ("rows", 2, True, True, False),     # row-parallel loop on every batch
+    ("within", 2, True, True, False),   # every row of d >= 64 split across 2 threads
+)
+
+
+def big_row(seed: int):
+    """d = 140000 > EF_WITHIN_MIN, k = 35000 <= d / 4 and >= 32768."""
+    import numpy as np
+
+    from ef21fast.testing import Case
+
+    rng = np.random.default_rng(seed)
+    d = 140_000
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal(d).astype(dtype)
+        yield Case("big_row/k=35000", x, 35_000, rng.standard_normal(d).astype(dtype))
+
+
+def glm_cases(seed: int):
+    """(label, A, b, offsets, x, reg, threads) for the fused GLM oracle: every tile (32
+    rows) and 4-row / 4-column remainder, empty clients, offsets[0] > 0, no rows at all,
+    and one problem above its parallel threshold (m d >= 2**18) for 2 threads."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def make(sizes, d, first=0, threads=1, label=""):
+        off = (first + np.concatenate([[0], np.cumsum(sizes)])).astype(np.int64)
+        m = int(off[-1])
+        A = rng.standard_normal((m, d))
+        b = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+        x = rng.standard_normal(d) * 0.3
+        reg = rng.standard_normal(d) * 0.01
+        return (label or f"sizes={len(sizes)} d={d}", A, b, off, x, reg, threads)
+
+    sizes = [1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 36, 64, 70, 1]
+    for d in (1, 3, 4, 5, 7, 8, 9, 16, 17, 33, 130):
+        yield make(sizes, d)
+    yield make([3, 0, 5, 0], 9, label="empty clients")
+    yield make([4, 6], 5, first=3, label="offsets[0] = 3")
+    yield make([0, 0], 6, label="no rows")
+    yield make([40] * 70, 96, threads=2, label="m d >= 2**18, 2 threads")
+
+
+def glm_reference(A, b, off, x, reg, kind):
+    """The oracle in plain NumPy (no BLAS): sum_j (s_j / m_i) a_j + reg per client."""
+    import numpy as np
+
+    z = (A * x).sum(axis=1)
+    s = -b / (1.0 + np.exp(b * z)) if kind == "logreg" else 2.0 * (z - b)
+    G = np.empty((off.size - 1, x.size))
+    for i in range(off.size - 1):
+        lo, hi = off[i], off[i + 1]
+        rows = (s[lo:hi, None] / max(hi - lo, 1) * A[lo:hi]).sum(axis=0)
+        G[i] = rows + reg
+    return G
+
+
+def run_glm(seed: int) -> int:
+    """The fused GLM oracle (csrc/ef21fast_oracle.c) on glm_cases, both kinds."""
+    import numpy as np
+
+    import ef21fast
+    from ef21fast import c_backend
+
+    if not hasattr(c_backend, "glm_client_grads"):
+        print("fused GLM oracle: not in this version", flush=True)
+        return 0
+    os.environ["EF21FAST_C_FORCE"] = ""
+    bad = runs = 0
+    t0 = time.perf_counter()
+    for label, A, b, off, x, reg, threads in glm_cases(seed):
+        ef21fast.set_num_threads(threads)
+        for kind in ("logreg", "linreg"):
+            runs += 1
+            got = c_backend.glm_client_grads(A, b, off, x, reg, kind)
+            want = glm_reference(A, b, off, x, reg, kind)
+            if not np.allclose(got, want, rtol=1e-10, atol=1e-12):
+                print(f"fused GLM oracle {kind} {label}: differs from NumPy", flush=True)
+                bad += 1
+    print(f"fused GLM oracle: {runs} runs, {bad} mismatches "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    return bad
+
+
+def run(work: str, max_size: int, seed: int) -> int:
+    import numpy as np
+
+    import ef21fast
+    from ef21fast.testing import compare, cross_check, variants
+
+    check_import(work)
+    kernels = ("topk", "ef21_step", "ef_step", "scatter_add")
+    bad = 0
+    total = 0
+    for force, threads, small, long_, big in PLAN:
+        os.environ["EF21FAST_C_FORCE"] = force  # read by the C code at each call
+        ef21fast.set_num_threads(threads)
+        t0 = time.perf_counter()
+        failures = []
+        if small:
+            failures += cross_check("c", seed=seed, large=False, max_size=max_size)
+        extra = list(long_rows(seed)) if long_ else []
+        extra += list(big_row(seed)) if big else []
+        n_extra = 0
+        for case in extra:
+            for kernel in kernels:
+                if case.name.startswith("big_row") and kernel not in ("ef21_step", "ef_step"):
+                    continue
+                for kw in variants(kernel, case):
+                    n_extra += 1
+                    problem = compare(kernel, case, "c", **kw)
+                    if problem is not None:
+                        failures.append(problem)
+        total += n_extra
+        print(f"EF21FAST_C_FORCE={force or '(none)':8s} threads={threads}: "
+              f"{f'adversarial cases (max size {max_size}), ' if small else ''}"
+              f"{n_extra} long-row runs: {len(failures)} mismatches "
+              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        for f in failures[:10]:
+            print("   ", f, flush=True)
+        bad += bool(failures)
+    # scatter_add's parallel path: n * k >= 2**17 and d >= 16384, 2 threads
+    os.environ["EF21FAST_C_FORCE"] = ""
+    ef21fast.set_num_threads(2)
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        d, n, k = 20_000, 64, 2100
+        idx = rng.integers(0, d, (n, k))
+        val = rng.standard_normal((n, k)).astype(dtype)
+        for w in (None, np.linspace(0.1, 1.0, n)):
+            want = ef21fast.scatter_add(np.zeros(d, dtype), idx, val, weights=w,
+                                        backend="numpy")
+            got = ef21fast.scatter_add(np.zeros(d, dtype), idx, val, weights=w, backend="c")
+            if not np.array_equal(want, got):
+                print(f"scatter_add parallel {np.dtype(dtype).name} weights={w is not None}: "
+                      "differs from the reference", flush=True)
+                bad += 1
+    print("parallel scatter_add (2 threads, both dtypes, with and without weights): "
+          f"{'mismatch' if bad else 'ok'}", flush=True)
+    bad += run_glm(seed)
+    return 1 if bad else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", help="the build directory the extension must come from")
+    ap.add_argument("--max-size", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--canary", metavar="SO")
+    args = ap.parse_args()
+    if args.canary:
+        canary(args.canary)
+        return
+    sys.exit(run(args.work, args.max_size, args.seed))
+
+
+if __name__ == "__main__":
+    main()
