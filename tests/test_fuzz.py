@@ -13,6 +13,7 @@ far); the fuzz tests skip calls matching an open finding
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import types
 
@@ -214,8 +215,9 @@ def test_regression_val_view_of_out():
 
 def _fresh_process(code: str) -> None:
     """Run ``code`` in a new interpreter (crashes, first-call behaviour); fail if it fails."""
+    # cwd outside the source tree: its ef21fast/ would shadow the installed package
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=300, check=False, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, f"rc {proc.returncode}: {proc.stderr[-3000:]}"
 
 
