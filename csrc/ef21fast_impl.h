@@ -1222,7 +1222,7 @@ static int F(select_large)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *ov
     int64_t c;
     if (!(flags & F_RADIX) && k <= d / 4 && d >= 16) {
         /* about one element in 16 sampled on short rows, at most EF_SAMPLE_BLOCKS blocks */
-        const int64_t nb0 = d / 256 > 32 ? d / 256 : 32;
+        const int64_t nb0 = d / 512 > 32 ? d / 512 : 32;
         const int64_t nb1 = nb0 < EF_SAMPLE_BLOCKS ? nb0 : EF_SAMPLE_BLOCKS;
         const int64_t nb = nb1 < d / 16 ? nb1 : d / 16;
         const int64_t ns = 16 * nb;
