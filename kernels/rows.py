@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .keys import emit, emit2, key, value, value2
+from .keys import emit, emit2, key, mul, value, value2
 from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, bucket_keys, candidates,
                      choose_bucket, emit_all, emit_chunk, histogram, kth_small_k,
                      radix_serial, sample_threshold, update_error)
@@ -118,7 +118,8 @@ def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, r
 def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
     """Rows ``lo .. hi-1`` when k is 0, 1 or d: simple loops on the 2-D arrays (no row
     views, whose reference counting dominates on short rows). The argmax takes the
-    largest key in a first (vectorisable) pass, then the first index that has it."""
+    largest key in a first pass (one loop per mode, so that it vectorises), then the
+    first index that has it."""
     d = a.shape[1]
     for i in range(lo, hi):
         c = cvec[i]
@@ -130,9 +131,20 @@ def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
             for j in range(d):
                 emit2(m, a, b, c, i, j, j, idx, val)
         elif k == 1:
+            # one plain loop per mode (the mode tested once per row): it vectorises
             best = np.int64(-1)
-            for j in range(d):
-                best = max(best, key(value2(m, a, b, c, i, j)))
+            if m == 0:
+                for j in range(d):
+                    best = max(best, key(a[i, j]))
+            elif m == 1:
+                for j in range(d):
+                    best = max(best, key(a[i, j] - b[i, j]))
+            elif m == 2:
+                for j in range(d):
+                    best = max(best, key(mul(c, a[i, j]) - b[i, j]))
+            else:
+                for j in range(d):
+                    best = max(best, key(b[i, j]))
             for j in range(d):
                 if key(value2(m, a, b, c, i, j)) == best:
                     emit2(m, a, b, c, i, j, 0, idx, val)
