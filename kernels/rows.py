@@ -145,10 +145,20 @@ def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
             else:
                 for j in range(d):
                     best = max(best, key(b[i, j]))
-            for j in range(d):
-                if key(value2(m, a, b, c, i, j)) == best:
-                    emit2(m, a, b, c, i, j, 0, idx, val)
-                    break
+            bj = 0
+            if m == 0:
+                while key(a[i, bj]) != best:
+                    bj += 1
+            elif m == 1:
+                while key(a[i, bj] - b[i, bj]) != best:
+                    bj += 1
+            elif m == 2:
+                while key(mul(c, a[i, bj]) - b[i, bj]) != best:
+                    bj += 1
+            else:
+                while key(b[i, bj]) != best:
+                    bj += 1
+            emit2(m, a, b, c, i, bj, 0, idx, val)
 
 
 @njit(cache=True, nogil=True)
