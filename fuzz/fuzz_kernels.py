@@ -9,6 +9,7 @@ finding (``ef21fast.fuzzing.KNOWN_ISSUES``) are skipped. The Python code of ef21
 Usage (libFuzzer options pass through)::
 
     pip install atheris
+    mkdir -p /tmp/ef21_corpus  # libFuzzer requires the corpus folder to exist
     python fuzz/fuzz_kernels.py -max_total_time=600 -rss_limit_mb=4096 /tmp/ef21_corpus
 
 A mismatch stops the run and writes ``crash-<sha1>``; replay it with
