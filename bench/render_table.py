@@ -179,15 +179,32 @@ def render(doc: dict, kernels: list[str] | None = None, compact: bool = False) -
     return "\n\n".join(parts)
 
 
+def strip_data(doc: dict) -> dict:
+    """A copy of a pytest-benchmark document without each benchmark's per-round
+    timings (``stats.data``); every statistic the tables use is kept."""
+    out = dict(doc)
+    out["benchmarks"] = [dict(b, stats={k: v for k, v in b.get("stats", {}).items()
+                                        if k != "data"})
+                         for b in doc.get("benchmarks", [])]
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json_file")
     parser.add_argument("--kernels", help="comma-separated kernels to include")
     parser.add_argument("--compact", action="store_true",
                         help="README form: no anchor or reference rows, d > 1e3 only")
+    parser.add_argument("--strip-to", metavar="OUT",
+                        help="also write the run to OUT without the per-round timings "
+                             "(stats.data: tens of MB) for bench/results/")
     args = parser.parse_args(argv)
     with open(args.json_file) as fh:
         doc = json.load(fh)
+    if args.strip_to:
+        with open(args.strip_to, "w") as fh:
+            json.dump(strip_data(doc), fh, indent=4)
+            fh.write("\n")
     kernels = args.kernels.split(",") if args.kernels else None
     print(render(doc, kernels, compact=args.compact))
     return 0

@@ -43,6 +43,14 @@ def test_render_computes_ratios_within_a_group(tmp_path):
     assert "2026-11-28" in text and "TestCPU" in text
     assert "| topk | 1e7 | 1e5 | float32 | c | 4.00 ms | 2.00 | 7.5x |" in text
     assert render.main([str(path), "--kernels", "topk"]) == 0
+    doc["benchmarks"][2]["stats"]["data"] = [0.004] * 1000  # per-round timings
+    path.write_text(json.dumps(doc))
+    stripped = tmp_path / "s.json"
+    assert render.main([str(path), "--strip-to", str(stripped)]) == 0
+    small = json.loads(stripped.read_text())
+    assert "data" not in small["benchmarks"][2]["stats"]
+    assert small["benchmarks"][2]["stats"]["median"] == 0.004
+    assert render.render(small) == render.render(doc)
 
 
 def test_quick_speed_table_runs():
