@@ -115,6 +115,18 @@ def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, r
 
 
 @njit(cache=True, nogil=True)
+def write_back_row(mode, a, b, c, i):
+    """In mode 3 (EF14), write the updated error ``b[i] + c * a[i]`` back to row i of
+    ``b`` and return mode 4 (read the error as it is); other modes are returned as
+    they are."""
+    if mode != 3:
+        return mode
+    for j in range(a.shape[1]):
+        b[i, j] = value2(3, a, b, c, i, j)
+    return 4
+
+
+@njit(cache=True, nogil=True)
 def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
     """Rows ``lo .. hi-1`` when k is 0, 1 or d: simple loops on the 2-D arrays (no row
     views, whose reference counting dominates on short rows). The argmax takes the
@@ -123,10 +135,7 @@ def rows_trivial(mode, a, b, cvec, k, idx, val, lo, hi):
     d = a.shape[1]
     for i in range(lo, hi):
         c = cvec[i]
-        if mode == 3:
-            for j in range(d):
-                b[i, j] = value2(3, a, b, c, i, j)
-        m = 4 if mode == 3 else mode
+        m = write_back_row(mode, a, b, c, i)
         if k == d:
             for j in range(d):
                 emit2(m, a, b, c, i, j, j, idx, val)
@@ -169,10 +178,7 @@ def rows_small_k(mode, a, b, cvec, k, idx, val, lo, hi, kbuf, best):
     d = a.shape[1]
     for i in range(lo, hi):
         c = cvec[i]
-        if mode == 3:
-            for j in range(d):
-                b[i, j] = value2(3, a, b, c, i, j)
-        m = 4 if mode == 3 else mode
+        m = write_back_row(mode, a, b, c, i)
         for j in range(d):
             kbuf[j] = key(value2(m, a, b, c, i, j))
         tk = kth_small_k(kbuf, d, k, best)

@@ -82,6 +82,16 @@ def _ws_give(ws) -> None:
         del _ws_free[:-WS_KEEP]
 
 
+def _row_plan(d: int, k: int) -> tuple[bool, int, int, int]:
+    """``(dense, nblocks, rank, cap)`` for rows processed whole by one thread: short
+    rows keep all their keys (``cap = d``), longer ones sample (see
+    :func:`sample_plan`) and keep up to ``cap`` candidates."""
+    if d <= DENSE_MAX_D:
+        return True, 0, 0, d
+    nblocks, rank, expected = sample_plan(d, k)
+    return False, nblocks, rank, expected + expected // 2 + 64 if nblocks else 0
+
+
 def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: int):
     """Run the selection of ``mode`` on every row; returns ``(idx, val)``."""
     n, d = a.shape
@@ -97,12 +107,7 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
     if threads == 1:
         # one thread: the serial pipeline, no parallel region at all (none is launched:
         # that is what makes a forked child of a parallel parent safe), kept buffers
-        dense = d <= DENSE_MAX_D
-        if dense:
-            nblocks, rank, cap = 0, 0, d
-        else:
-            nblocks, rank, expected = sample_plan(d, k)
-            cap = expected + expected // 2 + 64 if nblocks else 0
+        dense, nblocks, rank, cap = _row_plan(d, k)
         ws = _ws_take(1, cap)
         try:
             rows_serial(mode, a, b, cvec, k, kb, idx, val, dense, nblocks, SAMPLE_BLOCK,
@@ -128,12 +133,7 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
             _ws_give(ws)
     else:
         nblk = max(1, min(n, CHUNKS_PER_THREAD * threads))
-        dense = d <= DENSE_MAX_D
-        if dense:
-            nblocks, rank, cap = 0, 0, d
-        else:
-            nblocks, rank, expected = sample_plan(d, k)
-            cap = expected + expected // 2 + 64 if nblocks else 0
+        dense, nblocks, rank, cap = _row_plan(d, k)
         rows_batch(mode, a, b, cvec, k, kb, idx, val, nblk, dense, nblocks,
                    SAMPLE_BLOCK, rank, cap)
     return idx, val
