@@ -30,25 +30,9 @@
 #endif
 
 #include "ef21fast.h"
+#include "ef21fast_simd.h"
 
 #define EF21_DONE (-1) /* internal: indices, values and updates all written */
-#define EF_INLINE static inline __attribute__((always_inline))
-
-/* The streaming passes get an AVX2 clone picked at load time (GCC function multi-
- * versioning, x86-64 Linux/glibc only; EF21FAST_CFLAGS=-DEF21_NO_CLONES turns it off).
- * Same C, same IEEE operations: only the instruction encoding differs (no FMA: "avx2"
- * does not enable it, and -ffp-contract=off forbids contraction anyway). */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
-    __GNUC__ >= 6 && !defined(EF21_NO_CLONES)
-#define EF_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define EF_CLONES
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-/* 32-byte vector types only ever live inside always-inlined helpers: no ABI crossing. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 /* Value sources of the selection: the row itself, or a quantity computed on the fly. */
 enum { M_X = 0,  /* x[j] */

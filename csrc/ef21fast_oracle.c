@@ -29,39 +29,29 @@
 #endif
 
 #include "ef21fast.h"
+#include "ef21fast_simd.h"
 
 /* Below this many elements of A one thread does it: a team costs more than it saves. */
 #define OR_PAR_MIN ((int64_t)1 << 18)
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
-    __GNUC__ >= 6 && !defined(EF21_NO_CLONES)
-#define OR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define OR_CLONES
-#endif
-
 /* 4 doubles: AVX registers in the AVX2 clone, SSE2 pairs in the default one. Only used
  * inside always-inlined helpers (no ABI crossing). */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 typedef double or_v4 __attribute__((vector_size(32)));
-#define OR_INL static inline __attribute__((always_inline))
 
-OR_INL or_v4 or_load(const double *p)
+EF_INLINE or_v4 or_load(const double *p)
 {
     or_v4 v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-OR_INL void or_store(double *p, or_v4 v)
+EF_INLINE void or_store(double *p, or_v4 v)
 {
     memcpy(p, &v, sizeof v);
 }
 
 /* Lanes (l, l + 4) of the 8 partial sums are added first, then the pairs. */
-OR_INL double or_reduce(or_v4 lo, or_v4 hi, double tail)
+EF_INLINE double or_reduce(or_v4 lo, or_v4 hi, double tail)
 {
     or_v4 v = lo + hi;
     return ((v[0] + v[1]) + (v[2] + v[3])) + tail;
@@ -70,7 +60,7 @@ OR_INL double or_reduce(or_v4 lo, or_v4 hi, double tail)
 /* The dot products of R consecutive rows a_r = a + r d (R = 1..4) with x: 8 partial
  * sums per row, then or_reduce; every row is summed in the same order whatever R. */
 #define OR_DOT_ROWS(R)                                                                 \
-    OR_INL void or_dot##R(const double *a, const double *x, int64_t d, double *z)      \
+    EF_INLINE void or_dot##R(const double *a, const double *x, int64_t d, double *z)   \
     {                                                                                  \
         or_v4 lo[R], hi[R];                                                            \
         double tail[R];                                                                \
@@ -97,7 +87,7 @@ OR_DOT_ROWS(1)
 OR_DOT_ROWS(4)
 
 /* g += sum_r e[r] a_r over R = 1 or 4 rows: one sweep of g for the R rows. */
-OR_INL void or_axpy4(double *g, const double *a, int64_t d, const double *e)
+EF_INLINE void or_axpy4(double *g, const double *a, int64_t d, const double *e)
 {
     const double *a0 = a, *a1 = a + d, *a2 = a + 2 * d, *a3 = a + 3 * d;
     int64_t k = 0;
@@ -108,7 +98,7 @@ OR_INL void or_axpy4(double *g, const double *a, int64_t d, const double *e)
         g[k] += (e[0] * a0[k] + e[1] * a1[k]) + (e[2] * a2[k] + e[3] * a3[k]);
 }
 
-OR_INL void or_axpy1(double *g, const double *a, int64_t d, double e)
+EF_INLINE void or_axpy1(double *g, const double *a, int64_t d, double e)
 {
     int64_t k = 0;
     for (; k + 4 <= d; k += 4)
@@ -123,7 +113,7 @@ OR_INL void or_axpy1(double *g, const double *a, int64_t d, double e)
  * relative), so the result is within a few ulp of exp(t). The scale 2^k is built from
  * the bits in two steps, 2^(k+64) * 2^-64, so that results in the subnormal range round
  * once and correctly; t below -746 gives 0, as exp does. */
-OR_INL double or_exp_nonpos(double t)
+EF_INLINE double or_exp_nonpos(double t)
 {
     const double shift = 0x1.8p52, inv_ln2 = 0x1.71547652b82fep0;
     const double ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c76730p-45;
@@ -156,7 +146,7 @@ OR_INL double or_exp_nonpos(double t)
 /* The logistic function 1 / (1 + exp(-t)) in the form that cannot overflow (as
  * scipy.special.expit): e = exp(-|t|) <= 1, then 1 / (1 + e) or e / (1 + e). NaN in,
  * NaN out. */
-OR_INL double or_expit(double t)
+EF_INLINE double or_expit(double t)
 {
     double e = or_exp_nonpos(-fabs(t));
     double v = (t >= 0.0 ? 1.0 : e) / (1.0 + e);
@@ -165,7 +155,7 @@ OR_INL double or_expit(double t)
 
 #define OR_TILE 32 /* rows whose margins are computed together (vectorised slopes) */
 
-OR_INL void or_client(
+EF_INLINE void or_client(
     const double *A, const double *b, int64_t lo, int64_t hi, int64_t d, const double *x,
     const double *reg, int kind, double *g)
 {
@@ -197,7 +187,7 @@ OR_INL void or_client(
             g[k] += reg[k];
 }
 
-OR_CLONES
+EF_CLONES
 int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
                           int64_t n, int64_t d, const double *x, const double *reg,
                           int kind, double *G)

@@ -73,10 +73,15 @@ _FNS = {(name, dt): getattr(lib, f"ef21_{name}_{sfx}")
         for name in ("topk", "ef21_step", "ef_step", "scatter_add") for dt, sfx in _SFX.items()}
 
 
-def _fn(name, dtype):
+def _note_team() -> None:
+    """Before any C call that may run in parallel: remember that a team may exist."""
     global _team_used
     if not _team_used and lib.ef21_get_num_threads() > 1:
         _team_used = True  # conservatively: this call may start a thread team
+
+
+def _fn(name, dtype):
+    _note_team()
     return _FNS[name, dtype]
 
 
@@ -175,9 +180,7 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     G = np.empty((n, d))
     if n == 0 or d == 0:
         return G
-    global _team_used
-    if not _team_used and lib.ef21_get_num_threads() > 1:
-        _team_used = True
+    _note_team()
     _check(lib.ef21_glm_client_grads(_ptr(A), _ptr(b), _ptr(off), n, d, _ptr(x),
                                      _ptr(reg), GLM_KINDS[kind], _ptr(G, True)))
     return G
