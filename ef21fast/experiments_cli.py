@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import math
 import os
 import platform
@@ -191,7 +190,7 @@ def _make_outdir(path: str) -> None:
 
 def cmd_run(args) -> int:
     from ef21fast import algorithms, theory
-    from ef21fast.trace import TraceLog, atomic_write_bytes
+    from ef21fast.trace import TraceLog, atomic_write_bytes, atomic_write_json
 
     method = args.method
     if method not in algorithms.METHODS:
@@ -264,7 +263,7 @@ def cmd_run(args) -> int:
             "iters": args.iters,
             "bits_mode": args.bits,
         }
-        _write_json(os.path.join(out, "summary.json"), summary)
+        atomic_write_json(os.path.join(out, "summary.json"), summary)
         x_path = os.path.join(out, "x.npy")
         last_checkpoint = [-math.inf]
 
@@ -291,7 +290,7 @@ def cmd_run(args) -> int:
     with user_errors():
         trace.to_csv(os.path.join(out, "trace.csv"))
         atomic_write_bytes(x_path, _npy_bytes(trace.x))
-        _write_json(os.path.join(out, "summary.json"), summary)
+        atomic_write_json(os.path.join(out, "summary.json"), summary)
         from ef21fast.plots import plot_traces
 
         plot_traces({method: trace}, os.path.join(out, "trace.png"), tol=args.tol,
@@ -306,12 +305,6 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         return interrupted_exit_code()
     return 0
-
-
-def _write_json(path: str, obj) -> None:
-    from ef21fast.trace import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 import sys
@@ -145,7 +144,7 @@ def reproduce(out, *, data_files=(), clients=None, quick=False, quiet=False,
     from ef21fast.dispatch import default_backend
     from ef21fast.experiments_cli import versions
     from ef21fast.plots import plot_traces
-    from ef21fast.trace import TraceLog, atomic_write_text
+    from ef21fast.trace import TraceLog, atomic_write_json, atomic_write_text
 
     t_start = time.perf_counter()
     backend = default_backend() if backend is None else backend
@@ -164,8 +163,7 @@ def reproduce(out, *, data_files=(), clients=None, quick=False, quiet=False,
                    "rel_tol": rel_tol, "cap": cap, "quick": quick, "backend": backend,
                    "versions": versions(), "wall_s": time.perf_counter() - t_start,
                    "methods": [list(c) for c in COMPARISON], "note": note}
-        atomic_write_text(os.path.join(out, "summary.json"),
-                          json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(os.path.join(out, "summary.json"), summary)
 
     # Rewritten after every problem: if the process is killed, the summary says so.
     running_note = (f"running in process {os.getpid()}; if that process is gone, it was "

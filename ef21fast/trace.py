@@ -8,13 +8,15 @@ the starting point ``x0``): the cumulative bits sent per client, ``||grad f(x_t)
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Trace", "TraceLog", "atomic_write_bytes", "atomic_write_text", "STATUSES"]
+__all__ = ["Trace", "TraceLog", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "STATUSES"]
 
 #: Possible values of :attr:`Trace.status`.
 STATUSES = ("completed", "converged", "diverged", "interrupted")
@@ -47,6 +49,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
 def atomic_write_text(path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj) -> None:
+    """:func:`atomic_write_text` of ``obj`` as indented JSON (one trailing newline)."""
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def csv_header() -> str:
