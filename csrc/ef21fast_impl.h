@@ -413,6 +413,66 @@ static int F(cbuf_grow)(F(cbuf) *b, int64_t cap)
     return F(cbuf_reserve)(b, nc) ? 2 : 0;
 }
 
+/* hist[0..mask] = counts of the digit (a[i] >> shift) & mask. Keys crowd a few bins
+ * (the exponent comes first): four interleaved 32-bit sub-histograms keep consecutive
+ * increments of one bin from waiting on each other (each counts < 2^32 entries while
+ * len < 2^34; longer arrays take the plain loop). */
+static void F(hist_digit)(const K *restrict a, int64_t len, int shift, K mask,
+                          int64_t *restrict hist)
+{
+    uint32_t sub[4][2048];
+    const int64_t nb = (int64_t)mask + 1;
+    int64_t i = 0, b;
+    memset(hist, 0, (size_t)nb * sizeof hist[0]);
+    if (len >= ((int64_t)1 << 34)) {
+        for (; i < len; i++)
+            hist[(a[i] >> shift) & mask]++;
+        return;
+    }
+    for (b = 0; b < 4; b++)
+        memset(sub[b], 0, (size_t)nb * sizeof sub[0][0]);
+    for (; i + 4 <= len; i += 4) {
+        sub[0][(a[i] >> shift) & mask]++;
+        sub[1][(a[i + 1] >> shift) & mask]++;
+        sub[2][(a[i + 2] >> shift) & mask]++;
+        sub[3][(a[i + 3] >> shift) & mask]++;
+    }
+    for (; i < len; i++)
+        sub[0][(a[i] >> shift) & mask]++;
+    for (b = 0; b < nb; b++)
+        hist[b] = (int64_t)sub[0][b] + sub[1][b] + sub[2][b] + sub[3][b];
+}
+
+/* Number of low bits in which the keys of a[0..len) differ (0: all equal); *same gets
+ * their common bits (the AND of all keys). */
+static int F(differing_bits)(const K *restrict a, int64_t len, K *same)
+{
+    K andv = ~(K)0, orv = 0, diff;
+    int64_t i;
+    int top = 0;
+    for (i = 0; i < len; i++) {
+        andv &= a[i];
+        orv |= a[i];
+    }
+    for (diff = andv ^ orv; diff; diff >>= 1)
+        top++;
+    *same = andv;
+    return top;
+}
+
+/* Keep, in order, the keys of a[0..len) whose digit (a[i] >> shift) & mask is bk;
+ * returns their count. Branch-free in place (the write index never passes the read). */
+static int64_t F(keep_digit)(K *restrict a, int64_t len, int shift, K mask, K bk)
+{
+    int64_t i, m = 0;
+    for (i = 0; i < len; i++) {
+        const K v = a[i];
+        a[m] = v;
+        m += ((v >> shift) & mask) == bk;
+    }
+    return m;
+}
+
 /* The k-th largest (1-based) of a[0..len), all of which share the key bits at and above
  * `shift` with `prefix`. Permutes and compacts a. *gt_out += count of keys > result,
  * *eq_out = count == result (both among a). */
@@ -422,14 +482,8 @@ static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
     int64_t gt = 0, i;
     int64_t hist[2048];
     if (len > 16 && shift > 0) { /* skip the leading bits that all the keys share */
-        K andv = ~(K)0, orv = 0, diff;
-        int top = 0;
-        for (i = 0; i < len; i++) {
-            andv &= a[i];
-            orv |= a[i];
-        }
-        for (diff = andv ^ orv; diff; diff >>= 1)
-            top++;
+        K andv;
+        const int top = F(differing_bits)(a, len, &andv);
         if (top < shift) {
             shift = top;
             prefix = shift ? (andv >> shift) << shift : andv;
@@ -470,9 +524,7 @@ static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
             w = shift;
         shift -= w;
         mask = ((K)1 << w) - 1;
-        memset(hist, 0, (size_t)(mask + 1) * sizeof hist[0]);
-        for (i = 0; i < len; i++)
-            hist[(a[i] >> shift) & mask]++;
+        F(hist_digit)(a, len, shift, mask, hist);
         for (bk = (int64_t)mask; bk > 0; bk--) {
             if (cum + hist[bk] >= k)
                 break;
@@ -481,15 +533,41 @@ static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
         gt += cum;
         k -= cum;
         prefix |= (K)bk << shift;
-        if (hist[bk] != len) {
-            int64_t m = 0;
-            for (i = 0; i < len; i++) { /* branch-free in-place compaction (m <= i) */
-                const K v = a[i];
-                a[m] = v;
-                m += ((v >> shift) & mask) == (K)bk;
-            }
-            len = m;
+        if (hist[bk] != len)
+            len = F(keep_digit)(a, len, shift, mask, (K)bk);
+    }
+}
+
+/* A threshold t for the sample-select: at least `rank` keys of a[0..len) are > t, or
+ * t is the exact rank-th largest key (when the radix runs down to single keys). The
+ * radix stops as soon as the digit bucket holding the rank-th largest key has at most
+ * tol keys, with t just below that bucket: at most rank + tol keys are then > t. On
+ * spread-out data that is one or two short histograms instead of an exact select.
+ * Permutes and compacts a (len >= rank >= 1). */
+static K F(threshold_near)(K *a, int64_t len, int64_t rank, int64_t tol)
+{
+    int64_t hist[2048];
+    K prefix;
+    int shift = F(differing_bits)(a, len, &prefix);
+    prefix = (prefix >> shift) << shift;
+    for (;;) {
+        const int w = shift < (len > 4096 ? 11 : 8) ? shift : (len > 4096 ? 11 : 8);
+        const K mask = ((K)1 << w) - 1;
+        int64_t cum = 0, bk;
+        if (w == 0)
+            return prefix; /* every remaining key equals prefix: the exact rank-th */
+        shift -= w;
+        F(hist_digit)(a, len, shift, mask, hist);
+        for (bk = (int64_t)mask; bk > 0; bk--) {
+            if (cum + hist[bk] >= rank)
+                break;
+            cum += hist[bk];
         }
+        prefix |= (K)bk << shift;
+        if (hist[bk] <= tol && shift > 0 && prefix > 0)
+            return prefix - 1; /* keys > t: the bucket and all above it */
+        rank -= cum;
+        len = F(keep_digit)(a, len, shift, mask, (K)bk);
     }
 }
 
@@ -961,10 +1039,11 @@ static void F(plan)(F(ws) *W, int64_t k)
     }
 }
 
-/* Histogram of the 11-bit digit at `shift` of the keys of the value bits b[0..len),
- * into h (2048 bins, overwritten). Candidates crowd a few bins: four interleaved
+/* Histogram of the digit (key - base) >> shift (< 2048 for every key) of the keys of the
+ * value bits b[0..len), into h (2048 bins, overwritten). Candidates crowd a few bins: four interleaved
  * sub-histograms keep consecutive increments of one bin from waiting on each other. */
-EF_INLINE void F(hist11)(const K *restrict b, int64_t len, int shift, uint32_t *restrict h)
+EF_INLINE void F(hist11)(const K *restrict b, int64_t len, K base, int shift,
+                         uint32_t *restrict h)
 {
     uint32_t sub[3][2048];
     int64_t i = 0;
@@ -972,31 +1051,40 @@ EF_INLINE void F(hist11)(const K *restrict b, int64_t len, int shift, uint32_t *
     memset(h, 0, 2048 * sizeof *h);
     memset(sub, 0, sizeof sub);
     for (; i + 4 <= len; i += 4) {
-        h[(F(canon)(b[i]) >> shift) & 2047]++;
-        sub[0][(F(canon)(b[i + 1]) >> shift) & 2047]++;
-        sub[1][(F(canon)(b[i + 2]) >> shift) & 2047]++;
-        sub[2][(F(canon)(b[i + 3]) >> shift) & 2047]++;
+        h[(F(canon)(b[i]) - base) >> shift]++;
+        sub[0][(F(canon)(b[i + 1]) - base) >> shift]++;
+        sub[1][(F(canon)(b[i + 2]) - base) >> shift]++;
+        sub[2][(F(canon)(b[i + 3]) - base) >> shift]++;
     }
     for (; i < len; i++)
-        h[(F(canon)(b[i]) >> shift) & 2047]++;
+        h[(F(canon)(b[i]) - base) >> shift]++;
     for (u = 0; u < 2048; u++)
         h[u] += sub[0][u] + sub[1][u] + sub[2][u];
 }
 
-/* Vector part of the gather of the keys whose digit at `shift` is bk, from the value
- * bits b[0..len) to dst, in order, while a whole vector's stores stay inside the want
- * slots of dst (the next chunk's keys follow them). *ip, *mp: where it stopped. */
-EF_INLINE void F(gather11)(const K *restrict b, int64_t len, int shift, int64_t bk,
+/* Vector part of the gather of the keys whose digit (as in hist11) is bk, from the value
+ * bits b[0..len) to dst, in order; there are `want` of them and dst has room for just
+ * that many (the next chunk's keys follow them): the last few go through a local vector.
+ * *ip, *mp: where it stopped (the scalar tail, if any, does the rest). */
+EF_INLINE void F(gather11)(const K *restrict b, int64_t len, K base, int shift, int64_t bk,
                            int64_t want, K *restrict dst, int64_t *ip, int64_t *mp)
 {
-    const F(vk) bkv = F(vksplat)((SK)bk);
+    const F(vk) bkv = F(vksplat)((SK)bk), basev = F(vksplat)((SK)base);
     int64_t i = 0, m = 0;
-    for (; i + EF_L <= len && m + EF_L <= want; i += EF_L) {
+    for (; i + EF_L <= len && m < want; i += EF_L) {
         F(vk) v;
         memcpy(&v, b + i, sizeof v);
         {
             const F(vk) kv = F(vkey)((F(vt))v);
-            m = F(vappend_keys)(((kv >> shift) & 2047) == bkv, kv, dst, m);
+            const F(vk) sel = ((kv - basev) >> shift) == bkv;
+            if (m + EF_L <= want) {
+                m = F(vappend_keys)(sel, kv, dst, m);
+            } else { /* at most want - m lanes are selected */
+                K tmp[EF_L];
+                const int64_t n = F(vappend_keys)(sel, kv, tmp, 0);
+                memcpy(dst + m, tmp, (size_t)n * sizeof(K));
+                m += n;
+            }
         }
     }
     *ip = i;
@@ -1046,17 +1134,17 @@ EF_CLONES static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K
     const int64_t nch = W->nch;
     int64_t c, cum = 0, bk, cnt = 0, g2, e2;
     int shift0 = 0;
-    K tk, mx = 0, x, prefix;
-    /* All candidates lie in (t, mx]: they share the bits of t above the highest bit where
-     * t and mx differ. The first digit is the 11 bits just below that (at most). */
+    K tk, mx = 0, x, base;
+    /* All candidates lie in (t, mx]: the digit (key - t - 1) >> shift0 splits that range
+     * into at most 2048 equal buckets. (Leading bits would not: when t and mx lie on
+     * either side of a power of two, they differ in the top exponent bit.) */
     for (c = 0; c < nch; c++)
         mx = W->cb[c].mx > mx ? W->cb[c].mx : mx;
-    for (x = t ^ mx; x >> 1; x >>= 1)
+    base = t + 1; /* t < mx: there are candidates */
+    for (x = mx - base; x >> 11; x >>= 1)
         shift0++;
-    shift0 = shift0 + 1 > 11 ? shift0 + 1 - 11 : 0;
-    prefix = (t >> (shift0 + 11)) << (shift0 + 11);
     EF_FOR_CHUNKS(c, par, {
-        F(hist11)(W->cb[c].key, W->cb[c].len, shift0, W->h11 + 2048 * c);
+        F(hist11)(W->cb[c].key, W->cb[c].len, base, shift0, W->h11 + 2048 * c);
     });
     for (bk = 2047; bk > 0; bk--) {
         int64_t tb = 0;
@@ -1088,16 +1176,15 @@ EF_CLONES static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K
         const int64_t want = W->h11[2048 * c + bk];
         K *restrict dst = W->scr2 + W->o[c];
         int64_t i = 0, m = 0;
-        F(gather11)(bits, len, shift0, bk, want, dst, &i, &m);
+        F(gather11)(bits, len, base, shift0, bk, want, dst, &i, &m);
         for (; i < len && m < want; i++) {
             const K kv = F(canon)(bits[i]);
             dst[m] = kv; /* branch-free; m < want keeps it inside the chunk's share */
-            m += (int64_t)((kv >> shift0) & 2047) == bk;
+            m += (int64_t)((kv - base) >> shift0) == bk;
         }
     });
     memcpy(W->scr2 + cnt, W->scr2, (size_t)cnt * sizeof(K));
-    tk = F(kth_inplace)(W->scr2 + cnt, cnt, k - cum, shift0, prefix | ((K)bk << shift0), &g2,
-                        &e2);
+    tk = F(kth_inplace)(W->scr2 + cnt, cnt, k - cum, KBITS, 0, &g2, &e2);
     for (c = 0; c < nch; c++) { /* counts of > tk and == tk per chunk, from its bucket keys */
         const K *seg = W->scr2 + W->o[c];
         const int64_t len = W->h11[2048 * c + bk];
@@ -1230,12 +1317,11 @@ static int F(select_large)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *ov
         const double rd = ceil(r + 4.0 * sqrt(r) + 8.0);
         if (rd < (double)ns && ns <= W->nsamp) {
             const double ed = rd * (double)d / (double)ns; /* expected count of key >= t */
-            int64_t g0, e0, cap, init, shared = 0, gt = 0, eq = 0;
+            int64_t cap, init, shared = 0, gt = 0, eq = 0;
             int over = 0;
             K t;
-            F(sample)(S, d, nb, W->samp);
-            memcpy(W->scr, W->samp, (size_t)ns * sizeof(K));
-            t = F(kth_inplace)(W->scr, ns, (int64_t)rd, KBITS, 0, &g0, &e0);
+            F(sample)(S, d, nb, W->scr);
+            t = F(threshold_near)(W->scr, ns, (int64_t)rd, (int64_t)rd / 32 + 4);
             cap = 2 * k;
             if (2.0 * ed > (double)cap)
                 cap = (int64_t)(2.0 * ed);
