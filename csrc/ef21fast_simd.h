@@ -1,17 +1,31 @@
 /* Internal to the C sources (not part of the cffi declarations): how the hot functions
  * are compiled for the CPU at hand.
  *
- * EF_CLONES: an AVX2 clone picked at load time next to the baseline one (GCC function
- * multi-versioning, x86-64 Linux/glibc only; EF21FAST_CFLAGS=-DEF21_NO_CLONES turns it
- * off). Same C, same IEEE operations: only the instruction encoding differs (no FMA:
- * "avx2" does not enable it, and -ffp-contract=off forbids contraction anyway).
+ * EF_CLONES: clones for x86-64-v4 (AVX-512) and AVX2 picked at load time next to the
+ * baseline one (GCC function multi-versioning, x86-64 Linux/glibc only). Same C, same
+ * IEEE operations: only the instruction encoding differs (no FMA: -ffp-contract=off
+ * forbids contraction, and no FMA is written). Build-time overrides, through
+ * EF21FAST_CFLAGS (.ci/isa builds and checks each one, since a machine runs only the
+ * clone its CPU picks):
+ *   -DEF21_NO_CLONES   the baseline only;
+ *   -DEF21_ISA=3       the AVX2 version only (x86-64 with AVX2);
+ *   -DEF21_ISA=4       the x86-64-v4 version only (AVX-512F/BW/DQ/VL).
  * EF_INLINE: helpers that must be inlined into each clone. 32-byte vector types only
  * ever live inside them: no ABI crossing, hence no -Wpsabi warning wanted. */
 #ifndef EF21FAST_SIMD_H
 #define EF21FAST_SIMD_H
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
-    __GNUC__ >= 6 && !defined(EF21_NO_CLONES)
+#if defined(EF21_ISA) && EF21_ISA == 4
+#define EF_CLONES __attribute__((target("arch=x86-64-v4")))
+#elif defined(EF21_ISA) && EF21_ISA == 3
+#define EF_CLONES __attribute__((target("avx2")))
+#elif defined(EF21_ISA)
+#error "EF21_ISA must be 3 (AVX2) or 4 (x86-64-v4)"
+#elif defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
+    !defined(__clang__) && __GNUC__ >= 12 && !defined(EF21_NO_CLONES)
+#define EF_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
+    !defined(__clang__) && __GNUC__ >= 6 && !defined(EF21_NO_CLONES)
 #define EF_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define EF_CLONES
