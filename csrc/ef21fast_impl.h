@@ -246,6 +246,10 @@ EF_INLINE int F(vmask)(F(vk) m)
 /* Left-packing: for each lane mask, the lanes of its set bits first (then the others),
  * and its number of set bits (a table: popcnt is not in the x86-64 baseline). Filled
  * once when the library is loaded. */
+/* 32-bit offsets and 64-bit indices, one per lane. */
+typedef uint32_t F(vo) __attribute__((vector_size(EF_L * 4)));
+typedef int64_t F(vl) __attribute__((vector_size(EF_L * 8)));
+
 static F(vk) F(lp)[1 << EF_L];
 static unsigned char F(lpn)[1 << EF_L];
 
@@ -265,10 +269,6 @@ __attribute__((constructor)) static void F(lp_init)(void)
         memcpy(&F(lp)[m], perm, sizeof perm);
     }
 }
-
-/* 32-bit offsets and 64-bit indices, one per lane. */
-typedef uint32_t F(vo) __attribute__((vector_size(EF_L * 4)));
-typedef int64_t F(vl) __attribute__((vector_size(EF_L * 8)));
 
 EF_INLINE F(vk) F(iota)(void)
 {
@@ -317,6 +317,13 @@ EF_INLINE int64_t F(vappend_keys)(F(vk) sel, F(vk) kv, K *restrict dst, int64_t 
     const F(vk) pk = F(vpack)(kv, m);
     memcpy(dst + len, &pk, sizeof pk);
     return len + F(lpn)[m];
+}
+
+/* Lane-wise min of two key vectors (signed lanes: keys are < 2^KBITS). */
+EF_INLINE F(vk) F(vmin)(F(vk) a, F(vk) b)
+{
+    const F(vk) m = a < b;
+    return (a & m) | (b & ~m);
 }
 
 /* Lane-wise max of two key vectors (signed lanes: keys are < 2^KBITS). */
@@ -538,36 +545,55 @@ static K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
     }
 }
 
-/* A threshold t for the sample-select: at least `rank` keys of a[0..len) are > t, or
- * t is the exact rank-th largest key (when the radix runs down to single keys). The
- * radix stops as soon as the digit bucket holding the rank-th largest key has at most
- * tol keys, with t just below that bucket: at most rank + tol keys are then > t. On
- * spread-out data that is one or two short histograms instead of an exact select.
- * Permutes and compacts a (len >= rank >= 1). */
-static K F(threshold_near)(K *a, int64_t len, int64_t rank, int64_t tol)
+/* A threshold t for the sample-select, from the keys a[0..len), all in [lo, hi]: at
+ * least `rank` keys are > t, or t is the exact rank-th largest key. Each round splits
+ * the current range into at most 2048 equal buckets ((key - lo) >> s) and stops as soon
+ * as the bucket holding the rank-th largest key has at most tol keys, with t just below
+ * that bucket (at most rank + tol keys are then > t); else it goes on inside that bucket.
+ * On spread-out data that is one histogram. Permutes and compacts a (len >= rank >= 1). */
+static K F(threshold_near)(K *a, int64_t len, int64_t rank, int64_t tol, K lo, K hi)
 {
-    int64_t hist[2048];
-    K prefix;
-    int shift = F(differing_bits)(a, len, &prefix);
-    prefix = (prefix >> shift) << shift;
+    uint32_t sub[4][2048];
     for (;;) {
-        const int w = shift < (len > 4096 ? 11 : 8) ? shift : (len > 4096 ? 11 : 8);
-        const K mask = ((K)1 << w) - 1;
-        int64_t cum = 0, bk;
-        if (w == 0)
-            return prefix; /* every remaining key equals prefix: the exact rank-th */
-        shift -= w;
-        F(hist_digit)(a, len, shift, mask, hist);
-        for (bk = (int64_t)mask; bk > 0; bk--) {
-            if (cum + hist[bk] >= rank)
-                break;
-            cum += hist[bk];
+        const K span = hi - lo;
+        int s = 0;
+        int64_t nbins, cum = 0, bk, i = 0, m = 0;
+        while ((span >> s) >= 2048)
+            s++;
+        nbins = (int64_t)(span >> s) + 1;
+        for (bk = 0; bk < 4; bk++) /* 4 interleaved sub-histograms, as in hist_digit */
+            memset(sub[bk], 0, (size_t)nbins * sizeof sub[0][0]);
+        for (; i + 4 <= len; i += 4) {
+            sub[0][(a[i] - lo) >> s]++;
+            sub[1][(a[i + 1] - lo) >> s]++;
+            sub[2][(a[i + 2] - lo) >> s]++;
+            sub[3][(a[i + 3] - lo) >> s]++;
         }
-        prefix |= (K)bk << shift;
-        if (hist[bk] <= tol && shift > 0 && prefix > 0)
-            return prefix - 1; /* keys > t: the bucket and all above it */
-        rank -= cum;
-        len = F(keep_digit)(a, len, shift, mask, (K)bk);
+        for (; i < len; i++)
+            sub[0][(a[i] - lo) >> s]++;
+        for (bk = nbins - 1; bk > 0; bk--) {
+            const int64_t h = (int64_t)sub[0][bk] + sub[1][bk] + sub[2][bk] + sub[3][bk];
+            if (cum + h >= rank)
+                break;
+            cum += h;
+        }
+        {
+            const int64_t h = (int64_t)sub[0][bk] + sub[1][bk] + sub[2][bk] + sub[3][bk];
+            const K edge = lo + ((K)bk << s);
+            if (s == 0)
+                return edge; /* the bucket is one key: the exact rank-th largest */
+            if (h <= tol && edge > 0)
+                return edge - 1; /* keys > t: the bucket and all above it */
+            for (i = 0; i < len; i++) { /* branch-free in-place compaction (m <= i) */
+                const K v = a[i];
+                a[m] = v;
+                m += (int64_t)((v - lo) >> s) == bk;
+            }
+            len = m;
+            rank -= cum;
+            lo = edge;
+            hi = edge + (((K)1 << s) - 1) < hi ? edge + (((K)1 << s) - 1) : hi;
+        }
     }
 }
 
@@ -968,16 +994,52 @@ EF_CLONES static void F(keys)(const F(src) *S, int64_t d, K *out)
     }
 }
 
-/* Keys of nb blocks of 16 spread evenly over [0, d) (no write-back). */
-static void F(sample)(const F(src) *S, int64_t d, int64_t nb, K *out)
+/* Keys of nb blocks of 16 spread evenly over [0, d) (no write-back); *lo, *hi: their
+ * least and greatest. */
+EF_INLINE void F(sample_m)(const F(src) *S, const int mode, int64_t d, int64_t nb,
+                           K *restrict out, K *lo, K *hi)
 {
     const int64_t nblk = d / 16;
-    int64_t b;
+    const F(vt) sv = F(vsplat)(S->s), lv = F(vsplat)(S->lr);
+    F(vk) mn = F(vksplat)((SK)KNAN), mx = F(vksplat)(0);
+    SK a[EF_L], b[EF_L];
+    int64_t blk;
     int u;
-    for (b = 0; b < nb; b++) {
-        const int64_t start = 16 * (nb == 1 ? 0 : (nblk - 1) * b / (nb - 1));
-        for (u = 0; u < 16; u++)
-            out[16 * b + u] = F(key)(F(val)(S->mode, S->x, S->g, S->st, S->s, S->lr, start + u));
+    for (blk = 0; blk < nb; blk++) {
+        const int64_t start = 16 * (nb == 1 ? 0 : (nblk - 1) * blk / (nb - 1));
+        for (u = 0; u < EF_NV; u++) {
+            const F(vk) kv =
+                F(vkey)(F(vval)(mode, S->x, S->g, S->st, sv, lv, start + u * EF_L));
+            memcpy(out + 16 * blk + u * EF_L, &kv, sizeof kv);
+            mn = F(vmin)(mn, kv);
+            mx = F(vmax)(mx, kv);
+        }
+    }
+    memcpy(a, &mn, sizeof a);
+    memcpy(b, &mx, sizeof b);
+    *lo = KNAN;
+    *hi = 0;
+    for (u = 0; u < EF_L; u++) {
+        *lo = (K)a[u] < *lo ? (K)a[u] : *lo;
+        *hi = (K)b[u] > *hi ? (K)b[u] : *hi;
+    }
+}
+
+EF_CLONES static void F(sample)(const F(src) *S, int64_t d, int64_t nb, K *out, K *lo, K *hi)
+{
+    switch (S->mode) {
+    case M_X:
+        F(sample_m)(S, M_X, d, nb, out, lo, hi);
+        break;
+    case M_D:
+        F(sample_m)(S, M_D, d, nb, out, lo, hi);
+        break;
+    case M_DS:
+        F(sample_m)(S, M_DS, d, nb, out, lo, hi);
+        break;
+    default:
+        F(sample_m)(S, M_E, d, nb, out, lo, hi);
+        break;
     }
 }
 
@@ -1146,22 +1208,30 @@ EF_CLONES static int F(from_candidates)(const F(src) *S, int64_t d, int64_t k, K
     EF_FOR_CHUNKS(c, par, {
         F(hist11)(W->cb[c].key, W->cb[c].len, base, shift0, W->h11 + 2048 * c);
     });
-    for (bk = 2047; bk > 0; bk--) {
-        int64_t tb = 0;
+    /* The bucket of the k-th largest, found from the bottom: the candidates crowd the
+     * low buckets (just above t) and there are only about ncand - k below it. */
+    {
+        int64_t ncand = 0, below = 0;
         for (c = 0; c < nch; c++)
-            tb += W->h11[2048 * c + bk];
-        if (cum + tb >= k)
-            break;
-        cum += tb;
-    }
-    for (c = 0; c < nch; c++) {
-        const uint32_t *h = W->h11 + 2048 * c;
-        int64_t b, above = 0;
-        for (b = bk + 1; b < 2048; b++)
-            above += h[b];
-        W->gt[c] = above; /* keys above the bucket: all > tk */
-        W->o[c] = cnt;
-        cnt += h[bk];
+            ncand += W->cb[c].len;
+        for (bk = 0; bk < 2047; bk++) {
+            int64_t tb = 0;
+            for (c = 0; c < nch; c++)
+                tb += W->h11[2048 * c + bk];
+            if (below + tb > ncand - k)
+                break;
+            below += tb;
+        }
+        for (c = 0; c < nch; c++) {
+            const uint32_t *h = W->h11 + 2048 * c;
+            int64_t b, under = 0;
+            for (b = 0; b < bk; b++)
+                under += h[b];
+            W->gt[c] = W->cb[c].len - under - h[bk]; /* keys above the bucket: all > tk */
+            W->o[c] = cnt;
+            cnt += h[bk];
+            cum += W->gt[c];
+        }
     }
     if (2 * cnt > W->scr2_cap) { /* the bucket's keys per chunk, and a copy to select on */
         K *p = (K *)realloc(W->scr2, (size_t)(2 * cnt) * sizeof(K));
@@ -1320,8 +1390,9 @@ static int F(select_large)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *ov
             int64_t cap, init, shared = 0, gt = 0, eq = 0;
             int over = 0;
             K t;
-            F(sample)(S, d, nb, W->scr);
-            t = F(threshold_near)(W->scr, ns, (int64_t)rd, (int64_t)rd / 32 + 4);
+            K slo, shi;
+            F(sample)(S, d, nb, W->scr, &slo, &shi);
+            t = F(threshold_near)(W->scr, ns, (int64_t)rd, (int64_t)rd / 32 + 4, slo, shi);
             cap = 2 * k;
             if (2.0 * ed > (double)cap)
                 cap = (int64_t)(2.0 * ed);
