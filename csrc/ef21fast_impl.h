@@ -626,6 +626,43 @@ static K F(kth_small_k)(const K *a, int64_t len, int64_t k)
 
 /* ------------------------------------------------------------------ streaming passes */
 
+/* One entry of the candidate pass, value v at offset o: count it if key == t, append it
+ * if key > t. Returns 0, 1 when the candidates exceed cap, 2 out of memory. */
+EF_INLINE int F(collect_one)(T v, int64_t o, K t, F(cbuf) *b, int64_t *len, K *mx,
+                             int64_t *eq, int64_t cap)
+{
+    const K kv = F(key)(v);
+    *eq += kv == t;
+    if (kv > t) {
+        if (*len == b->capa) {
+            b->len = *len;
+            if (F(cbuf_grow)(b, cap))
+                return 2;
+        }
+        b->off[*len] = (uint32_t)o;
+        memcpy(&b->key[*len], &v, sizeof v);
+        (*len)++;
+        *mx = kv > *mx ? kv : *mx;
+        if (*len > cap)
+            return 1;
+    }
+    return 0;
+}
+
+/* Add this chunk's new candidates to the count shared by all chunks; 1 when the total
+ * exceeds cap (every chunk then stops early), else 0. */
+EF_INLINE int F(collect_report)(int64_t len, int64_t *reported, int64_t cap, int64_t *shared)
+{
+    int64_t add = len - *reported, tot;
+    *reported = len;
+#pragma omp atomic capture
+    {
+        *shared += add;
+        tot = *shared;
+    }
+    return tot > cap;
+}
+
 /* Keep (offset, key) of the entries of [lo, hi) with key > t in b; count key == t.
  * Returns 0, 1 when the candidates exceed cap (alone, or all chunks together via the
  * shared counter), 2 out of memory. In M_E the updated error is written back for the
@@ -690,44 +727,17 @@ EF_INLINE int F(collect_m)(const F(src) *S, const int mode, int64_t lo, int64_t 
         eq -= F(vsum)(eqacc);
         for (; j < bend; j++) {
             const T v = F(val)(mode, x, g, st, s, lr, j);
-            K kv;
             if (mode == M_E)
                 st[j] = v;
-            kv = F(key)(v);
-            eq += kv == t;
-            if (kv > t) {
-                if (len == b->capa) {
-                    b->len = len;
-                    if (F(cbuf_grow)(b, cap)) {
-                        rc = 2;
-                        j++;
-                        goto done;
-                    }
-                }
-                b->off[len] = (uint32_t)(j - lo);
-                memcpy(&b->key[len], &v, sizeof v);
-                len++;
-                mx = kv > mx ? kv : mx;
-                if (len > cap) {
-                    rc = 1;
-                    j++;
-                    goto done;
-                }
-            }
-        }
-        {
-            int64_t add = len - reported, tot;
-            reported = len;
-#pragma omp atomic capture
-            {
-                *shared += add;
-                tot = *shared;
-            }
-            if (tot > cap) {
-                rc = 1;
+            rc = F(collect_one)(v, j - lo, t, b, &len, &mx, &eq, cap);
+            if (rc) {
+                j++;
                 goto done;
             }
         }
+        rc = F(collect_report)(len, &reported, cap, shared);
+        if (rc)
+            goto done;
     }
 done:
     {
@@ -746,11 +756,127 @@ done:
     return rc;
 }
 
+#if EF_X512
+/* collect_m for M_X (topk), with AVX-512: 16 elements per step, keys compared in mask
+ * registers, kept value bits and offsets left-packed by compress. Same results, same
+ * return codes and the same reporting to the shared count as collect_m. */
+EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t,
+                                          F(cbuf) *b, int64_t *eq_out, int64_t cap,
+                                          int64_t *shared)
+{
+    const T *restrict x = S->x;
+    int64_t len = 0, eq = 0, reported = 0, j = lo;
+    int rc = 0;
+    K mx = 0;
+#if KBITS == 31
+    const __m512i tv = _mm512_set1_epi32((int)t), absv = _mm512_set1_epi32((int)KABS),
+                  nanv = _mm512_set1_epi32((int)KNAN),
+                  iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+    const __m512i tv = _mm512_set1_epi64((long long)t), absv = _mm512_set1_epi64((long long)KABS),
+                  nanv = _mm512_set1_epi64((long long)KNAN);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#endif
+    __m512i mxv = _mm512_setzero_si512();
+    b->len = 0;
+    while (j < hi) {
+        const int64_t bend = (hi - j > EF_REPORT) ? j + EF_REPORT : hi;
+        for (; j + 16 <= bend; j += 16) {
+            const int o = (int)(j - lo);
+#if KBITS == 31
+            /* key: |bits| with every NaN at KNAN (min: NaN bits are above KNAN) */
+            const __m512i v = _mm512_loadu_si512((const void *)(x + j));
+            const __m512i kv = _mm512_min_epu32(_mm512_and_si512(v, absv), nanv);
+            const __mmask16 gt = _mm512_cmpgt_epu32_mask(kv, tv);
+            eq += __builtin_popcount(_mm512_cmpeq_epu32_mask(kv, tv));
+            if (gt) {
+                if (len + 16 > b->capa) {
+                    b->len = len;
+                    if (F(cbuf_grow)(b, cap)) {
+                        rc = 2;
+                        j += 16;
+                        goto done;
+                    }
+                }
+                _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi32(gt, v));
+                _mm512_storeu_si512((void *)(b->off + len),
+                                    _mm512_maskz_compress_epi32(
+                                        gt, _mm512_add_epi32(iota, _mm512_set1_epi32(o))));
+                len += __builtin_popcount(gt);
+                mxv = _mm512_max_epu32(mxv, kv);
+#else
+            const __m512i v0 = _mm512_loadu_si512((const void *)(x + j));
+            const __m512i v1 = _mm512_loadu_si512((const void *)(x + j + 8));
+            const __m512i k0 = _mm512_min_epu64(_mm512_and_si512(v0, absv), nanv);
+            const __m512i k1 = _mm512_min_epu64(_mm512_and_si512(v1, absv), nanv);
+            const __mmask8 g0 = _mm512_cmpgt_epu64_mask(k0, tv);
+            const __mmask8 g1 = _mm512_cmpgt_epu64_mask(k1, tv);
+            eq += __builtin_popcount(_mm512_cmpeq_epu64_mask(k0, tv)) +
+                  __builtin_popcount(_mm512_cmpeq_epu64_mask(k1, tv));
+            if (g0 | g1) {
+                if (len + 16 > b->capa) {
+                    b->len = len;
+                    if (F(cbuf_grow)(b, cap)) {
+                        rc = 2;
+                        j += 16;
+                        goto done;
+                    }
+                }
+                _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi64(g0, v0));
+                _mm256_storeu_si256((__m256i *)(void *)(b->off + len),
+                                    _mm256_maskz_compress_epi32(
+                                        g0, _mm256_add_epi32(iota, _mm256_set1_epi32(o))));
+                len += __builtin_popcount(g0);
+                _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi64(g1, v1));
+                _mm256_storeu_si256((__m256i *)(void *)(b->off + len),
+                                    _mm256_maskz_compress_epi32(
+                                        g1, _mm256_add_epi32(iota, _mm256_set1_epi32(o + 8))));
+                len += __builtin_popcount(g1);
+                mxv = _mm512_max_epu64(mxv, _mm512_max_epu64(k0, k1));
+#endif
+                if (len > cap) {
+                    rc = 1;
+                    j += 16;
+                    goto done;
+                }
+            }
+        }
+        for (; j < bend; j++) {
+            rc = F(collect_one)(x[j], j - lo, t, b, &len, &mx, &eq, cap);
+            if (rc) {
+                j++;
+                goto done;
+            }
+        }
+        rc = F(collect_report)(len, &reported, cap, shared);
+        if (rc)
+            goto done;
+    }
+done:
+    {
+#if KBITS == 31
+        const K vm = (K)_mm512_reduce_max_epu32(mxv);
+#else
+        const K vm = (K)_mm512_reduce_max_epu64(mxv);
+#endif
+        mx = vm > mx ? vm : mx;
+    }
+    b->len = len;
+    b->mx = mx;
+    *eq_out = eq;
+    return rc;
+}
+#endif
+
 EF_CLONES static int F(collect)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cbuf) *b,
                       int64_t *eq_out, int64_t cap, int64_t *shared)
 {
     switch (S->mode) {
     case M_X:
+#if EF_X512
+        if (__builtin_cpu_supports("x86-64-v4"))
+            return F(collect_x512)(S, lo, hi, t, b, eq_out, cap, shared);
+#endif
         return F(collect_m)(S, M_X, lo, hi, t, b, eq_out, cap, shared);
     case M_D:
         return F(collect_m)(S, M_D, lo, hi, t, b, eq_out, cap, shared);

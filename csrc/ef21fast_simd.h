@@ -31,6 +31,21 @@
 #define EF_CLONES
 #endif
 
+/* EF_X512: an explicit AVX-512 version of the hottest loop (the candidate pass of topk,
+ * with mask registers and compress), called when the CPU has x86-64-v4. Generic
+ * vectors cannot express compress, and intrinsics cannot live in the clones of other
+ * targets. Part of the x86-64-v4 version: absent from the baseline-only and AVX2-only
+ * builds. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
+    !defined(__clang__) && __GNUC__ >= 12 && !defined(EF21_NO_CLONES) && \
+    (!defined(EF21_ISA) || EF21_ISA == 4)
+#define EF_X512 1
+#include <immintrin.h>
+#define EF_TARGET_X512 __attribute__((target("arch=x86-64-v4")))
+#else
+#define EF_X512 0
+#endif
+
 #define EF_INLINE static inline __attribute__((always_inline))
 
 #if defined(__GNUC__) && !defined(__clang__)
