@@ -67,25 +67,30 @@ if hasattr(os, "register_at_fork"):
 
 
 def _run(fn, *args):
+    """``fn(*args, threads)`` with the thread count this call should use."""
     global _parallel_used
     size = args[0].size  # the (n, d) input, or out for scatter_add
     if fn is _steps.scatter_add:
         size = max(size, args[1].size)
-    # numba.set_num_threads is per calling thread: apply the request in this one
     want = 1 if size < SERIAL_BELOW or _serial_only else get_num_threads()
-    if want > 1:
-        _parallel_used = True
-    if numba.get_num_threads() != want:
-        numba.set_num_threads(want)
     if numba.config.DISABLE_JIT:
         # plain Python on numpy scalars: inf - inf etc. must not warn (the jitted
         # code does not); the lock keeps the behaviour of the jitted path
         with _call_lock, np.errstate(all="ignore"):
-            return fn(*args)
+            return fn(*args, want)
+    if want == 1:
+        # the one-thread drivers launch no parallel region: neither Numba's thread
+        # count nor the lock matters (and querying the count costs as much as a
+        # small call)
+        return fn(*args, 1)
+    _parallel_used = True
+    # numba.set_num_threads is per calling thread: apply the request in this one
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
     if _layer is not None and _layer != "workqueue":
-        return fn(*args)
+        return fn(*args, want)
     with _call_lock:
-        result = fn(*args)
+        result = fn(*args, want)
         _note_layer()
         return result
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 KEYBITS32 = 31
@@ -74,6 +75,80 @@ def _key_overload(v):
     if isinstance(v, types.Float) and v.bitwidth == 64:
         def impl(v):
             return min(np.float64(v).view(np.int64) & _ABS64, _NAN64)
+        return impl
+    return None
+
+
+def vbits(v):
+    """The bits of one float32/float64 scalar as a signed integer of its width (int32 or
+    int64): what the candidate lists store (the value itself, and its key by
+    :func:`canon`). Pure-Python version; jitted callers get the overload."""
+    return v.view(np.int32 if v.dtype.itemsize == 4 else np.int64)
+
+
+@overload(vbits, jit_options={"nogil": True})
+def _vbits_overload(v):
+    if isinstance(v, types.Float) and v.bitwidth == 32:
+        def impl(v):
+            return np.float32(v).view(np.int32)
+        return impl
+    if isinstance(v, types.Float) and v.bitwidth == 64:
+        def impl(v):
+            return np.float64(v).view(np.int64)
+        return impl
+    return None
+
+
+def canon(bits):
+    """The key of the value with these :func:`vbits`, in the same integer width; a key
+    is its own canon (so a buffer may hold either). Pure-Python version; jitted callers
+    get the overload (32-bit arithmetic for float32: twice the vector lanes)."""
+    if bits.dtype.itemsize == 4:
+        return min(bits & np.int32(_ABS32), np.int32(_NAN32))
+    return min(bits & np.int64(_ABS64), np.int64(_NAN64))
+
+
+@overload(canon, jit_options={"nogil": True})
+def _canon_overload(bits):
+    if isinstance(bits, types.Integer) and bits.bitwidth == 32:
+        def impl(bits):
+            return min(np.int32(bits) & np.int32(_ABS32), np.int32(_NAN32))
+        return impl
+    if isinstance(bits, types.Integer) and bits.bitwidth == 64:
+        def impl(bits):
+            return min(np.int64(bits) & np.int64(_ABS64), np.int64(_NAN64))
+        return impl
+    return None
+
+
+def bits_empty(n, x):
+    """An uninitialised int array of length n for the :func:`vbits` of ``x``'s dtype."""
+    return np.empty(n, dtype=np.int32 if x.dtype.itemsize == 4 else np.int64)
+
+
+@overload(bits_empty, jit_options={"nogil": True})
+def _bits_empty_overload(n, x):
+    if x.dtype.bitwidth == 32:
+        def impl(n, x):
+            return np.empty(n, dtype=np.int32)
+        return impl
+    def impl(n, x):
+        return np.empty(n, dtype=np.int64)
+    return impl
+
+
+def ctz(x):
+    """Trailing zero bits of a non-zero uint64 (the lowest set bit's position).
+    Pure-Python version; jitted callers get the overload (one instruction)."""
+    x = int(x)
+    return (x & -x).bit_length() - 1
+
+
+@overload(ctz, jit_options={"nogil": True})
+def _ctz_overload(x):
+    if isinstance(x, types.Integer):
+        def impl(x):
+            return trailing_zeros(x)
         return impl
     return None
 

@@ -3,19 +3,19 @@ calling thread (one thread), and one large row split into parallel chunks. All r
 the same pipeline (see :mod:`.select`):
 
 1. k = 0: nothing (EF14 still updates its error); k = d: everything; k = 1: argmax.
-2. Candidates: small rows (d <= ``dense_max``) precompute all keys into a workspace.
-   Larger rows draw a sample, take its threshold key ``t`` (about ``rank * d / s``
-   keys are >= it), and in one streaming pass collect the candidates with key > t
-   into bounded buffers and count the keys equal to t (EF14: the same pass writes
-   the updated error back). Then: at least k candidates, and no buffer overflowed:
-   select among them; fewer than k but enough ties at t (say most of the row is
-   zero): the k-th key is t, no select needed; else (or for a chunk whose buffer
-   overflowed) the full index range is the source.
-3. Exact MSD radix select on the candidates (per-chunk histograms), from the first bit
-   where they differ; for k <= ``SMALL_K`` on one thread, an insertion top-k instead.
-4. Emission in index order at per-chunk offsets; the state update happens here, only
-   at the selected indices (values are recomputed there: same operations, same bits).
-   Each chunk's scan stops after its last output.
+2. Small rows (d <= ``dense_max``) precompute all keys into a workspace, then an exact
+   radix select (for k <= ``SMALL_K``, an insertion top-k) and one emitting scan.
+3. Larger rows draw a sample and take its threshold keys (about ``rank * d / s``
+   keys are > t). One streaming pass collects the candidates (key > t: value bits and
+   offsets) into bounded buffers (EF14: the same pass writes the updated error back).
+   At least k candidates: if a buffer overflowed (the sample was off), they are
+   collected again with room for all; the k-th largest key is selected among the
+   candidates in the sample's window and they are emitted from the lists. Fewer than
+   k, but enough keys equal to t (say most of the row is zero): the k-th key is t,
+   one emitting scan of the row. Else (or without a sample): an exact radix select on
+   the full range.
+4. Emission in index order at per-chunk offsets; the state update happens only at the
+   selected indices.
 
 Workspaces are allocated per call and per block of rows, never per row, and never
 d-sized except the per-block key buffer of small (dense) rows; the candidate buffers of
@@ -29,10 +29,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .keys import emit, emit2, key, mul, value, value2
-from .select import (SRC_DENSE, SRC_LIST, SRC_RANGE, argmax, bucket_keys, candidates,
-                     choose_bucket, emit_all, emit_chunk, histogram, kth_small_k,
-                     radix_serial, sample_threshold, update_error)
+from .keys import bits_empty, emit, emit2, key, mul, value, value2
+from .select import (BUCKETS_MAX, SRC_DENSE, SRC_RANGE, argmax, choose_bucket, collect,
+                     count_above_equal, count_equal, emit_all, emit_chunk, emit_list,
+                     histogram, keep_range, kth_small_k, list_kth, radix_serial,
+                     sample_threshold, select_rank, update_error, window_of)
 
 #: Up to this k, the k-th key of a key buffer is found by insertion (no radix passes).
 SMALL_K = 16
@@ -40,78 +41,67 @@ SMALL_K = 16
 
 @njit(cache=True, nogil=True)
 def row_serial(mode, a, b, c, k, keybits, idx_row, val_row, dense, nblocks, block, rank,
-               cap, kbuf, ibuf, skeys, hist, gt, eq):
-    """Select on one row, serially, with the given per-block workspace."""
+               rank_lo, rank_hi, cap, kbuf, obuf, mbuf, skeys, hist, sub, gt, eq):
+    """Select on one row, serially (``2 <= k < d``; dense rows: ``k > SMALL_K``, see
+    :func:`rows_small_k`), with the given per-block workspace: ``kbuf`` (value bits
+    or keys), ``obuf`` (offsets) and ``mbuf`` (keys) with room for ``cap``, ``skeys``
+    for the sample, ``hist`` (1, 2048), ``sub`` (4, 2048), ``gt``/``eq`` (1)."""
     d = a.shape[0]
-    sampled = not dense and nblocks > 0 and 1 < k < d
+    sampled = not dense and nblocks > 0
     if mode == 3 and not sampled:
         update_error(a, b, c, 0, d)
         mode = 4
-    if k == 0:
-        return
-    if k == d:
-        emit_all(mode, a, b, c, 0, d, idx_row, val_row)
-        return
-    if k == 1:
-        _, j = argmax(mode, a, b, c, 0, d)
-        emit(mode, a, b, c, j, 0, idx_row, val_row)
-        return
     src = SRC_RANGE
-    m = d
+    t = 0
+    cnt = 0
     if dense:
         for j in range(d):
             kbuf[j] = key(value(mode, a, b, c, j))
         src = SRC_DENSE
     elif sampled:
-        t_s = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
-                               hist, gt, eq)
+        t, t_lo, t_hi = sample_threshold(mode, a, b, c, nblocks, block, rank, rank_lo,
+                                         rank_hi, skeys, hist[0], sub)
         # mode 3: the pass writes the updated error back (mode 4 from here on)
-        cnt, _, ties = candidates(mode, a, b, c, 0, d, t_s + 1, kbuf, ibuf, cap)
+        cnt = collect(mode, a, b, c, 0, d, t, kbuf, obuf, cap)
         mode = 4 if mode == 3 else mode
-        if k <= cnt <= cap:
-            src = SRC_LIST
-            m = cnt
-        elif cnt < k <= cnt + ties:
-            # the k-th key is t_s itself: all keys above it, then the first ties
-            emit_chunk(SRC_RANGE, d, mode, a, b, c, 0, kbuf, ibuf, 0, t_s, k - cnt, 0,
-                       k, idx_row, val_row)
+        if cnt >= k:
+            if cnt > cap:  # more than the sample promised: collect again, all of them
+                kbuf = bits_empty(cnt, a)
+                obuf = np.empty(cnt, dtype=obuf.dtype)
+                mbuf = bits_empty(cnt, a)
+                collect(mode, a, b, c, 0, d, t, kbuf, obuf, cnt)
+            tk, above, ties = list_kth(kbuf, cnt, t, t_lo, t_hi, k, mbuf, hist[0], sub)
+            emit_list(mode, b, 0, kbuf, obuf, cnt, tk, k - above, ties, 0, k, idx_row,
+                      val_row)
             return
-    if src != SRC_RANGE and k <= SMALL_K:
-        tk = kth_small_k(kbuf, m, k, skeys)  # skeys: room for SMALL_K
-        above = 0
-        for t in range(m):
-            above += kbuf[t] > tk
-        emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, 0, tk, k - above, 0, k,
-                   idx_row, val_row)
-        return
-    rbits = 8 if m <= 1024 else 11
-    shift, prefix, need_eq = radix_serial(src, m, mode, a, b, c, 0, kbuf, k, keybits,
-                                          rbits, hist, gt, eq)
-    emit_chunk(src, m, mode, a, b, c, 0, kbuf, ibuf, shift, prefix, need_eq, 0, k,
-               idx_row, val_row)
+    # one emitting scan of the row (a single call: one compiled version): the keys
+    # with key >> shift > prefix, then the first need_eq with key >> shift == prefix
+    if sampled and k <= cnt + count_equal(mode, a, b, c, 0, d, t):
+        # the k-th key is t itself: all keys above it, then the first ties
+        shift, prefix, need_eq = 0, t, k - cnt
+    else:
+        rbits = 8 if d <= 1024 else 11
+        shift, prefix, need_eq = radix_serial(src, d, mode, a, b, c, 0, kbuf, k,
+                                              keybits, rbits, hist, gt, eq)
+    emit_chunk(src, d, mode, a, b, c, 0, kbuf, shift, prefix, need_eq, 0, k, idx_row,
+               val_row)
 
 
 @njit(cache=True, nogil=True)
 def rows_serial(mode, a, b, cvec, k, keybits, idx, val, dense, nblocks, block, rank,
-                cap, kbuf, ibuf):
-    """Every row of the batch on the calling thread (no thread team), with the
-    candidate workspace ``kbuf``/``ibuf`` (room for ``cap + 1``) given."""
-    n = a.shape[0]
-    d = a.shape[1]
-    if k <= 1 or k == d:
-        rows_trivial(mode, a, b, cvec, k, idx, val, 0, n)
-        return
-    s = max(nblocks * block, SMALL_K)  # also the insertion top-k workspace
-    skeys = np.empty(s, dtype=np.int64)
-    if dense and k <= SMALL_K:
-        rows_small_k(mode, a, b, cvec, k, idx, val, 0, n, kbuf, skeys)
-        return
-    hist = np.empty((1, 2048), dtype=np.int64)
+                rank_lo, rank_hi, cap, kbuf, obuf, mbuf):
+    """Every row of the batch on the calling thread (no thread team), as
+    :func:`row_serial`, with the candidate workspace ``kbuf``/``obuf``/``mbuf`` (room
+    for ``cap``) given."""
+    skeys = bits_empty(nblocks * block, a)
+    hist = np.empty((1, BUCKETS_MAX), dtype=np.int64)
+    sub = np.empty((4, BUCKETS_MAX), dtype=np.int32)
     gt = np.empty(1, dtype=np.int64)
     eq = np.empty(1, dtype=np.int64)
-    for i in range(n):
+    for i in range(a.shape[0]):
         row_serial(mode, a[i], b[i], cvec[i], k, keybits, idx[i], val[i], dense,
-                   nblocks, block, rank, cap, kbuf, ibuf, skeys, hist, gt, eq)
+                   nblocks, block, rank, rank_lo, rank_hi, cap, kbuf, obuf, mbuf, skeys,
+                   hist, sub, gt, eq)
 
 
 @njit(cache=True, nogil=True)
@@ -200,13 +190,14 @@ def rows_small_k(mode, a, b, cvec, k, idx, val, lo, hi, kbuf, best):
 
 @njit(cache=True, nogil=True, parallel=True)
 def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, block,
-               rank, cap):
+               rank, rank_lo, rank_hi, cap, oproto):
     """Every row of the batch ``a`` (n, d), rows split into ``nblk`` parallel blocks.
 
     ``b`` is the state (n, d) (a dummy (n, 0) array in mode 0); ``cvec`` the row
     scalars (n,); ``idx``/``val`` the (n, k) outputs. ``dense``: precompute all keys
     (``cap`` must then be >= d); else ``nblocks > 0`` enables sampling with the
-    given plan and candidate capacity ``cap``.
+    given plan and candidate capacity ``cap``. ``oproto``: an empty array of the
+    offsets' dtype.
     """
     n = a.shape[0]
     d = a.shape[1]
@@ -217,30 +208,36 @@ def rows_batch(mode, a, b, cvec, k, keybits, idx, val, nblk, dense, nblocks, blo
     if dense and k <= SMALL_K:
         for q in prange(nblk):
             rows_small_k(mode, a, b, cvec, k, idx, val, q * n // nblk, (q + 1) * n // nblk,
-                         np.empty(d, dtype=np.int64), np.empty(SMALL_K, dtype=np.int64))
+                         bits_empty(d, a), bits_empty(SMALL_K, a))
         return
-    s = max(nblocks * block, SMALL_K)  # also the insertion top-k workspace
     for q in prange(nblk):
-        kbuf = np.empty(cap + 1, dtype=np.int64)
-        ibuf = np.empty(cap + 1, dtype=np.int64)
-        skeys = np.empty(s, dtype=np.int64)
-        hist = np.empty((1, 2048), dtype=np.int64)
+        kbuf = bits_empty(cap, a)
+        obuf = np.empty(cap, dtype=oproto.dtype)
+        mbuf = bits_empty(cap, a)
+        skeys = bits_empty(nblocks * block, a)
+        hist = np.empty((1, BUCKETS_MAX), dtype=np.int64)
+        sub = np.empty((4, BUCKETS_MAX), dtype=np.int32)
         gt = np.empty(1, dtype=np.int64)
         eq = np.empty(1, dtype=np.int64)
         for i in range(q * n // nblk, (q + 1) * n // nblk):
             row_serial(mode, a[i], b[i], cvec[i], k, keybits, idx[i], val[i], dense,
-                       nblocks, block, rank, cap, kbuf, ibuf, skeys, hist, gt, eq)
+                       nblocks, block, rank, rank_lo, rank_hi, cap, kbuf, obuf, mbuf,
+                       skeys, hist, sub, gt, eq)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, block,
-                 rank, kbufs, ibufs, rbits_range):
+                 rank, rank_lo, rank_hi, kbuf, obuf, mbuf, capc, rbits_range):
     """One large row, cut into ``nch`` contiguous chunks processed in parallel.
 
-    ``nblocks > 0`` enables the sample with per-chunk candidate capacity
-    ``kbufs.shape[1] - 1`` (``kbufs``/``ibufs``: (nch, capc + 1) workspaces, reused
-    across calls by the caller); ``rbits_range`` is the radix width used when chunks
-    fall back to full ranges.
+    ``nblocks > 0`` enables the sample, with per-chunk candidate capacity ``capc``
+    (``kbuf``/``obuf``/``mbuf``: workspaces with room for ``nch * capc``, reused
+    across calls by the caller); ``rbits_range`` is the radix width of the full-range
+    select.
+
+    Returns 0 when done, else (a chunk held more than ``capc`` candidates: nothing
+    was emitted, but mode 3 wrote the updated error back) the capacity per chunk with
+    which a call in mode 4 succeeds.
     """
     d = a.shape[0]
     bounds = np.empty(nch + 1, dtype=np.int64)
@@ -250,11 +247,11 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
         if mode == 3:
             for ch in prange(nch):
                 update_error(a, b, c, bounds[ch], bounds[ch + 1])
-        return
+        return 0
     if k == d:
         for ch in prange(nch):
             emit_all(mode, a, b, c, bounds[ch], bounds[ch + 1], idx_row, val_row)
-        return
+        return 0
     if k == 1:
         bestk = np.empty(nch, dtype=np.int64)
         bestj = np.empty(nch, dtype=np.int64)
@@ -267,101 +264,76 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
             if bestk[ch] > bestk[top]:
                 top = ch
         emit(4 if mode == 3 else mode, a, b, c, bestj[top], 0, idx_row, val_row)
-        return
+        return 0
 
-    src = np.full(nch, SRC_RANGE, dtype=np.int64)
-    ms = np.empty(nch, dtype=np.int64)
-    for ch in range(nch):
-        ms[ch] = bounds[ch + 1] - bounds[ch]
+    smode = 4 if mode == 3 else mode  # mode 3: the first pass writes the error back
+    # the full-range emitting scans take the keys with key >> sel[0] > sel[1], then
+    # ties (an array: passed to the parallel loop); exact: known without a radix select
+    sel = np.zeros(2, dtype=np.int64)
+    exact = False
     gt = np.zeros(nch, dtype=np.int64)
     eq = np.zeros(nch, dtype=np.int64)
+    off = np.empty(nch, dtype=np.int64)
+    quota = np.empty(nch, dtype=np.int64)
     if nblocks > 0:
-        skeys = np.empty(nblocks * block, dtype=np.int64)
-        shist = np.empty((1, 2048), dtype=np.int64)
-        # lists: keys above the sampled threshold; ties: keys equal to it
-        t_lo = sample_threshold(mode, a, b, c, nblocks, block, rank, keybits, skeys,
-                                shist, gt, eq) + 1
-        cap = kbufs.shape[1] - 1
-    else:
-        t_lo = np.int64(0)
-        cap = 0
-    cnt = np.zeros(nch, dtype=np.int64)
-    mxs = np.full(nch, -1, dtype=np.int64)
-    ties = np.zeros(nch, dtype=np.int64)
-    if nblocks > 0 or mode == 3:
+        skeys = bits_empty(nblocks * block, a)
+        hist1 = np.empty(BUCKETS_MAX, dtype=np.int64)
+        sub1 = np.empty((4, BUCKETS_MAX), dtype=np.int32)
+        t, t_lo, t_hi = sample_threshold(mode, a, b, c, nblocks, block, rank, rank_lo,
+                                         rank_hi, skeys, hist1, sub1)
+        cnt = np.zeros(nch, dtype=np.int64)
+        nmid = np.zeros(nch, dtype=np.int64)  # per chunk: keys in (t_lo, t_hi] ...
+        nabove = np.zeros(nch, dtype=np.int64)  # ... and above (see lists_kth)
         for ch in prange(nch):
-            cnt[ch], mxs[ch], ties[ch] = candidates(mode, a, b, c, bounds[ch],
-                                                    bounds[ch + 1], t_lo, kbufs[ch],
-                                                    ibufs[ch], cap)
-    smode = 4 if mode == 3 else mode  # mode 3 wrote the updated error back
-    hi_bit = keybits
-    prefix = np.int64(0)
-    all_lists = False
-    tie_case = False
-    tot = cnt.sum()
-    if nblocks > 0 and tot < k <= tot + ties.sum():
-        # the k-th key is t_lo - 1 itself: every key above it (counted exactly),
-        # then the first ties in index order, found by scans that stop early
-        tie_case = True
-    elif nblocks > 0 and tot >= k:
-        all_lists = True
-        for ch in range(nch):
-            if cnt[ch] <= cap:
-                src[ch] = SRC_LIST
-                ms[ch] = cnt[ch]
-            else:
-                all_lists = False
-        # The k-th largest key lies in [t_lo, mx]: every key that can matter shares
-        # the bits of t_lo above the highest bit where t_lo and mx differ.
-        mx = mxs.max()
-        hb = 0
-        x = t_lo ^ mx
-        while x > 0:
-            hb += 1
-            x >>= 1
-        hi_bit = hb
-        prefix = t_lo >> hb
-    need = np.int64(k)
-    if tie_case:
-        for ch in range(nch):
-            gt[ch] = cnt[ch]
-            eq[ch] = ties[ch]
-        need = k - tot
-        hi_bit = 0
-        prefix = t_lo - 1
-    else:
-        n_range = 0
-        for ch in range(nch):
-            if src[ch] == SRC_RANGE:
-                n_range += ms[ch]
-        rbits = rbits_range if n_range > (1 << 20) else 11
+            st = ch * capc
+            cnt[ch] = collect(mode, a, b, c, bounds[ch], bounds[ch + 1], t,
+                              kbuf[st:st + capc], obuf[st:st + capc], capc)
+            if cnt[ch] <= capc:
+                nmid[ch], nabove[ch] = keep_range(kbuf[st:], cnt[ch], t_lo + 1, t_hi,
+                                                  mbuf[st:])
+        tot = cnt.sum()
+        if tot >= k:
+            most = 0
+            for ch in range(nch):
+                most = max(most, cnt[ch])
+            if most > capc:  # a chunk holds more than its share: call again
+                return most
+            tk = lists_kth(kbuf, mbuf, capc, cnt, nmid, nabove, t, t_lo, t_hi, k, gt,
+                           eq)
+            plan_chunks(gt, eq, k, off, quota)
+            for ch in prange(nch):
+                st = ch * capc
+                emit_list(smode, b, bounds[ch], kbuf[st:], obuf[st:], cnt[ch], tk,
+                          quota[ch], eq[ch], off[ch], gt[ch] + quota[ch], idx_row,
+                          val_row)
+            return 0
+        for ch in prange(nch):
+            eq[ch] = count_equal(smode, a, b, c, bounds[ch], bounds[ch + 1], t)
+        if k <= tot + eq.sum():
+            # the k-th key is t itself: every key above it (counted exactly), then the
+            # first ties in index order, found by scans that stop early
+            gt[:] = cnt
+            sel[1] = t
+            exact = True
+        else:
+            eq[:] = 0
+    elif mode == 3:
+        for ch in prange(nch):
+            update_error(a, b, c, bounds[ch], bounds[ch + 1])
+    if not exact:  # exact radix select over the full range of every chunk
+        rbits = rbits_range if d > (1 << 20) else 11
         hist = np.empty((nch, np.int64(1) << rbits), dtype=np.int64)
-
-        # radix select over all chunks; once every chunk is a candidate list, the
-        # keys of the chosen bucket are copied out (kb2) and the later digits scan
-        # only those
-        kb2 = np.empty((nch, 1), dtype=np.int64)
-        ms2 = np.zeros(nch, dtype=np.int64)
-        use2 = False
-        small2 = False
+        hi_bit = keybits
+        prefix = np.int64(0)
+        need = np.int64(k)
         gt[:] = 0
-        eq[:] = 0
         while True:
             lo_bit = max(hi_bit - rbits, 0)
             width = hi_bit - lo_bit
             nb = np.int64(1) << width
-            if use2 and small2:  # the bucket's keys are few: no thread team
-                for ch in range(nch):
-                    histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch],
-                              hi_bit, lo_bit, prefix, hist[ch])
-            elif use2:
-                for ch in prange(nch):
-                    histogram(SRC_LIST, ms2[ch], smode, a, b, c, bounds[ch], kb2[ch],
-                              hi_bit, lo_bit, prefix, hist[ch])
-            else:
-                for ch in prange(nch):
-                    histogram(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch],
-                              hi_bit, lo_bit, prefix, hist[ch])
+            for ch in prange(nch):
+                histogram(SRC_RANGE, bounds[ch + 1] - bounds[ch], smode, a, b, c,
+                          bounds[ch], kbuf, hi_bit, lo_bit, prefix, hist[ch])
             bk, cum, h = choose_bucket(hist, nch, nb, need, gt)
             need -= cum
             prefix = (prefix << width) | bk
@@ -370,31 +342,64 @@ def row_parallel(mode, a, b, c, k, keybits, idx_row, val_row, nch, nblocks, bloc
                 for ch in range(nch):
                     eq[ch] = hist[ch, bk]
                 break
-            if all_lists and not use2:
-                wmax = np.int64(1)
-                for ch in range(nch):
-                    wmax = max(wmax, hist[ch, bk])
-                kb2 = np.empty((nch, wmax + 1), dtype=np.int64)
-                use2 = True
-                for ch in prange(nch):
-                    ms2[ch] = bucket_keys(kbufs[ch], ms[ch], hi_bit, prefix, kb2[ch])
-                small2 = ms2.sum() <= 65536
+        sel[0] = hi_bit
+        sel[1] = prefix
+    plan_chunks(gt, eq, k, off, quota)
+    for ch in prange(nch):
+        emit_chunk(SRC_RANGE, bounds[ch + 1] - bounds[ch], smode, a, b, c, bounds[ch],
+                   kbuf, sel[0], sel[1], quota[ch], off[ch], gt[ch] + quota[ch],
+                   idx_row, val_row)
+    return 0
 
-    # output offsets: chunk order = index order
-    off = np.empty(nch, dtype=np.int64)
-    quota = np.empty(nch, dtype=np.int64)
-    rem = need
+
+@njit(cache=True, nogil=True)
+def plan_chunks(gt, eq, k, off, quota):
+    """Output offsets and tie quotas per chunk (chunk order = index order): chunk ch
+    emits its ``gt[ch]`` keys above the k-th and ``quota[ch]`` of its ``eq[ch]`` ties,
+    the first ties in index order, from slot ``off[ch]``."""
+    rem = k - gt.sum()
     o = np.int64(0)
-    for ch in range(nch):
+    for ch in range(gt.shape[0]):
         qt = min(eq[ch], rem)
         rem -= qt
         quota[ch] = qt
         off[ch] = o
         o += gt[ch] + qt
-    sel = np.empty(2, dtype=np.int64)  # passed to the parallel loop in an array
-    sel[0] = hi_bit
-    sel[1] = prefix
-    for ch in prange(nch):
-        emit_chunk(src[ch], ms[ch], smode, a, b, c, bounds[ch], kbufs[ch], ibufs[ch],
-                   sel[0], sel[1], quota[ch], off[ch], gt[ch] + quota[ch], idx_row,
-                   val_row)
+
+
+@njit(cache=True, nogil=True)
+def lists_kth(kbuf, mbuf, capc, cnt, nmid, nabove, t, t_lo, t_hi, k, gt, eq):
+    """The k-th largest key tk of all chunks' candidate lists (chunk ch's ``cnt[ch]``
+    are ``kbuf[ch * capc:]``, k <= their total) and, per chunk, the count of keys > tk
+    and == tk (``gt``, ``eq``).
+
+    As :func:`.select.list_kth`: ``mbuf[ch * capc:]`` holds chunk ch's ``nmid[ch]``
+    keys in the window ``(t_lo, t_hi]``, and ``nabove[ch]`` of its keys are above; the
+    k-th is selected among the window's keys (those of another window if the sample
+    misjudged: recomputed).
+    """
+    nch = cnt.shape[0]
+    lo_k, hi_k = window_of(t, t_lo, t_hi, k, nmid.sum(), nabove.sum())
+    if lo_k != t_lo + 1 or hi_k != t_hi:  # not the window: recount
+        for ch in range(nch):
+            nmid[ch], nabove[ch] = keep_range(kbuf[ch * capc:], cnt[ch], lo_k, hi_k,
+                                              mbuf[ch * capc:])
+    # the window's keys, chunk after chunk, in one array
+    nk = nmid.sum()
+    keys = np.empty(nk, dtype=mbuf.dtype)
+    o = 0
+    for ch in range(nch):
+        for i in range(ch * capc, ch * capc + nmid[ch]):
+            keys[o] = mbuf[i]
+            o += 1
+    rank = k - nabove.sum()
+    tk = select_rank(keys, nk, rank, rank, rank, np.int64(-1), lo_k, hi_k,
+                     np.empty(BUCKETS_MAX, dtype=np.int64),
+                     np.empty((4, BUCKETS_MAX), dtype=np.int32))[0]
+    for ch in range(nch):
+        g, e = count_above_equal(mbuf[ch * capc:], nmid[ch], tk)
+        gt[ch] = nabove[ch] + g
+        eq[ch] = e
+    return tk
+
+
