@@ -37,8 +37,11 @@ SAMPLE_BLOCK = 16
 SAMPLE_MAX_BLOCKS = 1024
 #: ... and at most one run per this many elements (at least 4 runs, else no sample).
 SAMPLE_SPACING = 256
-#: Below this many message entries, scatter_add runs serially.
-SCATTER_PARALLEL_MIN = 1 << 15
+#: Below this many message entries, or on a shorter output, scatter_add runs serially
+#: (as in the C backend): each thread scans every message for its part of the output,
+#: so small batches gain nothing from a team, and waking it costs.
+SCATTER_PARALLEL_MIN = 1 << 17
+SCATTER_PARALLEL_MIN_D = 1 << 14
 
 
 def sample_plan(d: int, k: int) -> tuple[int, int, int, int, int]:
@@ -211,7 +214,8 @@ def scatter_add(out, idx, val, weights, threads):
     weighted = weights is not None
     w = weights if weighted else np.empty(0, dtype=out.dtype)
     nparts = min(threads, out.shape[0])
-    if nparts > 1 and idx.size >= SCATTER_PARALLEL_MIN:
+    if (nparts > 1 and idx.size >= SCATTER_PARALLEL_MIN
+            and out.shape[0] >= SCATTER_PARALLEL_MIN_D):
         scatter_parallel(out, idx, val, w, weighted, nparts)
     else:
         scatter_range(out, idx, val, w, weighted, 0, out.shape[0])

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
 
 import ef21fast
@@ -33,6 +34,29 @@ def test_results_identical_with_1_and_2_threads(backend, restore_threads):
                 if not all(bits_equal(a, b) for a, b in zip(*results)):
                     mismatches.append(f"{kernel} {case} {kw}")
     assert mismatches == []
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_scatter_add_exact(backend, dtype, restore_threads):
+    """A batch above both backends' serial threshold for scatter_add (n * k >= 2**17
+    entries, d >= 2**14) with many repeated indices: the same bits as the reference
+    with 1 and 2 threads (each thread owns a part of out and applies its entries in
+    message order)."""
+    from ef21fast import api, reference
+
+    rng = np.random.default_rng(11)
+    n, k, d = 64, 4096, 50_000
+    idx = rng.integers(0, d, (n, k))
+    idx[:, :100] = rng.integers(0, 10, (n, 100))  # hot entries, hit by every row
+    val = rng.standard_normal((n, k)).astype(dtype)
+    w = rng.random(n).astype(dtype)
+    out0 = rng.standard_normal(d).astype(dtype)
+    expected = reference.scatter_add(out0.copy(), idx, val, w)
+    for threads in (1, 2):
+        ef21fast.set_num_threads(threads)
+        got = api.scatter_add(out0.copy(), idx, val, w, backend=backend)
+        assert bits_equal(got, expected), (backend, threads)
 
 
 def test_set_num_threads_rejects_bad_values():
