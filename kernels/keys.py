@@ -238,9 +238,12 @@ def value2(mode, a, b, c, i, j):
     return b[i, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def emit2(mode, a, b, c, i, j, o, idx, val):
-    """:func:`emit` on row ``i`` of 2-D arrays, to slot ``(i, o)`` of ``idx``/``val``."""
+    """:func:`emit` on row ``i`` of 2-D arrays, to slot ``(i, o)`` of ``idx``/``val``.
+
+    Inlined into its callers (by Numba): as a call, passing the four arrays cost
+    about 8 ns, which was 90% of a batch with k = d = 112."""
     v = value2(mode, a, b, c, i, j)
     idx[i, o] = j
     val[i, o] = v
