@@ -5,7 +5,8 @@ scalar and with a per-row scale; ef_step; scatter_add with and without weights;
 float32 and float64; 1-D, 2-D, strided, transposed, big-endian, empty inputs) on every
 case of at most ``--max-size`` elements, once per forced internal path of the C
 selection (``EF21FAST_C_FORCE``: none, radix, nosmall, rows, within) and per thread
-count (1 and 2) as listed in ``PLAN``, plus long rows built to take the paths only rows
+count (1 and 2) as listed in ``PLAN`` ("stream" is left out: it changes only the AVX-512
+candidate pass, and valgrind runs no AVX-512 code), plus long rows built to take the paths only rows
 longer than ``EF_SMALL`` reach (each outcome of the sample-select), the parallel
 scatter_add, and the fused GLM oracle of csrc/ef21fast_oracle.c (every tile remainder,
 empty clients, the parallel path) against plain NumPy.

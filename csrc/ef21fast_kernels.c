@@ -15,7 +15,8 @@
  * Testing hook: the environment variable EF21FAST_C_FORCE may hold any of the words
  * "radix" (skip the sample-select, always use the exact radix fallback), "nosmall"
  * (never use the small-row in-memory path), "rows" (parallelise over rows only),
- * "within" (parallelise within rows whenever d >= 64 and threads > 1). Read at each
+ * "within" (parallelise within rows whenever d >= 64 and threads > 1), "stream" (take
+ * every row as streamed from memory: the candidate pass for long rows). Read at each
  * call; results are identical whatever it says.
  */
 #include <math.h>
@@ -41,7 +42,7 @@ enum { M_X = 0,  /* x[j] */
        M_E = 3   /* st[j] + (lr * g[j]), written back to st by the first full pass */
 };
 
-enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8 };
+enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8, F_STREAM = 16 };
 
 #define EF_SMALL 16384          /* rows up to this length: keys held in memory (serial) */
 #define EF_SMALL_K 16           /* ... and for k up to this, an insertion top-k (no radix) */
@@ -55,6 +56,10 @@ enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8 };
 #define EF_POOL 64            /* pooled workspaces (kept between calls) */
 #define EF_POOL_WITHIN 4      /* of which for rows split across threads */
 #define EF_REPORT 65536         /* elements between two checks of the shared candidate count */
+/* Rows at least this long are taken as streamed from memory, not served from the last
+ * level cache (2^23 float32 = 32 MB, the L3 of a Zen 4 core complex): their candidate
+ * pass is the one that suits DRAM (see collect_x512). */
+#define EF_STREAM_MIN ((int64_t)1 << 23)
 
 static int g_threads = 0;
 
@@ -97,6 +102,8 @@ static int ef_flags(void)
         f |= F_ROWS;
     if (strstr(s, "within"))
         f |= F_WITHIN;
+    if (strstr(s, "stream"))
+        f |= F_STREAM;
     return f;
 }
 

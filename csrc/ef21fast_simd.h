@@ -42,6 +42,23 @@
 #define EF_X512 1
 #include <immintrin.h>
 #define EF_TARGET_X512 __attribute__((target("arch=x86-64-v4")))
+/* The bits of a mask register in a general register, through an explicit kmov: GCC 12.2
+ * at -O3 can fold the zero extension of a mask into a spill, storing 16 bits with kmovw
+ * and reloading 32 (popcnt 0x140(%rsp)), so the upper bits were stale stack bytes (tie
+ * counts too high, then a crash). An asm result cannot be folded that way. */
+static inline __attribute__((always_inline)) EF_TARGET_X512 uint32_t ef_mask16(__mmask16 m)
+{
+    uint32_t r;
+    __asm__("kmovw %1, %0" : "=r"(r) : "k"(m));
+    return r;
+}
+
+static inline __attribute__((always_inline)) EF_TARGET_X512 uint32_t ef_mask8(__mmask8 m)
+{
+    uint32_t r;
+    __asm__("kmovb %1, %0" : "=r"(r) : "k"(m));
+    return r;
+}
 #else
 #define EF_X512 0
 #endif

@@ -276,6 +276,49 @@ def cross_check(backend: str, seed: int = 0, large: bool = True,
     return failures
 
 
+#: The words of ``EF21FAST_C_FORCE``, each forcing one internal path of the C selection
+#: (see csrc/ef21fast_kernels.c): "radix" (the exact radix select, no sampling),
+#: "nosmall" (short rows through the chunked paths), "rows" (parallel over rows only),
+#: "within" (rows of d >= 64 split across threads), "stream" (the candidate pass for
+#: rows streamed from memory). No word may change a result.
+C_FORCED_PATHS = ("radix", "nosmall", "rows", "within", "stream")
+
+
+def cross_check_forced(forces=("",) + C_FORCED_PATHS, threads=(1, 2), seed: int = 0,
+                       log=print) -> int:
+    """:func:`cross_check` of the C backend under each ``EF21FAST_C_FORCE`` word (``""``:
+    none) with each thread count; ``log`` gets one line per run and its first
+    mismatches. Returns the number of runs with a mismatch. The environment variable and
+    the thread count are restored afterwards."""
+    import os
+    import time
+
+    import ef21fast
+
+    saved_force = os.environ.get("EF21FAST_C_FORCE")
+    saved_threads = ef21fast.get_num_threads("c")
+    bad = 0
+    try:
+        for force in forces:
+            for n in threads:
+                os.environ["EF21FAST_C_FORCE"] = force  # read by the C code at each call
+                ef21fast.set_num_threads(n)
+                t0 = time.perf_counter()
+                failures = cross_check("c", seed=seed)
+                log(f"EF21FAST_C_FORCE={force or '(none)':8s} threads={n}: "
+                    f"{len(failures)} mismatches ({time.perf_counter() - t0:.1f} s)")
+                for f in failures[:10]:
+                    log(f"    {f}")
+                bad += bool(failures)
+    finally:
+        if saved_force is None:
+            os.environ.pop("EF21FAST_C_FORCE", None)
+        else:
+            os.environ["EF21FAST_C_FORCE"] = saved_force
+        ef21fast.set_num_threads(saved_threads)
+    return bad
+
+
 def registry_params(kernels=None, include_numpy=False):
     """pytest params over the registry: one per (kernel, backend) pair.
 

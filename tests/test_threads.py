@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import ef21fast
-from ef21fast.testing import all_cases, backend_params, bits_equal, run_case, variants
+from ef21fast.testing import (C_FORCED_PATHS, all_cases, backend_params, bits_equal, run_case,
+                              variants)
 
 COMPILED = backend_params()
 BIG = [c for c in all_cases(seed=3) if c.x.size >= 50_000 or c.name.startswith("batched")]
@@ -83,7 +84,7 @@ def test_thread_count_reported():
         assert ef21fast.get_num_threads(name) >= 1
 
 
-@pytest.mark.parametrize("force", ["radix", "nosmall", "rows", "within"])
+@pytest.mark.parametrize("force", C_FORCED_PATHS)
 @pytest.mark.parametrize("backend", [p for p in COMPILED if p.values[0] == "c"])
 def test_c_forced_paths(backend, force):
     """Each internal path of the C selection (forced by EF21FAST_C_FORCE) is exact."""
