@@ -757,9 +757,9 @@ done:
 }
 
 #if EF_X512
-/* The AVX-512 candidate pass (collect_m for M_X, topk). A step is 16 elements: their
- * keys compared in mask registers; a kept lane's value bits and offset are left-packed
- * by compress. */
+/* The AVX-512 candidate pass (collect_m for topk and ef21_step: M_X, M_D, M_DS). A step
+ * is 16 elements: their keys compared in mask registers; a kept lane's value bits and
+ * offset are left-packed by compress. */
 #define EF_X512_INLINE static inline __attribute__((always_inline)) EF_TARGET_X512
 
 
@@ -776,19 +776,46 @@ EF_X512_INLINE __m512i F(x512_key)(__m512i v)
 #endif
 }
 
-/* The step at x + j: adds its count of key == t to *eq; returns its mask of keys > t (16
- * bits, lane u = element j + u). */
-EF_X512_INLINE uint32_t F(x512_step)(const T *restrict x, int64_t j, K t, int64_t *eq)
+/* The bits of the values at j .. j+15 (float32) or j .. j+7 (float64) of a row in mode
+ * M_X (x), M_D (g - st) or M_DS ((s * g) - st, s not NaN: then the product's NaN is g's,
+ * as the reference's), in the reference's operand order (-ffp-contract=off: no FMA). */
+EF_X512_INLINE __m512i F(x512_val)(const F(src) *S, const int mode, int64_t j)
 {
 #if KBITS == 31
-    const __m512i kv = F(x512_key)(_mm512_loadu_si512((const void *)(x + j)));
+    if (mode == M_X)
+        return _mm512_loadu_si512((const void *)(S->x + j));
+    if (mode == M_D)
+        return _mm512_castps_si512(_mm512_sub_ps(_mm512_loadu_ps(S->g + j),
+                                                 _mm512_loadu_ps(S->st + j)));
+    return _mm512_castps_si512(_mm512_sub_ps(
+        _mm512_mul_ps(_mm512_set1_ps(S->s), _mm512_loadu_ps(S->g + j)),
+        _mm512_loadu_ps(S->st + j)));
+#else
+    if (mode == M_X)
+        return _mm512_loadu_si512((const void *)(S->x + j));
+    if (mode == M_D)
+        return _mm512_castpd_si512(_mm512_sub_pd(_mm512_loadu_pd(S->g + j),
+                                                 _mm512_loadu_pd(S->st + j)));
+    return _mm512_castpd_si512(_mm512_sub_pd(
+        _mm512_mul_pd(_mm512_set1_pd(S->s), _mm512_loadu_pd(S->g + j)),
+        _mm512_loadu_pd(S->st + j)));
+#endif
+}
+
+/* The step at j: adds its count of key == t to *eq; returns its mask of keys > t (16
+ * bits, lane u = element j + u). */
+EF_X512_INLINE uint32_t F(x512_step)(const F(src) *S, const int mode, int64_t j, K t,
+                                     int64_t *eq)
+{
+#if KBITS == 31
+    const __m512i kv = F(x512_key)(F(x512_val)(S, mode, j));
     const __m512i tv = _mm512_set1_epi32((int)t);
     *eq += __builtin_popcount(ef_mask16(_mm512_cmpeq_epu32_mask(kv, tv)));
     return ef_mask16(_mm512_cmpgt_epu32_mask(kv, tv));
 #else
     const __m512i tv = _mm512_set1_epi64((long long)t);
-    const __m512i k0 = F(x512_key)(_mm512_loadu_si512((const void *)(x + j)));
-    const __m512i k1 = F(x512_key)(_mm512_loadu_si512((const void *)(x + j + 8)));
+    const __m512i k0 = F(x512_key)(F(x512_val)(S, mode, j));
+    const __m512i k1 = F(x512_key)(F(x512_val)(S, mode, j + 8));
     *eq += __builtin_popcount(ef_mask8(_mm512_cmpeq_epu64_mask(k0, tv))) +
            __builtin_popcount(ef_mask8(_mm512_cmpeq_epu64_mask(k1, tv)));
     return ef_mask8(_mm512_cmpgt_epu64_mask(k0, tv)) |
@@ -796,16 +823,16 @@ EF_X512_INLINE uint32_t F(x512_step)(const T *restrict x, int64_t j, K t, int64_
 #endif
 }
 
-/* Append the lanes of mask m (not 0) of the step at x + j (offset o from the chunk start)
+/* Append the lanes of mask m (not 0) of the step at j (offset o from the chunk start)
  * to b at len (room for 16 assumed) and take the max of the step's keys into *mxv (a
  * bound on the kept keys, their max over all steps that keep any); returns the new
- * length. */
-EF_X512_INLINE int64_t F(x512_keep)(const T *restrict x, int64_t j, int o, uint32_t m,
-                                    F(cbuf) *b, int64_t len, __m512i *mxv)
+ * length. The values are formed again (cheaper than keeping them). */
+EF_X512_INLINE int64_t F(x512_keep)(const F(src) *S, const int mode, int64_t j, int o,
+                                    uint32_t m, F(cbuf) *b, int64_t len, __m512i *mxv)
 {
 #if KBITS == 31
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i v = _mm512_loadu_si512((const void *)(x + j));
+    const __m512i v = F(x512_val)(S, mode, j);
     _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi32((__mmask16)m, v));
     _mm512_storeu_si512((void *)(b->off + len),
                         _mm512_maskz_compress_epi32((__mmask16)m,
@@ -817,7 +844,7 @@ EF_X512_INLINE int64_t F(x512_keep)(const T *restrict x, int64_t j, int o, uint3
     int h;
     for (h = 0; h < 2; h++) {
         const __mmask8 mh = (__mmask8)(m >> (8 * h));
-        const __m512i v = _mm512_loadu_si512((const void *)(x + j + 8 * h));
+        const __m512i v = F(x512_val)(S, mode, j + 8 * h);
         _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi64(mh, v));
         _mm256_storeu_si256((__m256i *)(void *)(b->off + len),
                             _mm256_maskz_compress_epi32(
@@ -829,21 +856,23 @@ EF_X512_INLINE int64_t F(x512_keep)(const T *restrict x, int64_t j, int o, uint3
 #endif
 }
 
-/* collect_m for M_X with AVX-512: same results, return codes and reporting to the
- * shared count. With `grouped`, the steps go in groups of 16: their masks first, then
- * the stores of only the steps that keep something, found from a bitmap (the cap is
- * checked after each group: the buffer then has room for a group beyond it). One branch
- * on the data per group instead of one per step: at k ~ d/100 about one step in five
- * keeps something, a branch that mispredicts often, and on rows streamed from DRAM that
- * held back the stream (float32, d = 1e7, k = d/100, 2 threads: 1.05 -> 0.72 ms; with
- * the software prefetch 32 KB ahead, 0.65 ms, and d = 1e8 10.7 -> 9.8 ms). On
- * rows in cache the bitmap costs more than it saves (d = 1e5: +10-25%), and float64 rows
- * gained nothing. */
-EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t,
-                                          F(cbuf) *b, int64_t *eq_out, int64_t cap,
-                                          int64_t *shared, int grouped)
+/* collect_m with AVX-512 for M_X, M_D and M_DS (M_E writes the error back in its pass
+ * and keeps the generic code): same results, return codes and reporting to the shared
+ * count (ef21_step, one thread, d = 1e5, k = 1e3: 28 -> 23 us; with a scale 37 -> 29
+ * us). With `grouped`, the steps go in groups of 16: their masks first, then the stores
+ * of only the steps that keep something, found from a bitmap (the cap is checked after
+ * each group: the buffer then has room for a group beyond it). One branch on the data
+ * per group instead of one per step: at k ~ d/100 about one step in five keeps
+ * something, a branch that mispredicts often, and on rows streamed from DRAM that held
+ * back the stream (topk, float32, d = 1e7, k = d/100, 2 threads: 1.05 -> 0.72 ms; with
+ * the software prefetch 32 KB ahead, 0.65 ms, and d = 1e8 10.7 -> 9.8 ms). On rows in
+ * cache the bitmap costs more than it saves (d = 1e5: +10-25%), and float64 rows gained
+ * nothing. */
+EF_X512_INLINE int F(collect_x512_m)(const F(src) *S, const int mode, int64_t lo, int64_t hi,
+                                     K t, F(cbuf) *b, int64_t *eq_out, int64_t cap,
+                                     int64_t *shared, int grouped)
 {
-    const T *restrict x = S->x;
+    const T *restrict x = mode == M_X ? S->x : S->g; /* the stream to prefetch */
     int64_t len = 0, eq = 0, reported = 0, j = lo;
     int rc = 0;
     K mx = 0;
@@ -857,7 +886,9 @@ EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t h
             for (u = 0; u < 16; u++) {
                 /* a line 32 KB ahead (prefetches never fault, past the end included) */
                 _mm_prefetch((const char *)(x + j + 16 * u + EF_PREFETCH), _MM_HINT_T0);
-                m[u] = F(x512_step)(x, j + 16 * u, t, &eq);
+                if (mode != M_X)
+                    _mm_prefetch((const char *)(S->st + j + 16 * u + EF_PREFETCH), _MM_HINT_T0);
+                m[u] = F(x512_step)(S, mode, j + 16 * u, t, &eq);
                 hits |= (uint32_t)(m[u] != 0) << u;
             }
             if (!hits)
@@ -873,7 +904,8 @@ EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t h
             do {
                 u = __builtin_ctz(hits);
                 hits &= hits - 1;
-                len = F(x512_keep)(x, j + 16 * u, (int)(j - lo) + 16 * u, m[u], b, len, &mxv);
+                len = F(x512_keep)(S, mode, j + 16 * u, (int)(j - lo) + 16 * u, m[u], b, len,
+                                   &mxv);
             } while (hits);
             if (len > cap) {
                 rc = 1;
@@ -882,7 +914,7 @@ EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t h
             }
         }
         for (; j + 16 <= bend; j += 16) {
-            const uint32_t m = F(x512_step)(x, j, t, &eq);
+            const uint32_t m = F(x512_step)(S, mode, j, t, &eq);
             if (!m)
                 continue;
             if (len + 16 > b->capa) {
@@ -893,7 +925,7 @@ EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t h
                     goto done;
                 }
             }
-            len = F(x512_keep)(x, j, (int)(j - lo), m, b, len, &mxv);
+            len = F(x512_keep)(S, mode, j, (int)(j - lo), m, b, len, &mxv);
             if (len > cap) {
                 rc = 1;
                 j += 16;
@@ -901,7 +933,8 @@ EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t h
             }
         }
         for (; j < bend; j++) {
-            rc = F(collect_one)(x[j], j - lo, t, b, &len, &mx, &eq, cap);
+            rc = F(collect_one)(F(val)(mode, S->x, S->g, S->st, S->s, S->lr, j), j - lo, t, b,
+                                &len, &mx, &eq, cap);
             if (rc) {
                 j++;
                 goto done;
@@ -925,6 +958,21 @@ done:
     *eq_out = eq;
     return rc;
 }
+
+/* collect_x512_m for each mode it serves (M_X, M_D, and M_DS with s not NaN). */
+EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t,
+                                          F(cbuf) *b, int64_t *eq_out, int64_t cap,
+                                          int64_t *shared, int grouped)
+{
+    switch (S->mode) {
+    case M_X:
+        return F(collect_x512_m)(S, M_X, lo, hi, t, b, eq_out, cap, shared, grouped);
+    case M_D:
+        return F(collect_x512_m)(S, M_D, lo, hi, t, b, eq_out, cap, shared, grouped);
+    default:
+        return F(collect_x512_m)(S, M_DS, lo, hi, t, b, eq_out, cap, shared, grouped);
+    }
+}
 #endif
 
 /* The candidate pass over [lo, hi) of a row (see collect_m); `stream`: the row is
@@ -933,15 +981,17 @@ done:
 EF_CLONES static int F(collect)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cbuf) *b,
                       int64_t *eq_out, int64_t cap, int64_t *shared, int stream)
 {
+#if EF_X512
+    /* M_E writes the error back in its pass: the generic code; a NaN scale (whose payload
+     * every product takes) too */
+    if (S->mode != M_E && (S->mode != M_DS || S->s == S->s) &&
+        __builtin_cpu_supports("x86-64-v4"))
+        return F(collect_x512)(S, lo, hi, t, b, eq_out, cap, shared, KBITS == 31 && stream);
+#else
+    (void)stream;
+#endif
     switch (S->mode) {
     case M_X:
-#if EF_X512
-        if (__builtin_cpu_supports("x86-64-v4"))
-            return F(collect_x512)(S, lo, hi, t, b, eq_out, cap, shared,
-                                   KBITS == 31 && stream);
-#else
-        (void)stream;
-#endif
         return F(collect_m)(S, M_X, lo, hi, t, b, eq_out, cap, shared);
     case M_D:
         return F(collect_m)(S, M_D, lo, hi, t, b, eq_out, cap, shared);
