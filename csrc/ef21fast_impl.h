@@ -1816,7 +1816,18 @@ static void F(ws_put)(F(ws) *W, F(ws) *local)
     __sync_lock_release(&F(pool_busy)[W - F(pool)]);
 }
 
-/* All rows of one kernel call. */
+/* Row i of a call, with workspace W: its chunks on nt threads when par, else serial. */
+static int F(one_row)(F(ws) *W, int mode, const T *x, const T *g, T *st, const T *scale, T lr,
+                      int64_t i, int64_t d, int64_t k, int64_t *idx, T *val, int par, int nt,
+                      int flags)
+{
+    F(src) S;
+    F(src_row)(&S, mode, x, g, st, scale, lr, i, d);
+    return F(select_row)(&S, d, k, idx + i * k, val + i * k, W, par, nt, flags);
+}
+
+/* All rows of one kernel call: each row split across the threads (within), the rows
+ * shared out among them (prow), or all serial. */
 static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr, int64_t n,
                   int64_t d, int64_t k, int64_t *idx, T *val)
 {
@@ -1824,7 +1835,6 @@ static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr,
     const int nt = ef21_get_num_threads();
     const int64_t nch1 = (d + EF_CHUNK_MAX - 1) / EF_CHUNK_MAX;
     int within, prow, err = 0;
-    int64_t chunk;
     if (n <= 0 || d <= 0)
         return EF21_OK;
     within = nt > 1 && d >= EF_WITHIN_MIN && n < 4 * (int64_t)nt;
@@ -1832,40 +1842,32 @@ static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr,
         within = 1;
     if (flags & F_ROWS)
         within = 0;
-    if (within) {
+    prow = !within && nt > 1 && n > 1 && (n * d >= EF_ROWS_PAR_MIN || (flags & F_ROWS));
+    if (!prow) {
+        /* Serial over rows, outside any parallel region: even a team of one costs
+         * libgomp a team allocation and a futex wake, most of a small call's time. */
         F(ws) local;
-        const int64_t nch = nt > nch1 ? nt : nch1;
-        F(ws) *W = F(ws_get)(&local, nch, d, 1);
+        const int64_t nch = within && nt > nch1 ? nt : nch1;
+        F(ws) *W = F(ws_get)(&local, nch, d, within);
         int64_t i;
         if (W == NULL)
             return EF21_ENOMEM;
-        for (i = 0; i < n && err == 0; i++) {
-            F(src) S;
-            F(src_row)(&S, mode, x, g, st, scale, lr, i, d);
-            err = F(select_row)(&S, d, k, idx + i * k, val + i * k, W, 1, nt, flags);
-        }
+        for (i = 0; i < n && err == 0; i++)
+            err = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, within,
+                             within ? nt : 1, flags);
         F(ws_put)(W, &local);
         return err;
     }
-    prow = nt > 1 && n > 1 && (n * d >= EF_ROWS_PAR_MIN || (flags & F_ROWS));
-    chunk = n / (8 * (int64_t)nt);
-    if (chunk < 1)
-        chunk = 1;
-    if (chunk > 64)
-        chunk = 64;
-#pragma omp parallel num_threads(prow ? nt : 1)
+#pragma omp parallel num_threads(nt)
     {
         F(ws) local;
         F(ws) *W = F(ws_get)(&local, nch1, d, 0);
         int rc = W ? EF21_OK : EF21_ENOMEM;
         int64_t i;
-#pragma omp for schedule(dynamic, chunk)
+#pragma omp for schedule(static)
         for (i = 0; i < n; i++) {
-            if (rc == 0) {
-                F(src) S;
-                F(src_row)(&S, mode, x, g, st, scale, lr, i, d);
-                rc = F(select_row)(&S, d, k, idx + i * k, val + i * k, W, 0, 1, flags);
-            }
+            if (rc == 0)
+                rc = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, 0, 1, flags);
         }
         if (rc) {
 #pragma omp atomic write

@@ -48,9 +48,12 @@ enum { F_RADIX = 1, F_NOSMALL = 2, F_ROWS = 4, F_WITHIN = 8, F_STREAM = 16 };
 #define EF_SMALL_K 16           /* ... and for k up to this, an insertion top-k (no radix) */
 #define EF_SAMPLE_BLOCKS 1024   /* sample: up to this many blocks of 16 elements */
 #define EF_WITHIN_MIN 65536     /* rows at least this long may be split across threads */
-/* Batches smaller than this run on one thread: waking a team costs more than the work,
- * and on a loaded machine spinning threads fight the BLAS threads for the cores. */
-#define EF_ROWS_PAR_MIN ((int64_t)1 << 18)
+/* Batches smaller than this run on one thread: waking a team costs more than the work
+ * (2-core machine, 2026-12-04, ef21_step float32 k = 1: 100 x 112 7.4 us serial, 8.0 on 2
+ * threads; 300 x 112 13.0 and 10.4; 1000 x 112 32 and 20). Rows go to the threads in
+ * fixed static blocks, so a client's state row stays in the cache of the core that
+ * updated it last round. */
+#define EF_ROWS_PAR_MIN ((int64_t)1 << 15)
 #define EF_CHUNK_MAX ((int64_t)1 << 30) /* chunk length bound: offsets fit in uint32 */
 #define EF_VBYTES 32          /* SIMD vector width in bytes (AVX2 native; SSE2 pairs) */
 #define EF_POOL 64            /* pooled workspaces (kept between calls) */

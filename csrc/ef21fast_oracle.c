@@ -200,6 +200,11 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
         nt = n < 1 ? 1 : (int)n;
     if (m * d < OR_PAR_MIN)
         nt = 1;
+    if (nt <= 1) { /* outside any parallel region: a team of one still costs a futex wake */
+        for (int64_t i = 0; i < n; i++)
+            or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
+        return EF21_OK;
+    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
 #endif

@@ -31,18 +31,19 @@ except ImportError as exc:  # not built, or the build failed
 __all__ = ["topk", "ef21_step", "ef_step", "scatter_add",
            "set_num_threads", "get_num_threads", "describe"]
 
-_F32 = np.dtype(np.float32)
-_CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}
+# cffi array types looked up once (a type given by its string is parsed, or looked up
+# in cffi's cache, on every call).
+_CTYPE = {np.dtype(np.float32): ffi.typeof("float[]"), np.dtype(np.float64): ffi.typeof("double[]"),
+          np.dtype(np.int64): ffi.typeof("int64_t[]")}
 _SFX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _ENOMEM = 1
 
 
 def _ptr(arr, writable=False):
     """A cffi pointer to the data of a C-contiguous array (NULL when it is empty)."""
-    if arr is None or arr.size == 0:
+    if arr is None or not arr.size:
         return ffi.NULL
-    ctype = "int64_t[]" if arr.dtype == np.int64 else _CTYPE[arr.dtype]
-    return ffi.from_buffer(ctype, arr, require_writable=writable)
+    return ffi.from_buffer(_CTYPE[arr.dtype], arr, writable)
 
 
 def _check(rc):

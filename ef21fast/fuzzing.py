@@ -352,8 +352,8 @@ def build_call(src: Source, large: bool = True) -> Call:
     src : Source
         :class:`HypothesisSource` or :class:`FDPSource`.
     large : bool
-        Sometimes build inputs of over 2**18 elements (the compiled backends'
-        multi-threaded paths; slower).
+        Sometimes build inputs of over 2**18 elements (above every threshold of the
+        compiled backends' multi-threaded paths; slower).
 
     Returns
     -------

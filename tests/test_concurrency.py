@@ -37,8 +37,8 @@ import ef21fast
 from ef21fast import reference
 from ef21fast.testing import bits_equal
 
-# Sizes above every serial threshold of the compiled backends (Numba: 2**18 elements
-# per call; C: rows >= 65536 split across threads, batches >= 2**18 elements, scatter
+# Sizes above every serial threshold of the compiled backends (Numba: 2**16 elements
+# per call; C: rows >= 65536 split across threads, batches >= 2**15 elements, scatter
 # with n*k >= 2**17 and d >= 16384), so each call really starts a thread team.
 D1 = 300_000
 N2, D2 = 64, 5_000
