@@ -87,9 +87,10 @@ EF_INLINE K F(key)(T v)
 }
 
 /* a + b and a * b with the NaN of the FIRST operand propagated (quieted) when it is one,
- * as x86 SSE/AVX (and so NumPy) do for the operand order written in the reference. The
- * compiler may commute + and *, which changes only which NaN comes out when both are
- * NaN; the select restores the written order. Otherwise the hardware result stands. */
+ * as x86 SSE/AVX do for the operand order written in the reference (which applies the
+ * rule explicitly: NumPy's own loops may swap the operands). The compiler may commute
+ * + and *, which changes only which NaN comes out when both are NaN; the select
+ * restores the written order. Otherwise the hardware result stands. */
 EF_INLINE T F(quiet)(T a)
 {
     K b;
@@ -777,11 +778,21 @@ EF_X512_INLINE __m512i F(x512_key)(__m512i v)
 }
 
 /* The bits of the values at j .. j+15 (float32) or j .. j+7 (float64) of a row in mode
- * M_X (x), M_D (g - st) or M_DS ((s * g) - st, s not NaN: then the product's NaN is g's,
- * as the reference's), in the reference's operand order (-ffp-contract=off: no FMA). */
+ * M_X (x), M_D (g - st), M_DS ((s * g) - st, s not NaN: then the product's NaN is g's,
+ * as the reference's) or M_E (st + (lr * g), lr not NaN; a NaN st is the one that comes
+ * out, quieted, whatever operand order the compiler picks for the commutative add), in
+ * the reference's operand order (-ffp-contract=off: no FMA). */
 EF_X512_INLINE __m512i F(x512_val)(const F(src) *S, const int mode, int64_t j)
 {
 #if KBITS == 31
+    if (mode == M_E) {
+        const __m512 st = _mm512_loadu_ps(S->st + j);
+        const __m512 r = _mm512_add_ps(st, _mm512_mul_ps(_mm512_set1_ps(S->lr),
+                                                         _mm512_loadu_ps(S->g + j)));
+        return _mm512_mask_or_epi32(_mm512_castps_si512(r),
+                                    _mm512_cmp_ps_mask(st, st, _CMP_UNORD_Q),
+                                    _mm512_castps_si512(st), _mm512_set1_epi32(1 << 22));
+    }
     if (mode == M_X)
         return _mm512_loadu_si512((const void *)(S->x + j));
     if (mode == M_D)
@@ -791,6 +802,14 @@ EF_X512_INLINE __m512i F(x512_val)(const F(src) *S, const int mode, int64_t j)
         _mm512_mul_ps(_mm512_set1_ps(S->s), _mm512_loadu_ps(S->g + j)),
         _mm512_loadu_ps(S->st + j)));
 #else
+    if (mode == M_E) {
+        const __m512d st = _mm512_loadu_pd(S->st + j);
+        const __m512d r = _mm512_add_pd(st, _mm512_mul_pd(_mm512_set1_pd(S->lr),
+                                                          _mm512_loadu_pd(S->g + j)));
+        return _mm512_mask_or_epi64(_mm512_castpd_si512(r),
+                                    _mm512_cmp_pd_mask(st, st, _CMP_UNORD_Q),
+                                    _mm512_castpd_si512(st), _mm512_set1_epi64(1LL << 51));
+    }
     if (mode == M_X)
         return _mm512_loadu_si512((const void *)(S->x + j));
     if (mode == M_D)
@@ -802,20 +821,37 @@ EF_X512_INLINE __m512i F(x512_val)(const F(src) *S, const int mode, int64_t j)
 #endif
 }
 
+/* The values at j (as x512_val), M_E's written back to st. */
+EF_X512_INLINE __m512i F(x512_val_wb)(const F(src) *S, const int mode, int64_t j)
+{
+    const __m512i v = F(x512_val)(S, mode, j);
+    if (mode == M_E)
+        _mm512_storeu_si512((void *)(S->st + j), v);
+    return v;
+}
+
+/* The values at j once more, after x512_val_wb (M_E: read back from st). */
+EF_X512_INLINE __m512i F(x512_val_again)(const F(src) *S, const int mode, int64_t j)
+{
+    if (mode == M_E)
+        return _mm512_loadu_si512((const void *)(S->st + j));
+    return F(x512_val)(S, mode, j);
+}
+
 /* The step at j: adds its count of key == t to *eq; returns its mask of keys > t (16
- * bits, lane u = element j + u). */
+ * bits, lane u = element j + u). M_E writes the step's values back to st. */
 EF_X512_INLINE uint32_t F(x512_step)(const F(src) *S, const int mode, int64_t j, K t,
                                      int64_t *eq)
 {
 #if KBITS == 31
-    const __m512i kv = F(x512_key)(F(x512_val)(S, mode, j));
+    const __m512i kv = F(x512_key)(F(x512_val_wb)(S, mode, j));
     const __m512i tv = _mm512_set1_epi32((int)t);
     *eq += __builtin_popcount(ef_mask16(_mm512_cmpeq_epu32_mask(kv, tv)));
     return ef_mask16(_mm512_cmpgt_epu32_mask(kv, tv));
 #else
     const __m512i tv = _mm512_set1_epi64((long long)t);
-    const __m512i k0 = F(x512_key)(F(x512_val)(S, mode, j));
-    const __m512i k1 = F(x512_key)(F(x512_val)(S, mode, j + 8));
+    const __m512i k0 = F(x512_key)(F(x512_val_wb)(S, mode, j));
+    const __m512i k1 = F(x512_key)(F(x512_val_wb)(S, mode, j + 8));
     *eq += __builtin_popcount(ef_mask8(_mm512_cmpeq_epu64_mask(k0, tv))) +
            __builtin_popcount(ef_mask8(_mm512_cmpeq_epu64_mask(k1, tv)));
     return ef_mask8(_mm512_cmpgt_epu64_mask(k0, tv)) |
@@ -832,7 +868,7 @@ EF_X512_INLINE int64_t F(x512_keep)(const F(src) *S, const int mode, int64_t j, 
 {
 #if KBITS == 31
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i v = F(x512_val)(S, mode, j);
+    const __m512i v = F(x512_val_again)(S, mode, j);
     _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi32((__mmask16)m, v));
     _mm512_storeu_si512((void *)(b->off + len),
                         _mm512_maskz_compress_epi32((__mmask16)m,
@@ -844,7 +880,7 @@ EF_X512_INLINE int64_t F(x512_keep)(const F(src) *S, const int mode, int64_t j, 
     int h;
     for (h = 0; h < 2; h++) {
         const __mmask8 mh = (__mmask8)(m >> (8 * h));
-        const __m512i v = F(x512_val)(S, mode, j + 8 * h);
+        const __m512i v = F(x512_val_again)(S, mode, j + 8 * h);
         _mm512_storeu_si512((void *)(b->key + len), _mm512_maskz_compress_epi64(mh, v));
         _mm256_storeu_si256((__m256i *)(void *)(b->off + len),
                             _mm256_maskz_compress_epi32(
@@ -856,10 +892,10 @@ EF_X512_INLINE int64_t F(x512_keep)(const F(src) *S, const int mode, int64_t j, 
 #endif
 }
 
-/* collect_m with AVX-512 for M_X, M_D and M_DS (M_E writes the error back in its pass
- * and keeps the generic code): same results, return codes and reporting to the shared
- * count (ef21_step, one thread, d = 1e5, k = 1e3: 28 -> 23 us; with a scale 37 -> 29
- * us). With `grouped`, the steps go in groups of 16: their masks first, then the stores
+/* collect_m with AVX-512 (M_DS with s not NaN, M_E with lr not NaN): same results,
+ * return codes, reporting to the shared count and, for M_E, error written back over the
+ * whole range (ef21_step, one thread, d = 1e5, k = 1e3: 28 -> 23 us; with a scale 37 ->
+ * 29 us). With `grouped`, the steps go in groups of 16: their masks first, then the stores
  * of only the steps that keep something, found from a bitmap (the cap is checked after
  * each group: the buffer then has room for a group beyond it). One branch on the data
  * per group instead of one per step: at k ~ d/100 about one step in five keeps
@@ -933,8 +969,10 @@ EF_X512_INLINE int F(collect_x512_m)(const F(src) *S, const int mode, int64_t lo
             }
         }
         for (; j < bend; j++) {
-            rc = F(collect_one)(F(val)(mode, S->x, S->g, S->st, S->s, S->lr, j), j - lo, t, b,
-                                &len, &mx, &eq, cap);
+            const T v = F(val)(mode, S->x, S->g, S->st, S->s, S->lr, j);
+            if (mode == M_E)
+                S->st[j] = v;
+            rc = F(collect_one)(v, j - lo, t, b, &len, &mx, &eq, cap);
             if (rc) {
                 j++;
                 goto done;
@@ -945,6 +983,9 @@ EF_X512_INLINE int F(collect_x512_m)(const F(src) *S, const int mode, int64_t lo
             goto done;
     }
 done:
+    if (rc && mode == M_E)
+        for (; j < hi; j++)
+            S->st[j] = F(add)(S->st[j], F(mul)(S->lr, S->g[j]));
     {
 #if KBITS == 31
         const K vm = (K)_mm512_reduce_max_epu32(mxv);
@@ -959,7 +1000,8 @@ done:
     return rc;
 }
 
-/* collect_x512_m for each mode it serves (M_X, M_D, and M_DS with s not NaN). */
+/* collect_x512_m for each mode it serves (M_X, M_D, M_DS with s not NaN, M_E with lr
+ * not NaN). */
 EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t,
                                           F(cbuf) *b, int64_t *eq_out, int64_t cap,
                                           int64_t *shared, int grouped)
@@ -969,8 +1011,10 @@ EF_TARGET_X512 static int F(collect_x512)(const F(src) *S, int64_t lo, int64_t h
         return F(collect_x512_m)(S, M_X, lo, hi, t, b, eq_out, cap, shared, grouped);
     case M_D:
         return F(collect_x512_m)(S, M_D, lo, hi, t, b, eq_out, cap, shared, grouped);
-    default:
+    case M_DS:
         return F(collect_x512_m)(S, M_DS, lo, hi, t, b, eq_out, cap, shared, grouped);
+    default:
+        return F(collect_x512_m)(S, M_E, lo, hi, t, b, eq_out, cap, shared, grouped);
     }
 }
 #endif
@@ -982,9 +1026,8 @@ EF_CLONES static int F(collect)(const F(src) *S, int64_t lo, int64_t hi, K t, F(
                       int64_t *eq_out, int64_t cap, int64_t *shared, int stream)
 {
 #if EF_X512
-    /* M_E writes the error back in its pass: the generic code; a NaN scale (whose payload
-     * every product takes) too */
-    if (S->mode != M_E && (S->mode != M_DS || S->s == S->s) &&
+    /* a NaN scale or step size (whose payload every product takes): the generic code */
+    if ((S->mode != M_DS || S->s == S->s) && (S->mode != M_E || S->lr == S->lr) &&
         __builtin_cpu_supports("x86-64-v4"))
         return F(collect_x512)(S, lo, hi, t, b, eq_out, cap, shared, KBITS == 31 && stream);
 #else
