@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ef21fast import api
-from ef21fast.testing import bits_equal, bits_equal_any_nan, nan_with_payload
+from ef21fast.testing import bits_equal, nan_with_payload
 
 __all__ = ["DOCUMENTED_EXCEPTIONS", "KNOWN_ISSUES", "UPDATED", "Call", "FDPSource",
            "HypothesisSource", "Source", "build_call", "check_call", "clone", "describe",
@@ -660,13 +660,11 @@ def _compare(kernel, ref: _Outcome, got: _Outcome) -> str | None:
     else:
         if not (isinstance(b, tuple) and len(b) == 2):
             return f"result is not a pair: {b!r}"
-        exact = kernel == "topk"
         for name, x, y in (("idx", a[0], b[0]), ("val", a[1], b[1])):
-            same = bits_equal if exact or name == "idx" else bits_equal_any_nan
-            if x.dtype != y.dtype or not same(x, y):
+            if x.dtype != y.dtype or not bits_equal(x, y):
                 return f"{name} differs: reference {_fmt(x)}, backend {_fmt(y)}"
     upd_a, upd_b = _updated(kernel, ref), _updated(kernel, got)
-    if upd_a is not None and not bits_equal_any_nan(upd_a, upd_b):
+    if upd_a is not None and not bits_equal(upd_a, upd_b):
         return (f"{UPDATED[kernel][0]} after the call differs: reference {_fmt(upd_a)}, "
                 f"backend {_fmt(upd_b)}")
     for i in range(len(got.regions)):
@@ -698,9 +696,9 @@ def check_call(kernel: str, args: tuple, kwargs: dict, backends=None) -> None:
 
     Each backend runs on its own :func:`clone` of the arguments. Passes when every
     backend raises an exception of the reference's type (leaving every argument
-    unchanged), or returns the reference's results bit for bit (``idx`` and topk
-    values exactly; computed values with NaN payloads free) and leaves the updated
-    array bit-equal (NaN payloads free) and all other argument memory byte-equal, with
+    unchanged), or returns the reference's results bit for bit (NaN payloads
+    included) and leaves the updated array bit-equal and all other argument memory
+    byte-equal, with
     the same warning categories (warnings are recorded, never raised). The reference
     itself must raise only documented exceptions and modify only the in-place argument.
 

@@ -12,6 +12,13 @@ writable state arrays); called directly they still behave correctly on such inpu
 Selection order (shared by all kernels): larger ``|x|`` first; NaN ranks above +inf
 and all NaNs rank equal; -0.0 and +0.0 are equal; ties go to the smaller index. The
 selected indices are returned sorted ascending.
+
+Arithmetic is IEEE in the array dtype, in the operand order written here, and when both
+operands of ``+`` or ``*`` are NaN the first one comes out, quietened (what the x86
+instruction returns for its first source). NumPy alone does not promise that: its SIMD
+loops may swap the operands of these commutative operations (on an AVX-512 machine,
+``a + b`` of two NaN arrays gives ``a``'s payload in the first 16 elements and ``b``'s
+after them), so :func:`_add` and :func:`_mul` apply the rule explicitly.
 """
 
 from __future__ import annotations
@@ -19,6 +26,34 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["topk", "ef21_step", "ef_step", "scatter_add"]
+
+_QUIET = {np.dtype(np.float32): (np.uint32, np.uint32(1 << 22)),
+          np.dtype(np.float64): (np.uint64, np.uint64(1 << 51))}
+
+
+def _first_nan(a: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``r`` with each element where ``a`` (broadcast to r) is NaN replaced by that NaN,
+    quietened (its quiet bit set, sign and payload kept)."""
+    a = np.broadcast_to(np.asarray(a, dtype=r.dtype), r.shape)
+    nan = np.isnan(a)
+    if not nan.any():
+        return r
+    uint, bit = _QUIET[r.dtype]
+    out = np.array(r, copy=True)
+    out[nan] = (a[nan].view(uint) | bit).view(r.dtype)
+    return out
+
+
+def _add(a, b) -> np.ndarray:
+    """``a + b`` (IEEE, errors ignored); where both are NaN, ``a``'s NaN, quietened."""
+    with np.errstate(all="ignore"):
+        return _first_nan(a, np.asarray(np.add(a, b)))
+
+
+def _mul(a, b) -> np.ndarray:
+    """``a * b`` (IEEE, errors ignored); where both are NaN, ``a``'s NaN, quietened."""
+    with np.errstate(all="ignore"):
+        return _first_nan(a, np.asarray(np.multiply(a, b)))
 
 
 def _topk_row(row: np.ndarray, k: int) -> np.ndarray:
@@ -95,14 +130,14 @@ def ef21_step(grad, state, k, scale=None):
     g = np.asarray(grad)
     with np.errstate(all="ignore"):  # IEEE results (inf - inf = NaN), no warnings
         if scale is not None:
-            g = _row_scale(scale, state.shape, state.dtype) * g
+            g = _mul(_row_scale(scale, state.shape, state.dtype), g)
         delta = (g - state).astype(state.dtype, copy=False)
         idx, val = topk(delta, k)
         if state.ndim == 1:
-            state[idx] += val
+            state[idx] = _add(state[idx], val)
         else:
             rows = np.arange(state.shape[0])[:, None]
-            state[rows, idx] += val
+            state[rows, idx] = _add(state[rows, idx], val)
     return idx, val
 
 
@@ -129,8 +164,7 @@ def ef_step(grad, error, k, lr=1.0):
         error there (before it is zeroed).
     """
     lr = error.dtype.type(lr)
-    with np.errstate(all="ignore"):
-        error += (lr * np.asarray(grad)).astype(error.dtype, copy=False)
+    error[...] = _add(error, _mul(lr, np.asarray(grad)).astype(error.dtype, copy=False))
     idx, val = topk(error, k)
     if error.ndim == 1:
         error[idx] = 0
@@ -170,6 +204,12 @@ def scatter_add(out, idx, val, weights=None):
             w = np.asarray(weights, dtype=out.dtype)
             if idx.ndim == 2 and w.ndim == 1:
                 w = w[:, None]
-            val = (w * val).astype(out.dtype, copy=False)
-        np.add.at(out, idx.reshape(-1), val.reshape(-1))
+            val = _mul(w, val).astype(out.dtype, copy=False)
+        flat_idx, flat_val = idx.reshape(-1), val.reshape(-1)
+        if np.isnan(flat_val).any():
+            # an entry may meet a NaN already in out: one add at a time, in order
+            for p, v in zip(flat_idx.tolist(), flat_val):
+                out[p] = _add(out[p], v)
+        else:
+            np.add.at(out, flat_idx, flat_val)
     return out

@@ -23,9 +23,9 @@ mode  value(j)                      emitted element (selected j) also does
 
 The operand order of every operation is that of :mod:`ef21fast.reference`, and it
 matters for the NaN payload that propagates: when both operands of ``+`` or ``*`` are
-NaN, NumPy (like the x86 instruction) returns the first one, quietened. LLVM treats
-``+`` and ``*`` as commutative and may swap the operands, so :func:`add` and :func:`mul`
-restore the first-operand rule explicitly (a branch that is almost never taken).
+NaN, the reference (like the x86 instruction) returns the first one, quietened. LLVM
+treats ``+`` and ``*`` as commutative and may swap the operands, so :func:`add` and
+:func:`mul` restore the first-operand rule explicitly (a branch almost never taken).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def _quiet_overload(x):
 
 @njit(cache=True, nogil=True)
 def add(x, y):
-    """``x + y``; if both are NaN, the first one (quietened), as NumPy returns."""
+    """``x + y``; if both are NaN, the first one (quietened), as the reference returns."""
     r = x + y
     if r != r and x != x:
         r = quiet(x)
@@ -190,7 +190,7 @@ def add(x, y):
 
 @njit(cache=True, nogil=True)
 def mul(x, y):
-    """``x * y``; if both are NaN, the first one (quietened), as NumPy returns."""
+    """``x * y``; if both are NaN, the first one (quietened), as the reference returns."""
     r = x * y
     if r != r and x != x:
         r = quiet(x)

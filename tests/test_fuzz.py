@@ -33,6 +33,7 @@ from ef21fast.fuzzing import (
 from ef21fast.testing import nan_with_payload
 
 COMPILED = [b for b in dispatch.available_backends() if b != "numpy"]
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="no compiled backend here")
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 
@@ -157,14 +158,77 @@ def test_oracle_catches_broken_backend(what, fake_backend):
         check_call(kernel, args, kwargs, backends)
 
 
-def test_oracle_allows_nan_payload_of_computed_values(fake_backend):
+def test_oracle_rejects_nan_payload_of_computed_values(fake_backend):
+    """Computed values are compared bit for bit too: the reference fixes which NaN comes
+    out of an operation on two NaNs (the first operand's, quietened)."""
     def other_payload(grad, state, k, scale):
         idx, val = reference.ef21_step(grad, state, k, scale)
         for a in (val, state):
             a[np.isnan(a)] = nan_with_payload(a.dtype, 999)
         return idx, val
     backends = fake_backend(ef21_step=other_payload)
-    check_call("ef21_step", (_nan_row(), np.zeros(6), 3), {}, backends)
+    with pytest.raises(AssertionError, match=r"\[fake\] val differs"):
+        check_call("ef21_step", (_nan_row(), np.zeros(6), 3), {}, backends)
+
+
+def _two_nans(dtype, n=2, d=64):
+    """(a, b): n x d arrays NaN at the same places (every third element) with different
+    payloads and signs; long enough rows for NumPy's SIMD loops (which may swap the
+    operands of + and *) and their scalar tails."""
+    a = np.linspace(-2, 2, n * d).reshape(n, d).astype(dtype)
+    b = a[:, ::-1].copy() * dtype(0.5)
+    for j in range(0, d, 3):
+        a[:, j] = nan_with_payload(dtype, 11 + j, negative=j % 2 == 0)
+        b[:, j] = nan_with_payload(dtype, 500 + j, negative=j % 4 == 0, quiet=j % 6 != 0)
+    return a, b
+
+
+def _quiet_bits(x):
+    bits = x.view(np.uint32 if x.dtype == np.float32 else np.uint64).copy()
+    bits[np.isnan(x)] |= bits.dtype.type(1 << (22 if x.dtype == np.float32 else 51))
+    return bits
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reference_first_nan_rule(dtype):
+    """The reference's own results: where both operands are NaN, the first one's NaN,
+    quietened (error + lr * grad keeps the error's; state + (grad - state) the state's)."""
+    a, b = _two_nans(dtype)
+    both = np.isnan(a) & np.isnan(b)
+    rows = np.arange(2)[:, None]
+    err = b.copy()
+    idx, val = reference.ef_step(a, err, 5, lr=0.5)
+    sent = np.zeros_like(both)
+    sent[rows, idx] = True
+    assert both[~sent].any() and np.isnan(val).any()
+    np.testing.assert_array_equal(_quiet_bits(err)[both & ~sent], _quiet_bits(b)[both & ~sent])
+    np.testing.assert_array_equal(_quiet_bits(val), _quiet_bits(b[rows, idx]))
+    state = b.copy()
+    idx, val = reference.ef21_step(a, state, 20)
+    hit = both[rows, idx]
+    assert hit.any()
+    np.testing.assert_array_equal(_quiet_bits(state[rows, idx])[hit], _quiet_bits(b[rows, idx])[hit])
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["ef21_step", "ef21_step-scale", "ef_step", "scatter_add"])
+def test_regression_two_nan_operands(kernel, dtype):
+    """Where both operands were NaN, NumPy's loops returned the second one's payload past
+    the 16th element on an AVX-512 machine, so the reference disagreed with the compiled
+    backends' first-operand rule; the reference now applies it explicitly."""
+    a, b = _two_nans(dtype)
+    scale = np.array([nan_with_payload(dtype, 5)[()], dtype(0.5)], dtype=dtype)
+    if kernel == "ef21_step":
+        call = ("ef21_step", (a, b, 20), {})
+    elif kernel == "ef21_step-scale":
+        call = ("ef21_step", (a, b, 20), {"scale": scale})
+    elif kernel == "ef_step":
+        call = ("ef_step", (a, b, 20), {"lr": 0.5})
+    else:
+        idx = np.tile(np.arange(0, 64, 2), (2, 1))
+        call = ("scatter_add", (b[0].copy(), idx, a[:, ::2].copy()), {"weights": scale})
+    check_call(*call, COMPILED)
 
 
 def test_oracle_rejects_undocumented_exception(fake_backend):
@@ -176,9 +240,6 @@ def test_oracle_rejects_undocumented_exception(fake_backend):
 
 
 # ---------------------------------------------------------------- findings
-
-needs_compiled = pytest.mark.skipif(not COMPILED, reason="no compiled backend here")
-
 
 @pytest.mark.parametrize("kernel,args,kwargs", [
     ("ef_step", (np.ones(2), np.zeros(2), 1), {"lr": 10**400}),
