@@ -47,6 +47,14 @@ def _layer_now() -> str | None:
 #: more than the work. Measured on the 2-core machine (2026-12-04, ef21_step float32,
 #: k = 1): 300 x 112 takes 11 us serial and 16 us on 2 threads, 1000 x 112 28 and 20 us.
 SERIAL_BELOW = 1 << 16
+#: ... and below this when the rows would be split across the threads (fewer than two
+#: rows per thread: the sample and the merge of the chunks cost more), counting
+#: ``d + SPLIT_K_WEIGHT * k`` per row (the candidates cost more than the scan). topk on
+#: the 2-core machine (2026-12-04), float32, serial / split on 2 threads: d = 1e5, k =
+#: 1e3: 33 / 40 us; k = 1e4: 60 / 54 us; d = 2e5, k = 2e3: 54 / 53 us; k = 2e4: 114 /
+#: 80 us; d = 7e4, k = 7e3: 43 / 45 us. scatter_add: below this many entries of out.
+SPLIT_SERIAL_BELOW = 5 << 15
+SPLIT_K_WEIGHT = 8
 
 
 # A child forked after this process ran a parallel kernel must not start a parallel
@@ -73,7 +81,17 @@ def _run(fn, *args):
     size = args[0].size  # the (n, d) input, or out for scatter_add
     if fn is _steps.scatter_add:
         size = max(size, args[1].size)
-    want = 1 if size < SERIAL_BELOW or _serial_only else get_num_threads()
+    if size < SERIAL_BELOW or _serial_only:
+        want = 1
+    else:
+        want = get_num_threads()
+        if fn is _steps.scatter_add:
+            if size < SPLIT_SERIAL_BELOW:
+                want = 1
+        elif args[0].shape[0] < 2 * want:  # rows split across the threads
+            k = args[1] if fn is _steps.topk else args[2]
+            if size + SPLIT_K_WEIGHT * k * args[0].shape[0] < SPLIT_SERIAL_BELOW:
+                want = 1
     if numba.config.DISABLE_JIT:
         # plain Python on numpy scalars: inf - inf etc. must not warn (the jitted
         # code does not); the lock keeps the behaviour of the jitted path
