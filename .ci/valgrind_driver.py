@@ -191,13 +191,15 @@ def run(work: str, max_size: int, seed: int) -> int:
     kernels = ("topk", "ef21_step", "ef_step", "scatter_add")
     bad = 0
     total = 0
+    ref_cache: dict = {}  # the reference's results, computed once under valgrind
     for force, threads, small, long_, big in PLAN:
         os.environ["EF21FAST_C_FORCE"] = force  # read by the C code at each call
         ef21fast.set_num_threads(threads)
         t0 = time.perf_counter()
         failures = []
         if small:
-            failures += cross_check("c", seed=seed, large=False, max_size=max_size)
+            failures += cross_check("c", seed=seed, large=False, max_size=max_size,
+                                    ref_cache=ref_cache)
         extra = list(long_rows(seed)) if long_ else []
         extra += list(big_row(seed)) if big else []
         n_extra = 0
@@ -207,7 +209,7 @@ def run(work: str, max_size: int, seed: int) -> int:
                     continue
                 for kw in variants(kernel, case):
                     n_extra += 1
-                    problem = compare(kernel, case, "c", **kw)
+                    problem = compare(kernel, case, "c", ref_cache=ref_cache, **kw)
                     if problem is not None:
                         failures.append(problem)
         total += n_extra

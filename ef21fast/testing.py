@@ -174,10 +174,12 @@ def all_cases(seed: int = 0, large: bool = True):
         yield from cases(dtype, seed=seed, large=large)
 
 
-def run_case(kernel: str, case: Case, backend: str | None, scale=None, weights=None):
+def run_case(kernel: str, case: Case, backend: str | None, scale=None, weights=None,
+             message=None):
     """Run one kernel on a case through the public API; return everything to compare.
 
     Returns a tuple of arrays: the message (idx, val) and the updated state or out.
+    ``message``: for scatter_add, the reference's ``topk(case.x, k)`` if already known.
     """
     x, k = case.x, case.k
     if kernel == "topk":
@@ -192,22 +194,35 @@ def run_case(kernel: str, case: Case, backend: str | None, scale=None, weights=N
                                backend=backend)
         return idx, val, error
     if kernel == "scatter_add":
-        idx, val = reference.topk(np.asarray(x), k)
+        idx, val = message if message is not None else reference.topk(np.asarray(x), k)
         out = np.zeros(x.shape[-1], dtype=x.dtype.newbyteorder("="))
         api.scatter_add(out, idx, val.astype(out.dtype), weights=weights, backend=backend)
         return (out,)
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
-def compare(kernel: str, case: Case, backend: str, **kw) -> str | None:
+def compare(kernel: str, case: Case, backend: str, ref_cache: dict | None = None,
+            **kw) -> str | None:
     """Compare ``backend`` with the numpy reference on one case.
 
     Returns None if everything matches bit for bit (results, updated arrays, and the
-    input left untouched), else a description of the first difference.
+    input left untouched), else a description of the first difference. ``ref_cache``:
+    a dict keeping the reference's results between calls on the same cases (the same
+    seed), so that checking several backends or forced paths runs the slow reference
+    once.
     """
     before = case.x.copy()
-    want = run_case(kernel, case, "numpy", **kw)
-    got = run_case(kernel, case, backend, **kw)
+    key = (kernel, case.name, case.x.dtype.str, case.x.shape, case.x.strides,
+           tuple(sorted((name, repr(v)) for name, v in kw.items())))
+    cached = ref_cache.get(key) if ref_cache is not None else None
+    if cached is None:
+        message = (reference.topk(np.asarray(case.x), case.k)
+                   if kernel == "scatter_add" else None)
+        cached = (run_case(kernel, case, "numpy", message=message, **kw), message)
+        if ref_cache is not None:
+            ref_cache[key] = cached
+    want, message = cached
+    got = run_case(kernel, case, backend, message=message, **kw)
     if not bits_equal(before, case.x) or before.dtype != case.x.dtype:
         return f"{kernel}[{backend}] {case}: modified its read-only input"
     names = {"topk": ("idx", "val"), "scatter_add": ("out",)}.get(
@@ -236,12 +251,13 @@ def variants(kernel: str, case: Case) -> list[dict]:
 
 def cross_check(backend: str, seed: int = 0, large: bool = True,
                 kernels=("topk", "ef21_step", "ef_step", "scatter_add"),
-                dtypes=(np.float32, np.float64), max_size: int | None = None) -> list[str]:
+                dtypes=(np.float32, np.float64), max_size: int | None = None,
+                ref_cache: dict | None = None) -> list[str]:
     """Run every kernel of ``backend`` on every adversarial case against the reference.
 
     ``max_size`` skips cases with more elements (for slow modes such as Numba with
-    ``NUMBA_DISABLE_JIT=1``). Returns the list of mismatch descriptions (empty when
-    the backend is exact).
+    ``NUMBA_DISABLE_JIT=1``). ``ref_cache``: see :func:`compare` (one dict per seed).
+    Returns the list of mismatch descriptions (empty when the backend is exact).
     """
     failures = []
     for dtype in dtypes:
@@ -250,7 +266,7 @@ def cross_check(backend: str, seed: int = 0, large: bool = True,
                 continue
             for kernel in kernels:
                 for kw in variants(kernel, case):
-                    problem = compare(kernel, case, backend, **kw)
+                    problem = compare(kernel, case, backend, ref_cache=ref_cache, **kw)
                     if problem is not None:
                         failures.append(problem)
     return failures
@@ -269,7 +285,8 @@ def cross_check_forced(forces=("",) + C_FORCED_PATHS, threads=(1, 2), seed: int 
     """:func:`cross_check` of the C backend under each ``EF21FAST_C_FORCE`` word (``""``:
     none) with each thread count; ``log`` gets one line per run and its first
     mismatches. Returns the number of runs with a mismatch. The environment variable and
-    the thread count are restored afterwards."""
+    the thread count are restored afterwards. The reference runs once per case (its
+    results are kept for all the runs)."""
     import os
     import time
 
@@ -278,13 +295,14 @@ def cross_check_forced(forces=("",) + C_FORCED_PATHS, threads=(1, 2), seed: int 
     saved_force = os.environ.get("EF21FAST_C_FORCE")
     saved_threads = ef21fast.get_num_threads("c")
     bad = 0
+    ref_cache: dict = {}
     try:
         for force in forces:
             for n in threads:
                 os.environ["EF21FAST_C_FORCE"] = force  # read by the C code at each call
                 ef21fast.set_num_threads(n)
                 t0 = time.perf_counter()
-                failures = cross_check("c", seed=seed)
+                failures = cross_check("c", seed=seed, ref_cache=ref_cache)
                 log(f"EF21FAST_C_FORCE={force or '(none)':8s} threads={n}: "
                     f"{len(failures)} mismatches ({time.perf_counter() - t0:.1f} s)")
                 for f in failures[:10]:

@@ -22,10 +22,18 @@ def test_backend_matches_reference(kernel, backend, dtype):
     assert failures == [], "\n".join(failures[:20])
 
 
-def test_cross_check_helper_flags_a_wrong_backend(monkeypatch):
-    """cross_check must be able to fail: a backend that drops the tie rule is caught."""
+@pytest.mark.parametrize("cached", [False, True], ids=["fresh", "reference-cache"])
+def test_cross_check_helper_flags_a_wrong_backend(monkeypatch, cached):
+    """cross_check must be able to fail: a backend that drops the tie rule is caught,
+    also when the reference's results come from a cache filled by an earlier, clean
+    run (as cross_check_forced does)."""
     import ef21fast.reference as ref
     from ef21fast import dispatch
+
+    ref_cache = {}
+    if cached:
+        assert cross_check("numpy", large=False, kernels=("topk",), ref_cache=ref_cache) == []
+        assert ref_cache
 
     class Broken:
         MISSING = {}
@@ -45,4 +53,4 @@ def test_cross_check_helper_flags_a_wrong_backend(monkeypatch):
 
     monkeypatch.setitem(dispatch._loaded, "c", Broken)
     monkeypatch.delitem(dispatch._errors, "c", raising=False)
-    assert cross_check("c", large=False, kernels=("topk",)) != []
+    assert cross_check("c", large=False, kernels=("topk",), ref_cache=ref_cache) != []
