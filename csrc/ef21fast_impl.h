@@ -664,6 +664,18 @@ EF_INLINE int F(collect_report)(int64_t len, int64_t *reported, int64_t cap, int
     return tot > cap;
 }
 
+/* error += lr * grad on [lo, hi) (ef_step with k == 0, and the rest of a
+ * candidate pass that stopped early). */
+static void F(update_e)(const F(src) *S, int64_t lo, int64_t hi)
+{
+    const T *restrict g = S->g;
+    T *restrict st = S->st;
+    const T lr = S->lr;
+    int64_t j;
+    for (j = lo; j < hi; j++)
+        st[j] = F(add)(st[j], F(mul)(lr, g[j]));
+}
+
 /* Keep (offset, key) of the entries of [lo, hi) with key > t in b; count key == t.
  * Returns 0, 1 when the candidates exceed cap (alone, or all chunks together via the
  * shared counter), 2 out of memory. In M_E the updated error is written back for the
@@ -752,8 +764,7 @@ done:
     b->mx = mx;
     *eq_out = eq;
     if (rc && mode == M_E)
-        for (; j < hi; j++)
-            st[j] = F(add)(st[j], F(mul)(lr, g[j]));
+        F(update_e)(S, j, hi);
     return rc;
 }
 
@@ -984,8 +995,7 @@ EF_X512_INLINE int F(collect_x512_m)(const F(src) *S, const int mode, int64_t lo
     }
 done:
     if (rc && mode == M_E)
-        for (; j < hi; j++)
-            S->st[j] = F(add)(S->st[j], F(mul)(S->lr, S->g[j]));
+        F(update_e)(S, j, hi);
     {
 #if KBITS == 31
         const K vm = (K)_mm512_reduce_max_epu32(mxv);
@@ -1325,17 +1335,6 @@ EF_CLONES static void F(sample)(const F(src) *S, int64_t d, int64_t nb, K *out, 
         F(sample_m)(S, M_E, d, nb, out, lo, hi);
         break;
     }
-}
-
-/* error += lr * grad on [lo, hi) (ef_step with k == 0). */
-static void F(update_e)(const F(src) *S, int64_t lo, int64_t hi)
-{
-    const T *restrict g = S->g;
-    T *restrict st = S->st;
-    const T lr = S->lr;
-    int64_t j;
-    for (j = lo; j < hi; j++)
-        st[j] = F(add)(st[j], F(mul)(lr, g[j]));
 }
 
 /* val and the state update at the k selected indices. */
