@@ -52,9 +52,11 @@ SERIAL_BELOW = 1 << 16
 #: ``d + SPLIT_K_WEIGHT * k`` per row (the candidates cost more than the scan). topk on
 #: the 2-core machine (2026-12-04), float32, serial / split on 2 threads: d = 1e5, k =
 #: 1e3: 33 / 40 us; k = 1e4: 60 / 54 us; d = 2e5, k = 2e3: 54 / 53 us; k = 2e4: 114 /
-#: 80 us; d = 7e4, k = 7e3: 43 / 45 us. scatter_add: below this many entries of out.
+#: 80 us; d = 7e4, k = 7e3: 43 / 45 us.
 SPLIT_SERIAL_BELOW = 5 << 15
 SPLIT_K_WEIGHT = 8
+#: scatter_add on fewer entries than this (of out, or of the messages) runs serially.
+SCATTER_SERIAL_BELOW = 1 << 18
 
 
 # A child forked after this process ran a parallel kernel must not start a parallel
@@ -86,7 +88,7 @@ def _run(fn, *args):
     else:
         want = get_num_threads()
         if fn is _steps.scatter_add:
-            if size < SPLIT_SERIAL_BELOW:
+            if size < SCATTER_SERIAL_BELOW:
                 want = 1
         elif args[0].shape[0] < 2 * want:  # rows split across the threads
             k = args[1] if fn is _steps.topk else args[2]
