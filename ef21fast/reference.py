@@ -164,7 +164,8 @@ def ef_step(grad, error, k, lr=1.0):
         error there (before it is zeroed).
     """
     lr = error.dtype.type(lr)
-    error[...] = _add(error, _mul(lr, np.asarray(grad)).astype(error.dtype, copy=False))
+    with np.errstate(all="ignore"):
+        error[...] = _add(error, _mul(lr, np.asarray(grad)).astype(error.dtype, copy=False))
     idx, val = topk(error, k)
     if error.ndim == 1:
         error[idx] = 0
