@@ -36,7 +36,7 @@ def check_import(work: str) -> None:
     import ef21fast._ckernels as ck
 
     import ef21fast
-    from ef21fast import c_backend
+    from ef21fast.backends import c as c_backend
 
     work = os.path.realpath(work)
     for mod in (ef21fast, ck, c_backend):
@@ -159,7 +159,7 @@ def run_glm(seed: int) -> int:
     import numpy as np
 
     import ef21fast
-    from ef21fast import c_backend
+    from ef21fast.methods import oracle as c_backend
 
     if not hasattr(c_backend, "glm_client_grads"):
         print("fused GLM oracle: not in this version", flush=True)

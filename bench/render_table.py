@@ -21,11 +21,11 @@ import argparse
 import json
 import sys
 
-from ef21fast.speed import ARGPART, STREAM, add_ratios, format_count, format_seconds, format_table
+from ef21fast.testing.timing import ARGPART, STREAM, add_ratios, format_count, format_seconds, format_table
 
 
 def rows_from_json(doc: dict) -> list[dict]:
-    """Timing rows (see ef21fast.speed.format_table) from a pytest-benchmark document."""
+    """Timing rows (see ef21fast.testing.timing.format_table) from a pytest-benchmark document."""
     rows = []
     for bench in doc.get("benchmarks", []):
         info = bench.get("extra_info", {})

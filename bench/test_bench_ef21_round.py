@@ -6,7 +6,7 @@ Two data shapes (synthetic, so the suite never skips for want of a file):
   last client, as the EF21 authors' split);
 * w8a-sized sparse: 49749 x 300 CSR with about 4% non-zeros (binary features).
 
-"package" is what :func:`ef21fast.algorithms.run` does in a round: one batched
+"package" is what :func:`ef21fast.methods.algorithms.run` does in a round: one batched
 ``problem.client_grads`` call, one ``ef21_step`` for all clients, one ``scatter_add``
 on the server, and the step ``x <- x - gamma g``. "loop" is a round of the kind the
 EF21 authors' code runs: for each client, its gradient from its own rows, TopK by
@@ -37,9 +37,9 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 import ef21fast
-from ef21fast import dispatch
-from ef21fast.data import ClientData
-from ef21fast.problems import LogisticRegression
+from ef21fast.backends import registry as dispatch
+from ef21fast.methods.data import ClientData
+from ef21fast.methods.problems import LogisticRegression
 
 N_CLIENTS = 1000
 K = 1

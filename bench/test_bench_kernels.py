@@ -18,8 +18,9 @@ import functools
 import numpy as np
 import pytest
 
-from ef21fast import api, dispatch, reference
-from ef21fast.speed import (ARGPART, STREAM, TORCH, argpartition_topk, kernel_call,
+from ef21fast import api, reference
+from ef21fast.backends import registry as dispatch
+from ef21fast.testing.timing import (ARGPART, STREAM, TORCH, argpartition_topk, kernel_call,
                             stream_read)
 
 SIZES = [10**3, 10**5, 10**7]
@@ -129,7 +130,7 @@ def test_batched_ef21_step(benchmark, n, d, k, impl):
     benchmark.extra_info.update(n=n, baseline=impl == "per-row reference loop")
     benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
 
-    def reset():  # each round from the zero state (see ef21fast.speed.kernel_call)
+    def reset():  # each round from the zero state (see ef21fast.testing.timing.kernel_call)
         state[...] = 0
 
     slow = impl in ("per-row reference loop", "numpy")

@@ -40,7 +40,7 @@ import textwrap
 
 import pytest
 
-from ef21fast import dispatch
+from ef21fast.backends import registry as dispatch
 
 D = 10**7
 K_FRACTIONS = (1000, 100)

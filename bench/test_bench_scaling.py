@@ -5,7 +5,7 @@ d = 1e6 and 1e7, plus d = 1e8 (400 MB of input) when ``EF21FAST_BENCH_LARGE=1``.
 Each case records ``ns_per_elem`` (median / d) in ``extra_info`` beside kernel, d,
 k, dtype, backend (``measure="scaling"``: bench/render_table.py renders these in
 their own table, ns/elem per d and the ratio largest d / smallest d). One streaming
-read of the same x (``np.sum``, ``backend = ef21fast.speed.STREAM``) is measured at the
+read of the same x (``np.sum``, ``backend = ef21fast.testing.timing.STREAM``) is measured at the
 same sizes, as the anchor of the main table is: how much the memory hierarchy alone
 adds per element once x no longer fits in the last-level cache (the 1e6 input, 4 MB,
 does; 1e7 and 1e8 stream from DRAM).
@@ -26,8 +26,9 @@ import os
 import numpy as np
 import pytest
 
-from ef21fast import api, dispatch
-from ef21fast.speed import STREAM, median_time
+from ef21fast import api
+from ef21fast.backends import registry as dispatch
+from ef21fast.testing.timing import STREAM, median_time
 
 LARGE = os.environ.get("EF21FAST_BENCH_LARGE", "") not in ("", "0")
 SIZES = [10**6, 10**7, 10**8]

@@ -29,7 +29,7 @@ import textwrap
 
 import pytest
 
-from ef21fast import dispatch
+from ef21fast.backends import registry as dispatch
 
 TARGET_S = 1.0
 D = 10**6

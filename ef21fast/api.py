@@ -1,6 +1,6 @@
 """The public kernels: validate once, normalise, dispatch to a backend.
 
-Every function takes ``backend=None`` (see :mod:`ef21fast.dispatch`). Backends receive
+Every function takes ``backend=None`` (see :mod:`ef21fast.backends.registry`). Backends receive
 normalised arguments: C-contiguous native arrays, always 2-D (one row per client; a
 1-D input is one row and the results are returned 1-D again), ``k`` an ``int``,
 per-row factors as length-n arrays of the data dtype, scalars as numpy scalars of it.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ef21fast import validation as v
-from ef21fast.dispatch import get_kernel
+from ef21fast import _validation as v
+from ef21fast.backends.registry import get_kernel
 
 __all__ = ["topk", "ef21_step", "ef_step", "scatter_add"]
 

@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing of the public kernels with atheris (libFuzzer).
 
-Each input becomes one public kernel call (:func:`ef21fast.fuzzing.build_call` over an
+Each input becomes one public kernel call (:func:`ef21fast.testing.fuzzing.build_call` over an
 ``atheris.FuzzedDataProvider``), run on every available backend and checked against
-the numpy reference (:func:`ef21fast.fuzzing.check_call`). Calls matching an open
-finding (``ef21fast.fuzzing.KNOWN_ISSUES``) are skipped. The Python code of ef21fast
+the numpy reference (:func:`ef21fast.testing.fuzzing.check_call`). Calls matching an open
+finding (``ef21fast.testing.fuzzing.KNOWN_ISSUES``) are skipped. The Python code of ef21fast
 (validation, dispatch, reference) is instrumented; the Numba and C kernels are not.
 
 Usage (libFuzzer options pass through)::
@@ -28,7 +28,7 @@ import numpy as np  # imported first: not instrumented
 
 with atheris.instrument_imports():
     import ef21fast
-    from ef21fast import fuzzing
+    from ef21fast.testing import fuzzing
 
 KEEP_GOING = os.environ.get("EF21FAST_FUZZ_KEEP_GOING", "") not in ("", "0")
 _seen: Counter = Counter()

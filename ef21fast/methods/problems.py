@@ -1,0 +1,588 @@
+"""The papers' problems, with per-client oracles batched over all clients.
+
+f(x) = (1/n) sum_i f_i(x), where client i holds rows A_i (m_i, d) and labels b_i:
+
+* :class:`LogisticRegression`:
+  ``f_i(x) = (1/m_i) sum_j log(1 + exp(-b_ij a_ij^T x)) + lam sum_k x_k^2 / (1 + x_k^2)``,
+  ``L_i = lambda_max(A_i^T A_i) / (4 m_i) + 2 lam``.
+* :class:`LinearRegression`:
+  ``f_i(x) = (1/m_i) ||A_i x - b_i||^2 + lam sum_k x_k^2 / (1 + x_k^2)``,
+  ``L_i = 2 lambda_max(A_i^T A_i) / m_i + 2 lam``.
+* :class:`ClonedProblem`: EF21 on the cloned problem (Reloaded, first route).
+
+(PAPER.md "Problems"; the regulariser is the EF21 papers' non-convex one, its Hessian is
+bounded by 2 lam in norm.) ``client_grads`` evaluates all n gradients in one call: one
+product ``A @ x`` for the margins, then one sparse (n x m) client-averaging matrix,
+carrying the per-sample coefficients, times A (a batched matmul when dense clients are
+equal-sized). There is no Python loop over clients. On dense float64 data, when the C
+backend is built, ``client_grads`` of the logistic and linear problems is one fused C
+pass over A instead (``oracle="c"``, the default there; equal to the NumPy oracle up to
+rounding, checked in the tests): each row is read once for its margin and its share of
+its client's gradient.
+
+Oracles never warn: non-finite iterates (a diverging run) give non-finite outputs
+silently, and the logistic terms use ``logaddexp`` and ``expit`` so that margins of any
+size are exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ef21fast.methods.data import ClientData
+
+__all__ = ["Problem", "LogisticRegression", "LinearRegression", "ClonedProblem"]
+
+# Gram matrices of at most this side are formed densely for lambda_max; larger ones use
+# ARPACK (scipy.sparse.linalg.eigsh) on the implicit product.
+_DENSE_GRAM_MAX = 2048
+# Elements per chunk when client blocks are densified for a batched eigvalsh.
+_CHUNK_ELEMS = 1 << 23
+
+
+def _expit(t):
+    from scipy.special import expit
+
+    return expit(t)
+
+
+def _single_threaded_blas():
+    """Limit BLAS/LAPACK to one thread (threadpoolctl, shipped with scikit-learn) for
+    batches of tiny dense problems, where threads only add synchronisation; a no-op
+    without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _errstate():
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
+# ------------------------------------------------------------------ lambda_max helpers
+
+def _lmax_gram(B) -> float:
+    """lambda_max(B^T B) = sigma_max(B)^2 for a dense or sparse (p, d) matrix B."""
+    import scipy.sparse as sp
+
+    p, d = B.shape
+    if p == 0 or d == 0:
+        return 0.0
+    k = min(p, d)
+    if k <= _DENSE_GRAM_MAX:
+        if sp.issparse(B):
+            G = (B @ B.T) if p <= d else (B.T @ B)
+            G = G.toarray()
+        else:
+            G = (B @ B.T) if p <= d else (B.T @ B)
+        return max(float(np.linalg.eigvalsh(G)[-1]), 0.0)
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    if p <= d:
+        op = LinearOperator((p, p), matvec=lambda v: B @ (B.T @ v), dtype=np.float64)
+    else:
+        op = LinearOperator((d, d), matvec=lambda v: B.T @ (B @ v), dtype=np.float64)
+    val = eigsh(op, k=1, which="LA", v0=np.ones(op.shape[0]), return_eigenvectors=False)
+    return max(float(val[0]), 0.0)
+
+
+def _client_lmax(A, offsets: np.ndarray) -> np.ndarray:
+    """lambda_max(A_i^T A_i) for every client, shape (n,).
+
+    Clients of equal size are densified together (in chunks) and their small Gram
+    matrices (m_i x m_i or d x d, whichever is smaller) go through one batched
+    ``np.linalg.eigvalsh``; clients too large for that use :func:`_lmax_gram`.
+    """
+    import scipy.sparse as sp
+
+    sparse = sp.issparse(A)
+    d = A.shape[1]
+    m_i = np.diff(offsets)
+    out = np.empty(m_i.size)
+    for size in np.unique(m_i):
+        size = int(size)
+        clients = np.flatnonzero(m_i == size)
+        k = min(size, d)
+        if k > _DENSE_GRAM_MAX or size * d > _CHUNK_ELEMS:
+            for i in clients:
+                out[i] = _lmax_gram(A[offsets[i]:offsets[i + 1]])
+            continue
+        per_chunk = max(1, _CHUNK_ELEMS // max(size * d + k * k, 1))
+        for c0 in range(0, clients.size, per_chunk):
+            cl = clients[c0:c0 + per_chunk]
+            rows = (offsets[cl][:, None] + np.arange(size)).ravel()
+            blk = A[rows]
+            blk = (blk.toarray() if sparse else blk).reshape(cl.size, size, d)
+            if size <= d:
+                G = blk @ blk.transpose(0, 2, 1)
+            else:
+                G = blk.transpose(0, 2, 1) @ blk
+            out[cl] = np.linalg.eigvalsh(G)[:, -1]
+    return np.maximum(out, 0.0)
+
+
+# ----------------------------------------------------------------------- regulariser
+
+def _reg_value(lam: float, x: np.ndarray) -> float:
+    """lam * sum_k x_k^2 / (1 + x_k^2), exact for every x (inf -> lam per coordinate)."""
+    with _errstate():
+        x2 = x * x
+        t = 1.0 / (1.0 + x2)
+        return lam * float(np.sum(np.where(x2 <= 1.0, x2 * t, 1.0 - t)))
+
+
+def _reg_grad(lam: float, x: np.ndarray) -> np.ndarray:
+    """2 lam x_k / (1 + x_k^2)^2, evaluated as 2 lam (x t) t with t = 1/(1 + x^2)."""
+    with _errstate():
+        t = 1.0 / (1.0 + x * x)
+        return (2.0 * lam) * (x * t) * t
+
+
+def _check_batch(batch, m_i: np.ndarray) -> np.ndarray:
+    n = m_i.size
+    arr = np.asarray(batch)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f"
+                                             and np.all(arr == np.floor(arr))):
+        raise ValueError(f"batch must be an integer or an array of {n} integers")
+    if arr.ndim == 0:
+        arr = np.full(n, int(arr))
+    elif arr.shape != (n,):
+        raise ValueError(f"batch must be an integer or have shape ({n},), "
+                         f"got shape {arr.shape}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 1):
+        raise ValueError("batch sizes must be >= 1")
+    return np.minimum(arr, m_i)
+
+
+# --------------------------------------------------------------------------- problems
+
+class Problem:
+    """Finite-sum problem ``f(x) = (1/n) sum_i f_i(x)`` on a :class:`ClientData` split.
+
+    Subclasses define the per-sample loss through :meth:`_sample_losses` and
+    :meth:`_sample_slopes`. All oracles take
+    ``x`` of shape (d,) (converted to float64) and return float64.
+
+    Attributes
+    ----------
+    data : ClientData
+    n, d : int
+        Clients and features.
+    lam : float
+        Regulariser weight.
+    L : float
+        Smoothness constant of f: ``c * lambda_max(sum_i A_i^T A_i / (n m_i)) + 2 lam``
+        (c = 1/4 logistic, 2 linear). With equal m_i this is the PAPER.md formula "L the
+        same on the whole data" (``c lambda_max(A^T A) / m + 2 lam``); with unequal m_i
+        it is the exact constant of f as defined (always ``L <= L_AM``).
+    L_i : ndarray, shape (n,), float64
+        ``c * lambda_max(A_i^T A_i) / m_i + 2 lam``.
+    m_i : ndarray, shape (n,), int64
+        Samples per client.
+    name : str
+    oracle : {"numpy", "c"}
+        What computes ``client_grads``: NumPy, or the fused C pass (dense float64
+        data, logistic or linear regression, C backend built).
+
+    Parameters
+    ----------
+    data : ClientData
+    lam : float, default 0.1
+    oracle : {None, "numpy", "c"}
+        None: ``"c"`` where it applies, else ``"numpy"``. ``"c"`` where it does not
+        apply raises ValueError.
+    """
+
+    #: c in L_i = c * lambda_max(A_i^T A_i) / m_i + 2 lam.
+    _curvature = 1.0
+    kind = "problem"
+    #: The fused C oracle's kind for this loss (None: no fused oracle).
+    _c_kind: str | None = None
+
+    def __init__(self, data: ClientData, lam: float = 0.1, oracle: str | None = None):
+        import scipy.sparse as sp
+
+        if not isinstance(data, ClientData):
+            raise TypeError(f"data must be a ClientData, got {type(data).__name__}")
+        lam = float(lam)
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
+        self.data = data
+        self.lam = lam
+        self.n, self.d = data.n, data.d
+        self.m_i = data.m_i.astype(np.int64)
+        self.name = data.name or self.kind
+        self._sparse = data.is_sparse
+        A = data.A
+        if self._sparse:
+            A = sp.csr_matrix(A, copy=True)
+            A.sum_duplicates()
+            A.sort_indices()
+        else:
+            A = np.ascontiguousarray(A)
+        self._A = A
+        self._b = np.ascontiguousarray(data.b, dtype=np.float64)
+        off = data.offsets
+        self._offsets = off
+        self._starts = off[:-1]
+        m = data.m
+        self._owner = np.repeat(np.arange(self.n, dtype=np.int64), self.m_i)
+        self._inv_m_row = 1.0 / self.m_i[self._owner].astype(np.float64)
+        # Client-averaging matrix W (n x m): W[i, j] = coef_j / m_i for j in client i.
+        # Its pattern is fixed; each call writes the coefficients into W.data.
+        self._W = sp.csr_matrix(
+            (np.empty(m), np.arange(m, dtype=np.int32 if m < 2**31 else np.int64),
+             off.astype(np.int32 if m < 2**31 else np.int64)),
+            shape=(self.n, m))
+        # Dense fast path: clients 0..n-2 all of size q (every split of data.py) ->
+        # one batched matmul over a (n-1, q, d) view of A.
+        self._q = None
+        if not self._sparse and self.n > 1 and np.all(self.m_i[:-1] == self.m_i[0]):
+            self._q = int(self.m_i[0])
+        if self._sparse:
+            # For the sparse oracle: owning client * d + column of every stored value.
+            rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(A.indptr))
+            self._nnz_row = rows
+            self._nnz_flat = self._owner[rows] * self.d + A.indices.astype(np.int64)
+        c = self._curvature
+        with _single_threaded_blas():  # many tiny eigenproblems: threads only hurt
+            self.L_i = c * _client_lmax(A, off) / self.m_i + 2.0 * lam
+        w = np.sqrt(self._inv_m_row / self.n)
+        Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
+        self.L = float(c * _lmax_gram(Bw) + 2.0 * lam)
+        self._fused = None
+        self.oracle = self._choose_oracle(oracle)
+
+    def _choose_oracle(self, oracle):
+        if oracle not in (None, "numpy", "c"):
+            raise ValueError(f"oracle must be None, 'numpy' or 'c', got {oracle!r}")
+        if oracle == "numpy":
+            return "numpy"
+        why = None
+        if self._c_kind is None:
+            why = f"{type(self).__name__} has no fused C oracle"
+        elif self._sparse or self._A.dtype != np.float64:
+            why = "the fused C oracle needs dense float64 data"
+        else:
+            try:
+                from ef21fast.methods import oracle as c_backend
+            except ImportError as exc:
+                why = str(exc)
+        if why is not None:
+            if oracle == "c":
+                raise ValueError(f"oracle='c' is not available: {why}")
+            return "numpy"
+        self._offsets64 = np.ascontiguousarray(self._offsets, dtype=np.int64)
+        self._fused = c_backend.glm_client_grads
+        return "c"
+
+    # --- per-sample terms (subclasses) ---------------------------------------------
+    def _sample_losses(self, z: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per-sample loss for predictions ``z = a^T x`` and labels b."""
+        raise NotImplementedError
+
+    def _sample_slopes(self, z: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per-sample derivative s such that the sample's loss gradient is ``s * a``."""
+        raise NotImplementedError
+
+    # --- helpers ----------------------------------------------------------------------
+    def _x(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.d,):
+            raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
+        return x
+
+    def _weighted_row_sums(self, coef: np.ndarray) -> np.ndarray:
+        """(n, d): row i = sum_{j in client i} coef_j a_j (coef already divided by m_i)."""
+        if self._sparse:
+            A = self._A
+            return np.bincount(self._nnz_flat, weights=A.data * coef[self._nnz_row],
+                               minlength=self.n * self.d).reshape(self.n, self.d)
+        if self._q is not None:
+            A, n, q, d = self._A, self.n, self._q, self.d
+            k = (n - 1) * q
+            G = np.empty((n, d))
+            np.matmul(coef[:k].reshape(n - 1, 1, q), A[:k].reshape(n - 1, q, d),
+                      out=G[:n - 1, None, :])
+            G[n - 1] = coef[k:] @ A[k:]
+            return G
+        W = self._W
+        W.data[:] = coef
+        return np.asarray(W @ self._A)
+
+    # --- oracles ----------------------------------------------------------------------
+    def client_losses(self, x) -> np.ndarray:
+        """f_i(x) for every client.
+
+        Parameters
+        ----------
+        x : array_like, shape (d,)
+
+        Returns
+        -------
+        ndarray, shape (n,), float64
+        """
+        x = self._x(x)
+        with _errstate():
+            ell = self._sample_losses(self._A @ x, self._b)
+            return np.add.reduceat(ell, self._starts) / self.m_i + _reg_value(self.lam, x)
+
+    def loss(self, x) -> float:
+        """f(x) = (1/n) sum_i f_i(x)."""
+        return float(np.mean(self.client_losses(x)))
+
+    def grad(self, x) -> np.ndarray:
+        """∇f(x), shape (d,), float64 (one product ``A^T (coef)``)."""
+        x = self._x(x)
+        with _errstate():
+            s = self._sample_slopes(self._A @ x, self._b)
+            g = self._A.T @ (s * self._inv_m_row) / self.n
+            return np.asarray(g).reshape(self.d) + _reg_grad(self.lam, x)
+
+    def client_grads(self, x) -> np.ndarray:
+        """All client gradients ∇f_i(x) in one batched call.
+
+        Parameters
+        ----------
+        x : array_like, shape (d,)
+
+        Returns
+        -------
+        ndarray, shape (n, d), float64, C-contiguous, freshly allocated.
+        """
+        x = self._x(x)
+        if self._fused is not None:
+            return self._fused(self._A, self._b, self._offsets64, np.ascontiguousarray(x),
+                               _reg_grad(self.lam, x), self._c_kind)
+        with _errstate():
+            s = self._sample_slopes(self._A @ x, self._b)
+            G = self._weighted_row_sums(s * self._inv_m_row)
+            G += _reg_grad(self.lam, x)
+        return G
+
+    def client_stochastic_grads(self, x, batch, rng) -> np.ndarray:
+        """Minibatch gradients of every client, plus the regulariser's exact gradient.
+
+        Client i draws ``min(batch_i, m_i)`` of its samples uniformly without
+        replacement (one batched draw from ``rng``, no loop over clients) and returns
+        the mean of their loss gradients plus ∇ of the regulariser. With
+        ``batch >= m_i`` this is ∇f_i(x) up to summation order.
+
+        Parameters
+        ----------
+        x : array_like, shape (d,)
+        batch : int or array_like of int, shape (n,)
+            Samples per client, >= 1 (capped at m_i).
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        ndarray, shape (n, d), float64
+
+        Raises
+        ------
+        ValueError
+            On a batch size < 1 or of the wrong shape.
+        TypeError
+            If rng is not a numpy Generator.
+        """
+        x = self._x(x)
+        sizes = _check_batch(batch, self.m_i)
+        return self._sampled_grads(x, np.arange(self.n), sizes, rng)
+
+    def _sampled_grads(self, x, src, sizes, rng) -> np.ndarray:
+        """Minibatch gradients of V virtual clients; virtual client v samples sizes[v]
+        rows of client src[v] without replacement."""
+        import scipy.sparse as sp
+
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, "
+                            f"got {type(rng).__name__}")
+        V = src.size
+        m_src = self.m_i[src]
+        seg_start = np.concatenate(([0], np.cumsum(m_src)))
+        total = int(seg_start[-1])
+        seg = np.repeat(np.arange(V), m_src)
+        # A uniformly random order inside each segment: sort by seg + u/2, u ~ U[0, 1)
+        # (u/2 < 1/2 keeps the segments apart after rounding; ties have probability
+        # ~2^-40 and are broken by position).
+        order = np.argsort(seg + 0.5 * rng.random(total), kind="stable")
+        rank = np.arange(total) - seg_start[seg]
+        chosen = order[rank < sizes[seg]]  # positions, grouped by virtual client
+        vc = seg[chosen]
+        rows = self._offsets[src[vc]] + (chosen - seg_start[vc])
+        with _errstate():
+            if rows.size * 2 < self._A.shape[0]:
+                z = self._A[rows] @ x
+            else:
+                z = (self._A @ x)[rows]
+            s = self._sample_slopes(z, self._b[rows])
+            indptr = np.concatenate(([0], np.cumsum(sizes)))
+            W = sp.csr_matrix((s / sizes[vc], rows, indptr), shape=(V, self._A.shape[0]))
+            G = W @ self._A
+            G = G.toarray() if sp.issparse(G) else np.asarray(G)
+            G += _reg_grad(self.lam, x)
+        return np.ascontiguousarray(G)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(name={self.name!r}, n={self.n}, d={self.d}, "
+                f"lam={self.lam:g}, L={self.L:.6g}, "
+                f"L_AM={float(np.mean(self.L_i)):.6g})")
+
+
+class LogisticRegression(Problem):
+    """Logistic regression with the non-convex regulariser (PAPER.md "Problems").
+
+    ``f_i(x) = (1/m_i) sum_j log(1 + exp(-b_ij a_ij^T x)) + lam sum_k x_k^2/(1 + x_k^2)``
+    with labels b in {-1, +1};
+    ``L_i = lambda_max(A_i^T A_i) / (4 m_i) + 2 lam``. The loss uses
+    ``logaddexp(0, -margin)`` and the gradient ``expit``, so margins of any size
+    (±1e4 and beyond) give finite, correctly limiting values without warnings.
+
+    Parameters
+    ----------
+    data : ClientData
+    lam : float, default 0.1
+    oracle : {None, "numpy", "c"}
+        See :class:`Problem`.
+    """
+
+    _curvature = 0.25
+    kind = "logreg"
+    _c_kind = "logreg"
+
+    def _sample_losses(self, z, b):
+        return np.logaddexp(0.0, -(b * z))
+
+    def _sample_slopes(self, z, b):
+        return -b * _expit(-(b * z))
+
+
+class LinearRegression(Problem):
+    """Non-convex linear regression (PAPER.md "Problems").
+
+    ``f_i(x) = (1/m_i) ||A_i x - b_i||^2 + lam sum_k x_k^2/(1 + x_k^2)``;
+    ``L_i = 2 lambda_max(A_i^T A_i) / m_i + 2 lam``.
+
+    Parameters
+    ----------
+    data : ClientData
+    lam : float, default 0.1
+    oracle : {None, "numpy", "c"}
+        See :class:`Problem`.
+    """
+
+    _curvature = 2.0
+    kind = "linreg"
+    _c_kind = "linreg"
+
+    def _sample_losses(self, z, b):
+        r = z - b
+        return r * r
+
+    def _sample_slopes(self, z, b):
+        return 2.0 * (z - b)
+
+
+class ClonedProblem(Problem):
+    """EF21 on the cloned problem (Reloaded, ICLR 2024, first route; PAPER.md "Methods").
+
+    Client i of ``base`` is replaced by ``N_i`` clones; with ``N = sum N_i`` clone
+    (i, j) holds ``f_ij = (N / (n N_i)) f_i``, so ``f = (1/N) sum_ij f_ij`` is the base
+    objective. Clone constants are ``N L_i / (n N_i)``; with the default counts
+    ``N_i = ceil(L_i / L_AM)`` (:func:`ef21fast.methods.theory.clone_counts`) each is
+    ``<= 2 L_AM``.
+
+    Parameters
+    ----------
+    base : Problem
+    counts : array_like of int, shape (base.n,), optional
+        N_i >= 1; default :func:`ef21fast.methods.theory.clone_counts` of ``base.L_i``.
+
+    Attributes
+    ----------
+    n : int
+        N, the number of clones.
+    source : ndarray, shape (N,), int64
+        The base client of each clone (clones of a client are consecutive).
+    scale : ndarray, shape (N,), float64
+        ``N / (n N_i)`` of each clone.
+    L : float
+        ``base.L`` (the objective is the same).
+    L_i : ndarray, shape (N,)
+        ``N L_i / (n N_i)`` per clone.
+    m_i : ndarray, shape (N,), int64
+        Samples of each clone's base client.
+    """
+
+    kind = "cloned"
+
+    def __init__(self, base: Problem, counts=None):
+        if not isinstance(base, Problem) or isinstance(base, ClonedProblem):
+            raise TypeError("base must be a (non-cloned) Problem")
+        if counts is None:
+            from ef21fast.methods.theory import clone_counts
+
+            counts = clone_counts(base.L_i)
+        counts = np.asarray(counts)
+        if counts.shape != (base.n,) or counts.dtype.kind not in "iu":
+            raise ValueError(f"counts must be {base.n} integers, got {counts.dtype} "
+                             f"{counts.shape}")
+        if np.any(counts < 1):
+            raise ValueError("counts must be >= 1")
+        counts = counts.astype(np.int64)
+        self.base = base
+        self.counts = counts
+        self.data = base.data
+        self.lam = base.lam
+        self.d = base.d
+        N = int(counts.sum())
+        self.n = N
+        self.source = np.repeat(np.arange(base.n, dtype=np.int64), counts)
+        per_client = N / (base.n * counts.astype(np.float64))
+        self.scale = per_client[self.source]
+        self.L = base.L
+        self.L_i = (base.L_i * per_client)[self.source]
+        self.m_i = base.m_i[self.source]
+        self.name = f"{base.name}-cloned"
+
+    def _x(self, x):
+        return self.base._x(x)
+
+    def client_losses(self, x) -> np.ndarray:
+        """f_ij(x) for every clone, shape (N,)."""
+        return self.base.client_losses(x)[self.source] * self.scale
+
+    def loss(self, x) -> float:
+        """f(x), the base objective."""
+        return self.base.loss(x)
+
+    def grad(self, x) -> np.ndarray:
+        """∇f(x), the base gradient, shape (d,)."""
+        return self.base.grad(x)
+
+    def client_grads(self, x) -> np.ndarray:
+        """∇f_ij(x) for every clone, shape (N, d): the base's scaled rows, repeated."""
+        G = self.base.client_grads(x)
+        G *= (self.scale[np.cumsum(self.counts) - 1])[:, None]
+        return np.repeat(G, self.counts, axis=0)
+
+    def client_stochastic_grads(self, x, batch, rng) -> np.ndarray:
+        """Minibatch gradients of every clone (each clone draws its own minibatch of
+        its base client's samples), scaled by N/(n N_i); shape (N, d)."""
+        x = self._x(x)
+        sizes = _check_batch(batch, self.m_i)
+        G = self.base._sampled_grads(x, self.source, sizes, rng)
+        G *= self.scale[:, None]
+        return G
+
+    def __repr__(self):
+        return (f"ClonedProblem(base={self.base!r}, N={self.n}, "
+                f"L_AM={float(np.mean(self.L_i)):.6g})")

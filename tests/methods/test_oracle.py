@@ -1,0 +1,158 @@
+"""The fused C oracle of the dense problems (csrc/ef21fast_oracle.c) against the NumPy
+oracle: same gradients to rounding, on every tile and vector-tail shape, for any margin,
+for any thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit
+
+import ef21fast
+from ef21fast.backends import registry as dispatch
+from ef21fast.methods.data import ClientData
+from ef21fast.methods.problems import LinearRegression, LogisticRegression
+
+if "c" not in dispatch.available_backends():
+    pytest.skip(f"C backend not available: {dispatch.backend_errors().get('c')}",
+                allow_module_level=True)
+
+from ef21fast.methods import oracle as c_backend  # noqa: E402
+
+CLASSES = [LogisticRegression, LinearRegression]
+
+
+def data(sizes, d, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    m = int(off[-1])
+    A = rng.standard_normal((m, d)) * rng.lognormal(0, 0.5, (m, 1)) * scale
+    b = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    return ClientData(A, b, off, "t")
+
+
+def pair(cls, cd, lam=0.1):
+    c, ref = cls(cd, lam=lam), cls(cd, lam=lam, oracle="numpy")
+    assert (c.oracle, ref.oracle) == ("c", "numpy")
+    return c, ref
+
+
+def assert_close(a, b, rtol=1e-12):
+    scale = np.maximum(np.abs(b), np.abs(b).max(axis=1, keepdims=True) * 1e-3)
+    np.testing.assert_array_less(np.abs(a - b), rtol * scale + 1e-300)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("d", [1, 3, 4, 7, 8, 9, 16, 17, 112, 130])
+def test_matches_numpy_oracle_every_shape(cls, d):
+    # client sizes around the tile (32) and the 4-row groups, and single rows
+    sizes = [1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 36, 64, 70, 1]
+    cd = data(sizes, d, seed=d)
+    c, ref = pair(cls, cd)
+    for xs in (0.1, 3.0):
+        x = np.random.default_rng(1).standard_normal(d) * xs
+        assert_close(c.client_grads(x), ref.client_grads(x))
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_equal_sizes_and_no_regulariser(cls):
+    cd = data([8] * 50 + [12], 112, seed=3)
+    c, ref = pair(cls, cd, lam=0.0)
+    x = np.random.default_rng(2).standard_normal(112) * 0.3
+    assert_close(c.client_grads(x), ref.client_grads(x))
+
+
+def test_logistic_slope_accuracy_over_the_whole_range():
+    """One row per client, a_j = t_j, x = 1, b = -1, lam = 0: G_j = expit(t_j) t_j, so
+    G_j / t_j is expit(t_j) as far as the inline exp allows (a few ulp, subnormal
+    results included)."""
+    t = np.concatenate([np.linspace(-800, 800, 4000), [-746, -745.2, -745.1, -744,
+                        -709.5, -708.4, -700, -1e-3, 1e-3, 36.8, 37.0, 710]])
+    cd = ClientData(t[:, None].copy(), -np.ones(t.size),
+                    np.arange(t.size + 1, dtype=np.int64), "t")
+    G = LogisticRegression(cd, lam=0.0).client_grads(np.ones(1))[:, 0] / t
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(t))  # exact to 1 ulp, subnormals included
+    want = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    # scipy's expit agrees where it does not flush to 0 (it does below about -709)
+    assert np.allclose(want[t > -700], expit(t[t > -700]), rtol=1e-15, atol=0)
+    ulp = np.spacing(np.maximum(want, np.finfo(float).smallest_subnormal))
+    assert np.all(np.abs(G - want) <= 4 * ulp), t[np.abs(G - want) > 4 * ulp]
+    assert np.all(G[t < -745.2] == 0.0) and np.all(G[t >= 0] >= 0.5)
+
+
+@pytest.mark.parametrize("margin", [1e4, -1e4, 1e300])
+def test_huge_margins_finite_and_limiting(margin):
+    cd = data([3, 5], 4, seed=9)
+    c, ref = pair(LogisticRegression, cd)
+    x = np.full(4, margin)
+    with np.errstate(all="raise"):
+        a = c.client_grads(x)
+    b = ref.client_grads(x)
+    assert np.all(np.isfinite(a))
+    assert_close(a, b)
+
+
+def test_nan_propagates():
+    cd = data([3, 5], 4, seed=9)
+    for cls in CLASSES:
+        x = np.array([0.1, np.nan, 0.2, 0.3])
+        assert np.all(np.isnan(cls(cd).client_grads(x)))
+
+
+def test_thread_count_does_not_change_a_bit():
+    cd = data([40] * 100 + [17], 96, seed=5)  # m d above the parallel threshold
+    prob = LogisticRegression(cd)
+    assert cd.A.size >= 2**18
+    x = np.random.default_rng(0).standard_normal(96)
+    before = ef21fast.get_num_threads("c")
+    try:
+        out = []
+        for nt in (1, 2, 3):
+            ef21fast.set_num_threads(nt)
+            out.append(prob.client_grads(x))
+    finally:
+        ef21fast.set_num_threads(before)
+    assert all(np.array_equal(o.view(np.uint64), out[0].view(np.uint64)) for o in out)
+
+
+def test_does_not_modify_inputs_and_returns_fresh_arrays():
+    cd = data([3, 4], 5)
+    prob = LogisticRegression(cd)
+    x = np.arange(5.0) / 7
+    saved = cd.A.copy(), cd.b.copy(), x.copy()
+    G1, G2 = prob.client_grads(x), prob.client_grads(x)
+    assert G1 is not G2 and np.array_equal(G1, G2)
+    for a, b in zip(saved, (cd.A, cd.b, x)):
+        assert np.array_equal(a, b)
+
+
+def test_oracle_choice():
+    dense = data([3, 4], 5)
+    assert LogisticRegression(dense).oracle == "c"
+    sparse = ClientData(sp.csr_matrix(dense.A), dense.b, dense.offsets, "s")
+    assert LogisticRegression(sparse).oracle == "numpy"
+    with pytest.raises(ValueError, match="oracle='c' is not available: .*dense float64"):
+        LogisticRegression(sparse, oracle="c")
+    with pytest.raises(ValueError, match="oracle must be"):
+        LinearRegression(dense, oracle="fortran")
+
+
+def test_glm_client_grads_argument_errors():
+    A, b = np.ones((4, 3)), np.ones(4)
+    off, x = np.array([0, 2, 4], dtype=np.int64), np.ones(3)
+    f = c_backend.glm_client_grads
+    assert f(A, b, off, x, np.zeros(3), "linreg").shape == (2, 3)
+    with pytest.raises(ValueError, match="kind"):
+        f(A, b, off, x, np.zeros(3), "svm")
+    with pytest.raises(ValueError, match="A must be a C-contiguous 2-D float64"):
+        f(A.T, b, off, x, np.zeros(3), "logreg")
+    with pytest.raises(ValueError, match="offsets must be non-decreasing"):
+        f(A, b, np.array([0, 3, 2], dtype=np.int64), x, np.zeros(3), "logreg")
+    with pytest.raises(ValueError, match="offsets must be non-decreasing"):
+        f(A, b, np.array([0, 2, 5], dtype=np.int64), x, np.zeros(3), "logreg")
+    with pytest.raises(ValueError, match="offsets must be a C-contiguous"):
+        f(A, b, off.astype(np.int32), x, np.zeros(3), "logreg")
+    with pytest.raises(ValueError, match="b must have shape"):
+        f(A, b[:3], off, x, np.zeros(3), "logreg")
