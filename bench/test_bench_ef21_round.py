@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 import ef21fast
-from ef21fast.backends import registry as dispatch
+from ef21fast.backends import registry
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.problems import LogisticRegression
 
@@ -57,13 +57,13 @@ GROUPS = {
 
 
 def complete_backends():
-    return [b for b in dispatch.available_backends() if not dispatch.missing_kernels(b)]
+    return [b for b in registry.available_backends() if not registry.missing_kernels(b)]
 
 
 def fastest_backend():
     """The default backend if it is complete, else the fastest complete one."""
     try:
-        default = dispatch.default_backend()
+        default = registry.default_backend()
     except (ValueError, RuntimeError):
         default = None
     backs = complete_backends()
@@ -150,7 +150,7 @@ def kernel_threads(n, backend):
 
 @pytest.mark.parametrize("threads", [None, 1], ids=["threads-default", "threads-1"])
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("backend", list(dispatch.BACKENDS))
+@pytest.mark.parametrize("backend", list(registry.BACKENDS))
 def test_round_package(benchmark, shape, backend, threads):
     if backend not in complete_backends():
         pytest.skip(f"backend {backend!r} not available or incomplete here")

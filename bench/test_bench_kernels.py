@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from ef21fast import api, reference
-from ef21fast.backends import registry as dispatch
+from ef21fast._spec import KERNELS
+from ef21fast.backends import registry
 from ef21fast.testing.timing import (ARGPART, STREAM, TORCH, argpartition_topk, kernel_call,
                             stream_read)
 
@@ -33,20 +34,20 @@ def _data(d, dtype):
 
 
 def _cases():
-    """(kernel, d, k, dtype) groups: topk at three k and both dtypes; the rest at d/100."""
+    """(kernel, d, k, dtype) groups, from the kernel table's benchmark variants (topk at
+    three k and both dtypes, the others at k = d/100 in float32)."""
     out = []
     for d in SIZES:
-        for dtype in ("float32", "float64"):
-            for frac in (1000, 100, 10):
-                out.append(("topk", d, max(1, d // frac), dtype))
-        for kernel in ("ef21_step", "ef_step", "scatter_add"):
-            out.append((kernel, d, max(1, d // 100), "float32"))
+        for spec in KERNELS.values():
+            for dtype in spec.bench_dtypes:
+                for frac in spec.bench_k_fractions:
+                    out.append((spec.name, d, max(1, d // frac), dtype))
     return out
 
 
 CASES = _cases()
 IDS = [f"{c[0]}-d{c[1]:.0e}-k{c[2]}-{c[3]}" for c in CASES]
-IMPLS = list(dispatch.BACKENDS) + [STREAM, ARGPART]
+IMPLS = list(registry.BACKENDS) + [STREAM, ARGPART]
 
 
 def _info(benchmark, kernel, d, k, dtype, backend):
@@ -56,7 +57,7 @@ def _info(benchmark, kernel, d, k, dtype, backend):
 
 def _skip_unless_works(kernel, backend):
     """Skip with the registry's reason when (kernel, backend) does not work here."""
-    reason = {(kr, b): r for kr, b, _, r in dispatch.registry()}[(kernel, backend)]
+    reason = {(kr, b): r for kr, b, _, r in registry.registry()}[(kernel, backend)]
     if reason is not None:
         pytest.skip(reason)
 
@@ -67,7 +68,7 @@ def test_kernel_speed(benchmark, kernel, d, k, dtype, impl):
     x, s = _data(d, dtype)
     _info(benchmark, kernel, d, k, dtype, impl)
     if impl == STREAM:
-        reads = (x,) if kernel in ("topk", "scatter_add") else (x, s)
+        reads = (x,) if len(KERNELS[kernel].stream_reads) == 1 else (x, s)
         benchmark(stream_read, *reads)
         return
     if impl == ARGPART:
@@ -120,7 +121,7 @@ def _per_row_loop(grad, state, k):
         reference.ef21_step(grad[i], state[i], k)
 
 
-@pytest.mark.parametrize("impl", ["per-row reference loop"] + list(dispatch.BACKENDS))
+@pytest.mark.parametrize("impl", ["per-row reference loop"] + list(registry.BACKENDS))
 @pytest.mark.parametrize("n,d,k", BATCHED, ids=[f"n{n}-d{d}-k{k}" for n, d, k in BATCHED])
 def test_batched_ef21_step(benchmark, n, d, k, impl):
     rng = np.random.default_rng(n)
@@ -148,7 +149,7 @@ def _add_at_loop(out, idx, val, w):
         np.add.at(out, idx[i], w[i] * val[i])
 
 
-@pytest.mark.parametrize("impl", ["np.add.at loop"] + list(dispatch.BACKENDS))
+@pytest.mark.parametrize("impl", ["np.add.at loop"] + list(registry.BACKENDS))
 def test_batched_scatter_add(benchmark, impl):
     n, d, k = 1000, 10**5, 10
     rng = np.random.default_rng(1)

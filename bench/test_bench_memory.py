@@ -40,11 +40,13 @@ import textwrap
 
 import pytest
 
-from ef21fast.backends import registry as dispatch
+from ef21fast._spec import KERNELS as SPECS
+from ef21fast.backends import registry
 
 D = 10**7
 K_FRACTIONS = (1000, 100)
-KERNELS = ("topk", "ef21_step", "ef_step")
+#: The kernels that select from a d-vector (the kernel table's entries with a data input).
+KERNELS = tuple(spec.name for spec in SPECS.values() if spec.param("data") is not None)
 BACKENDS = ("c", "numba")
 MAX_FRACTION = 0.10
 
@@ -63,6 +65,7 @@ CHILD = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
     import ef21fast
+    from ef21fast._spec import KERNELS
 
     kernel, backend, d, k_frac = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
@@ -87,12 +90,12 @@ CHILD = textwrap.dedent("""
         except OSError:
             return False
 
+    spec = KERNELS[kernel]
+    fn = getattr(ef21fast, kernel)
+
     def run(grad, state, k):
-        if kernel == "topk":
-            return ef21fast.topk(grad, k, backend=backend)
-        if kernel == "ef21_step":
-            return ef21fast.ef21_step(grad, state, k, backend=backend)
-        return ef21fast.ef_step(grad, state, k, lr=1.0, backend=backend)
+        args, kwargs = spec.arguments(grad, k, state)
+        return fn(*args, backend=backend, **kwargs)
 
     rng = np.random.default_rng(0)
     small = 2**20
@@ -104,11 +107,14 @@ CHILD = textwrap.dedent("""
 
     k = max(1, d // k_frac)
     grad = rng.standard_normal(d, dtype=np.float32)      # written: resident
-    state = rng.standard_normal(d, dtype=np.float32) if kernel != "topk" else None
+    state = (rng.standard_normal(d, dtype=np.float32) if spec.param("state") is not None
+             else None)
+    args, kwargs = spec.arguments(grad, k, state)  # the state copied: written, resident
+    del state
     reset = reset_peak()
     before = peak_bytes()
     rss_before = status_kb("VmRSS") * 1024 if status_kb("VmRSS") is not None else None
-    out = run(grad, state, k)
+    out = fn(*args, backend=backend, **kwargs)
     after = peak_bytes()
     assert out[0].shape == (k,)
     print(json.dumps(dict(before=before, after=after, rss_before=rss_before,
@@ -131,7 +137,7 @@ def measure(kernel: str, backend: str, d: int, k_fraction: int) -> dict:
 
 
 def _skip_unless_works(kernel, backend):
-    reason = {(kr, b): r for kr, b, _, r in dispatch.registry()}[(kernel, backend)]
+    reason = {(kr, b): r for kr, b, _, r in registry.registry()}[(kernel, backend)]
     if reason is not None:
         pytest.skip(reason)
 

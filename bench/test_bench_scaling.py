@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from ef21fast import api
-from ef21fast.backends import registry as dispatch
+from ef21fast.backends import registry
 from ef21fast.testing.timing import STREAM, median_time
 
 LARGE = os.environ.get("EF21FAST_BENCH_LARGE", "") not in ("", "0")
@@ -42,9 +42,9 @@ RESULTS: dict[tuple[str, int], tuple[float, float]] = {}
 
 def compiled_backends() -> list[str]:
     """The default backend first, then the other compiled one (both if available)."""
-    avail = [b for b in dispatch.available_backends() if b != "numpy"]
+    avail = [b for b in registry.available_backends() if b != "numpy"]
     try:
-        default = dispatch.default_backend()
+        default = registry.default_backend()
     except (ValueError, RuntimeError):
         default = None
     if default in avail:

@@ -29,7 +29,7 @@ import textwrap
 
 import pytest
 
-from ef21fast.backends import registry as dispatch
+from ef21fast.backends import registry
 
 TARGET_S = 1.0
 D = 10**6
@@ -79,9 +79,9 @@ def _enabled(request) -> bool:
 
 
 def _require(backend):
-    if backend not in dispatch.available_backends():
+    if backend not in registry.available_backends():
         pytest.skip(f"backend {backend!r} is not available: "
-                    f"{dispatch.backend_errors().get(backend, '')}")
+                    f"{registry.backend_errors().get(backend, '')}")
 
 
 def _record(benchmark, name, report, keys):

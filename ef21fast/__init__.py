@@ -7,6 +7,8 @@ Importing the package compiles nothing and imports neither numba nor the C libra
 the backends load on first use (see :mod:`ef21fast.backends.registry`).
 """
 
+import warnings
+
 from ef21fast import _moved
 from ef21fast._version import __version__
 from ef21fast.api import ef21_step, ef_step, scatter_add, topk
@@ -19,7 +21,11 @@ from ef21fast.backends.registry import (
     set_num_threads,
 )
 
+from ef21fast.backends import checkout as _checkout
+
 _moved.install()
+if _checkout.problem() is not None:
+    warnings.warn(_checkout.problem(), RuntimeWarning, stacklevel=2)
 
 __all__ = [
     "__version__",

@@ -1,8 +1,10 @@
 """NumPy reference of every kernel: the oracle of the tests and the ``"numpy"`` backend.
 
-Written for clarity, not speed: each function is the contract of the kernel of the
-same name in ``ef21fast.kernels`` (Numba) and ``csrc/`` (C). The compiled backends must
-return the same bits on every valid input.
+Written for clarity, not speed: each function defines the semantics of the kernel of
+the same name in ``ef21fast.kernels`` (Numba) and ``csrc/`` (C), whose contract
+(shapes, dtypes, updates, errors) the public functions of :mod:`ef21fast.api` state
+once, from the kernel table :mod:`ef21fast._spec`. The compiled backends must return
+the same bits on every valid input.
 
 The functions accept 1-D arrays (one vector) and 2-D arrays (a batch of ``n`` rows,
 one per client). They assume their arguments were validated by the public functions
@@ -69,21 +71,10 @@ def _topk_row(row: np.ndarray, k: int) -> np.ndarray:
 
 
 def topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Select the ``k`` entries of largest magnitude of each row.
+    """TopK of each row: ``(idx, val)``, the ``k`` largest ``|x|`` in the selection order.
 
-    Parameters
-    ----------
-    x : ndarray of float32 or float64, shape (d,) or (n, d)
-        Input vector or batch of vectors. Not modified.
-    k : int
-        Number of entries to keep per row, ``0 <= k <= d``.
-
-    Returns
-    -------
-    idx : ndarray of int64, shape (k,) or (n, k)
-        Selected indices, ascending within each row.
-    val : ndarray of x.dtype, shape (k,) or (n, k)
-        ``x[idx]`` (per row), copied bit for bit.
+    The reference of :func:`ef21fast.topk`, whose docstring (from the kernel table,
+    :mod:`ef21fast._spec`) states the contract: shapes, dtypes, what is raised.
     """
     x = np.asarray(x)
     if x.ndim == 1:
@@ -106,26 +97,11 @@ def _row_scale(scale, shape, dtype):
 
 
 def ef21_step(grad, state, k, scale=None):
-    """One EF21 / EF21-W client step for one vector or a batch of clients.
+    """EF21 / EF21-W step: ``delta = grad - state`` (``scale * grad - state``);
+    ``(idx, val) = topk(delta, k)``; ``state[idx] += val``; returns ``(idx, val)``.
 
-    ``delta = grad - state`` (or ``scale * grad - state``, the product taken first, in
-    the array dtype); ``(idx, val) = topk(delta, k)``; ``state[idx] += val``.
-
-    Parameters
-    ----------
-    grad : ndarray, shape (d,) or (n, d)
-        The client gradients (read only).
-    state : ndarray, same shape and dtype as ``grad``
-        The client states g_i. **Updated in place.**
-    k : int
-        Number of coordinates sent per client.
-    scale : None, float, or ndarray of shape (n,)
-        Per-client factor ``1 / (n w_i)`` of EF21-W; ``None`` for plain EF21.
-
-    Returns
-    -------
-    idx, val : ndarrays, shape (k,) or (n, k)
-        The message: indices (int64, ascending) and values of ``delta`` there.
+    The reference of :func:`ef21fast.ef21_step` (contract there). ``state`` is updated
+    in place; ``scale`` is None, a scalar, or one value per row.
     """
     g = np.asarray(grad)
     with np.errstate(all="ignore"):  # IEEE results (inf - inf = NaN), no warnings
@@ -142,26 +118,11 @@ def ef21_step(grad, state, k, scale=None):
 
 
 def ef_step(grad, error, k, lr=1.0):
-    """One classic error-feedback (EF14) client step.
+    """EF14 step: ``error += lr * grad``; ``(idx, val) = topk(error, k)``;
+    ``error[idx] = 0``; returns ``(idx, val)``.
 
-    ``error += lr * grad``; ``(idx, val) = topk(error, k)``; ``error[idx] = 0``.
-
-    Parameters
-    ----------
-    grad : ndarray, shape (d,) or (n, d)
-        The client gradients (read only).
-    error : ndarray, same shape and dtype as ``grad``
-        The error accumulators e_i. **Updated in place.**
-    k : int
-        Number of coordinates sent per client.
-    lr : float
-        Step size multiplying the gradient, cast to the array dtype first.
-
-    Returns
-    -------
-    idx, val : ndarrays, shape (k,) or (n, k)
-        The message: indices (int64, ascending) and the values of the accumulated
-        error there (before it is zeroed).
+    The reference of :func:`ef21fast.ef_step` (contract there). ``error`` is updated in
+    place; ``lr`` is cast to the array dtype first.
     """
     lr = error.dtype.type(lr)
     with np.errstate(all="ignore"):
@@ -176,27 +137,11 @@ def ef_step(grad, error, k, lr=1.0):
 
 
 def scatter_add(out, idx, val, weights=None):
-    """Add sparse messages into a dense vector: ``out[idx[i]] += w_i * val[i]``.
+    """Server aggregation: ``out[idx[i, j]] += w_i * val[i, j]``, rows in order, then
+    the entries of a row in order (repeated indices accumulate, as ``np.add.at``).
 
-    Messages are applied in order: row 0 first, and within a row in the order of its
-    entries (repeated indices accumulate, as with ``np.add.at``).
-
-    Parameters
-    ----------
-    out : ndarray, shape (d,)
-        The dense accumulator. **Updated in place.**
-    idx : ndarray of int, shape (k,) or (n, k)
-        Indices into ``out``, each in ``[0, d)``.
-    val : ndarray of out.dtype, same shape as ``idx``
-        Message values.
-    weights : None, float, or ndarray of shape (n,)
-        Per-row weights w_i, cast to ``out.dtype``; each product ``w_i * val[i, j]`` is
-        rounded in that dtype before it is added. ``None`` adds the values unweighted.
-
-    Returns
-    -------
-    out : ndarray
-        The same array, updated.
+    The reference of :func:`ef21fast.scatter_add` (contract there). ``out`` is updated
+    in place and returned; each product is rounded in ``out``'s dtype before the add.
     """
     idx = np.asarray(idx)
     val = np.asarray(val)

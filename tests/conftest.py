@@ -1,13 +1,43 @@
-"""Shared test configuration: Hypothesis profiles.
+"""Shared test configuration: what this run must have, and the Hypothesis profiles.
 
-Profiles: ``quick`` (default) and ``slow`` (many examples), chosen with
-``EF21FAST_HYPOTHESIS=slow`` (or pytest's ``--hypothesis-profile=slow``).
-The kernel x backend table the tests iterate is ``ef21fast.testing.registry_params``.
+Before any test runs, the run stops with the reason (never a green run that tested
+less than it claims) when
+
+- ef21fast is imported from a source checkout whose compiled backends are not in place
+  (``python -m pytest`` in the checkout after a plain ``pip install .``): see
+  :mod:`ef21fast.backends.checkout`;
+- a backend named in ``$EF21FAST_EXPECT_BACKENDS`` (CI sets ``c,numba,numpy``) is
+  missing.
+
+Hypothesis profiles: ``quick`` (default) and ``slow`` (many examples), chosen with
+``EF21FAST_HYPOTHESIS=slow`` (or pytest's ``--hypothesis-profile=slow``). The kernel x
+backend table the tests iterate is ``tests/registry_params.py``.
 """
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+from registry_params import expected_backends
+
+
+def pytest_configure(config):
+    from ef21fast.backends import checkout, registry
+
+    why = checkout.problem()
+    if why is not None:
+        raise pytest.UsageError(f"the tests would not test the compiled backends: {why}")
+    expected = expected_backends()
+    unknown = sorted(expected - set(registry.BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"$EF21FAST_EXPECT_BACKENDS names unknown backends "
+                                f"{unknown} (known: {', '.join(registry.BACKENDS)})")
+    errors = registry.backend_errors()
+    missing = {name: errors[name] for name in sorted(expected) if name in errors}
+    if missing:
+        lines = "; ".join(f"{name}: {why}" for name, why in missing.items())
+        raise pytest.UsageError(f"backends expected by $EF21FAST_EXPECT_BACKENDS are "
+                                f"missing: {lines}")
 
 settings.register_profile(
     "quick", max_examples=60, deadline=None,

@@ -6,8 +6,11 @@ this run is expected to have (``EF21FAST_EXPECT_BACKENDS``, see ``tests/conftest
 and that is missing fails the whole run before any test starts.
 """
 
+import os
+
 import pytest
 
+import ef21fast
 from ef21fast.backends.registry import BACKENDS, backend_errors, registry
 
 
@@ -34,3 +37,27 @@ def backend_params(include_numpy=False):
         marks = [pytest.mark.skip(reason=errors[name])] if name in errors else []
         out.append(pytest.param(name, id=name, marks=marks))
     return out
+
+
+def expected_backends() -> set:
+    """The backends this run must have: ``$EF21FAST_EXPECT_BACKENDS`` (names separated by
+    commas or spaces; CI sets it), else empty (a local run states no expectation)."""
+    raw = os.environ.get("EF21FAST_EXPECT_BACKENDS", "")
+    return {name for name in raw.replace(",", " ").split() if name}
+
+
+def require_threads(backend: str, n: int) -> None:
+    """Set ``n`` kernel threads and check that ``backend`` really runs with them.
+
+    A test comparing thread counts passes vacuously if the backend silently caps the
+    count (Numba cannot exceed ``NUMBA_NUM_THREADS``, a C build without OpenMP has one
+    thread). Where the count is not reached, the test is skipped with the reason, or
+    fails when this run expects the backend (``$EF21FAST_EXPECT_BACKENDS``).
+    """
+    ef21fast.set_num_threads(n)
+    got = ef21fast.get_num_threads(backend)
+    if got != n:
+        why = f"backend {backend!r} runs {got} thread(s) here, not {n}"
+        if backend in expected_backends():
+            pytest.fail(why + " (expected by $EF21FAST_EXPECT_BACKENDS)")
+        pytest.skip(why)

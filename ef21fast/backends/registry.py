@@ -23,8 +23,11 @@ import numbers
 import os
 import threading
 
-#: Kernel names, in the order every backend module defines them.
-KERNELS = ("topk", "ef21_step", "ef_step", "scatter_add")
+from ef21fast._spec import KERNEL_NAMES
+from ef21fast.backends import checkout
+
+#: Kernel names, in the order every backend module defines them (the kernel table).
+KERNELS = KERNEL_NAMES
 
 #: Backend names, fastest first (the default is the first that imports).
 BACKENDS = ("c", "numba", "numpy")
@@ -61,6 +64,9 @@ def load_backend(name: str):
                 module = importlib.import_module(_MODULES[name])
             except Exception as exc:  # any import failure means "not available"
                 _errors[name] = f"{type(exc).__name__}: {exc}"
+                why = checkout.problem()
+                if why is not None:
+                    _errors[name] += f" ({why})"
             else:
                 _loaded[name] = module
                 _apply_thread_request(module)

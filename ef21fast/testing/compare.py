@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ef21fast import api, reference
+from ef21fast._spec import KERNEL_NAMES, KERNELS
 from ef21fast.testing.bits import bits_equal
 from ef21fast.testing.cases import Case, cases
 
@@ -21,60 +22,62 @@ __all__ = ["C_FORCED_PATHS", "compare", "cross_check", "cross_check_forced", "ru
            "variants"]
 
 
-def run_case(kernel: str, case: Case, backend: str | None, scale=None, weights=None,
-             message=None):
+def run_case(kernel: str, case: Case, backend: str | None, message=None, **factor):
     """Run one kernel on a case through the public API; return everything to compare.
 
-    Returns a tuple of arrays: the message (idx, val) and the updated state or out.
-    ``message``: for scatter_add, the reference's ``topk(case.x, k)`` if already known.
+    Parameters
+    ----------
+    kernel : str
+        A name of the kernel table (:data:`ef21fast._spec.KERNELS`).
+    case : Case
+        The input: ``case.x`` is the data, ``case.state`` the initial updated array.
+    backend : str or None
+    message : (idx, val) or None
+        For a kernel that takes a sparse message (``scatter_add``): the message, by
+        default the reference's ``topk(case.x, case.k)``.
+    **factor
+        The optional factor argument (one of :func:`variants`).
+
+    Returns
+    -------
+    tuple of ndarray
+        The returned arrays, then the updated argument (``spec.result_names``).
     """
-    x, k = case.x, case.k
-    if kernel == "topk":
-        return api.topk(x, k, backend=backend)
-    if kernel == "ef21_step":
-        state = case.state.copy()
-        idx, val = api.ef21_step(x, state, k, scale=scale, backend=backend)
-        return idx, val, state
-    if kernel == "ef_step":
-        error = case.state.copy()
-        idx, val = api.ef_step(x, error, k, lr=0.5 if scale is None else scale,
-                               backend=backend)
-        return idx, val, error
-    if kernel == "scatter_add":
-        idx, val = message if message is not None else reference.topk(np.asarray(x), k)
-        out = np.zeros(x.shape[-1], dtype=x.dtype.newbyteorder("="))
-        api.scatter_add(out, idx, val.astype(out.dtype), weights=weights, backend=backend)
-        return (out,)
-    raise ValueError(f"unknown kernel {kernel!r}")
+    spec = KERNELS[kernel]
+    if message is None and spec.param("idx") is not None:
+        message = reference.topk(np.asarray(case.x), case.k)
+    args, kwargs = spec.arguments(case.x, case.k, case.state, message, factor)
+    returned = getattr(api, kernel)(*args, backend=backend, **kwargs)
+    return spec.results(args, returned)
 
 
 def compare(kernel: str, case: Case, backend: str, ref_cache: dict | None = None,
-            **kw) -> str | None:
+            **factor) -> str | None:
     """Compare ``backend`` with the numpy reference on one case.
 
-    Returns None if everything matches bit for bit (results, updated arrays, and the
-    input left untouched), else a description of the first difference. ``ref_cache``:
-    a dict keeping the reference's results between calls on the same cases (the same
-    seed), so that checking several backends or forced paths runs the slow reference
-    once.
+    Returns None if everything matches bit for bit (results, updated arrays, NaN
+    payloads included, and the input left untouched), else a description of the first
+    difference. ``ref_cache``: a dict keeping the reference's results between calls on
+    the same cases (the same seed), so that checking several backends or forced paths
+    runs the slow reference once. ``factor``: the kernel's optional factor argument
+    (``scale``, ``lr`` or ``weights``), as given by :func:`variants`.
     """
+    spec = KERNELS[kernel]
     before = case.x.copy()
     key = (kernel, case.name, case.x.dtype.str, case.x.shape, case.x.strides,
-           tuple(sorted((name, repr(v)) for name, v in kw.items())))
+           tuple(sorted((name, repr(v)) for name, v in factor.items())))
     cached = ref_cache.get(key) if ref_cache is not None else None
     if cached is None:
         message = (reference.topk(np.asarray(case.x), case.k)
-                   if kernel == "scatter_add" else None)
-        cached = (run_case(kernel, case, "numpy", message=message, **kw), message)
+                   if spec.param("idx") is not None else None)
+        cached = (run_case(kernel, case, "numpy", message=message, **factor), message)
         if ref_cache is not None:
             ref_cache[key] = cached
     want, message = cached
-    got = run_case(kernel, case, backend, message=message, **kw)
+    got = run_case(kernel, case, backend, message=message, **factor)
     if not bits_equal(before, case.x) or before.dtype != case.x.dtype:
         return f"{kernel}[{backend}] {case}: modified its read-only input"
-    names = {"topk": ("idx", "val"), "scatter_add": ("out",)}.get(
-        kernel, ("idx", "val", "state"))
-    for name, a, b in zip(names, want, got):
+    for name, a, b in zip(spec.result_names, want, got):
         # NaN payloads included: computed values follow the reference's first-operand
         # rule for two NaN operands (see ef21fast.reference)
         if not bits_equal(a, b) or a.dtype != b.dtype:
@@ -84,20 +87,13 @@ def compare(kernel: str, case: Case, backend: str, ref_cache: dict | None = None
 
 
 def variants(kernel: str, case: Case) -> list[dict]:
-    """The optional-argument variants each kernel is checked with on a case."""
+    """The optional-argument variants ``kernel`` is checked with on ``case`` (from the
+    kernel table's ``factor_values``)."""
     n = 1 if case.x.ndim == 1 else case.x.shape[0]
-    if kernel == "ef21_step":
-        per_row = np.linspace(0.5, 3.0, n) if case.x.ndim == 2 else 1.7
-        return [{}, {"scale": 0.3}, {"scale": per_row}]
-    if kernel == "ef_step":
-        return [{}, {"scale": -2.5}]  # passed on as the lr
-    if kernel == "scatter_add" and case.x.ndim == 2:
-        return [{}, {"weights": np.linspace(0.1, 1.0, n)}]
-    return [{}]
+    return KERNELS[kernel].factor_variants(n, case.x.ndim == 2)
 
 
-def cross_check(backend: str, seed: int = 0, large: bool = True,
-                kernels=("topk", "ef21_step", "ef_step", "scatter_add"),
+def cross_check(backend: str, seed: int = 0, large: bool = True, kernels=KERNEL_NAMES,
                 dtypes=(np.float32, np.float64), max_size: int | None = None,
                 ref_cache: dict | None = None) -> list[str]:
     """Run every kernel of ``backend`` on every adversarial case against the reference.

@@ -17,6 +17,7 @@ from datetime import date
 import numpy as np
 
 from ef21fast import api
+from ef21fast._spec import KERNELS
 from ef21fast.backends import registry
 from ef21fast._version import __version__
 
@@ -41,30 +42,36 @@ def stream_read(*arrays) -> float:
 
 
 def kernel_call(kernel: str, backend: str, x: np.ndarray, k: int, state=None):
-    """``(fn, reset)``: a zero-argument callable running ``kernel`` once, and a callable
-    restoring the arrays it updates (None when it updates nothing that matters).
+    """``(fn, reset)``: a zero-argument callable running ``kernel`` once on ``x``, and a
+    callable restoring the array it updates (None when repeated calls need no reset).
 
-    The fused steps must be timed from the same state each time (``reset`` before each
-    call, untimed): repeated EF21 steps on one gradient drive ``grad - state`` to all
-    zeros, an all-ties input that is not what a simulation sees.
+    The arguments come from the kernel table (:mod:`ef21fast._spec`): ``state`` (zeros
+    by default) is the initial value of an updated state array; a kernel that takes a
+    sparse message gets ``topk(x, k)``. Steps that update a state must be timed from
+    the same state each time (``reset`` before each call, untimed): repeated EF21 steps
+    on one gradient drive ``grad - state`` to all zeros, an all-ties input that is not
+    what a simulation sees.
     """
-    if kernel == "topk":
-        return (lambda: api.topk(x, k, backend=backend)), None
-    state = np.zeros_like(x) if state is None else state
-    initial = state.copy()
+    spec = KERNELS[kernel]
+    message = None
+    if spec.param("idx") is not None:
+        message = api.topk(x, k, backend="numpy" if x.size <= 10**5 else backend)
+    (args, kwargs) = spec.arguments(x, k, state, message)
+    fn = getattr(api, kernel)
+
+    def call():
+        return fn(*args, backend=backend, **kwargs)
+
+    updated = spec.param("state")
+    if updated is None:
+        return call, None
+    target = args[spec.param_names.index(updated.name)]
+    initial = target.copy()
 
     def reset():
-        np.copyto(state, initial)
+        np.copyto(target, initial)
 
-    if kernel == "ef21_step":
-        return (lambda: api.ef21_step(x, state, k, backend=backend)), reset
-    if kernel == "ef_step":
-        return (lambda: api.ef_step(x, state, k, lr=1.0, backend=backend)), reset
-    if kernel == "scatter_add":
-        idx, val = api.topk(x, k, backend="numpy" if x.size <= 10**5 else backend)
-        out = np.zeros(x.shape[-1], dtype=x.dtype)
-        return (lambda: api.scatter_add(out, idx, val, backend=backend)), None
-    raise ValueError(f"unknown kernel {kernel!r}")
+    return call, reset
 
 
 def median_time(fn, min_time: float = 0.2, max_repeat: int = 50, reset=None) -> float:
@@ -172,7 +179,7 @@ def run_table(sizes=(10**3, 10**5, 10**7), kernels=("topk", "ef21_step"),
         for kernel in kernels:
             common = dict(kernel=kernel, d=d, k=k, dtype=np.dtype(dtype).name)
             state = rng.standard_normal(d).astype(dtype)
-            reads = (x,) if kernel == "topk" else (x, state)
+            reads = (x,) if len(KERNELS[kernel].stream_reads) == 1 else (x, state)
             rows.append(dict(common, backend=STREAM,
                              median_s=median_time(lambda: stream_read(*reads))))
             rows.append(dict(common, backend=ARGPART,

@@ -1,6 +1,6 @@
 """Every compiled backend against the reference, bit for bit, on the adversarial cases.
 
-Driven by the registry (``ef21fast.testing.registry_params``): a backend or kernel
+Driven by the registry (``tests/registry_params.py``): a backend or kernel
 that is missing on this machine shows up as a skip with its reason.
 """
 
@@ -30,7 +30,7 @@ def test_cross_check_helper_flags_a_wrong_backend(monkeypatch, cached):
     also when the reference's results come from a cache filled by an earlier, clean
     run (as cross_check_forced does)."""
     import ef21fast.reference as ref
-    from ef21fast.backends import registry as dispatch
+    from ef21fast.backends import registry
 
     ref_cache = {}
     if cached:
@@ -53,6 +53,6 @@ def test_cross_check_helper_flags_a_wrong_backend(monkeypatch, cached):
         ef_step = staticmethod(ref.ef_step)
         scatter_add = staticmethod(ref.scatter_add)
 
-    monkeypatch.setitem(dispatch._loaded, "c", Broken)
-    monkeypatch.delitem(dispatch._errors, "c", raising=False)
+    monkeypatch.setitem(registry._loaded, "c", Broken)
+    monkeypatch.delitem(registry._errors, "c", raising=False)
     assert cross_check("c", large=False, kernels=("topk",), ref_cache=ref_cache) != []

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from registry_params import kernel_backend_params as registry_params
 
+from ef21fast._spec import KERNELS
 from ef21fast.testing import Case, compare, nan_with_payload
 
 PAIRS = registry_params()
@@ -47,17 +48,19 @@ def kernel_inputs(draw, max_rows=6, max_d=48):
 
 
 def _kwargs(draw, kernel, case):
+    """The kernel's optional factor (from the kernel table): absent, a scalar, or one
+    value per row where the kernel takes that."""
+    spec = KERNELS[kernel]
+    if spec.factor is None:
+        return {}
     n = 1 if case.x.ndim == 1 else case.x.shape[0]
     finite = st.floats(-4, 4, allow_nan=False, allow_infinity=False)
-    if kernel == "ef21_step" and draw(st.booleans()):
-        if case.x.ndim == 2 and draw(st.booleans()):
-            return {"scale": np.array(draw(st.lists(finite, min_size=n, max_size=n)))}
-        return {"scale": draw(finite)}
-    if kernel == "ef_step":
-        return {"scale": draw(finite)}  # the lr
-    if kernel == "scatter_add" and case.x.ndim == 2 and draw(st.booleans()):
-        return {"weights": np.array(draw(st.lists(finite, min_size=n, max_size=n)))}
-    return {}
+    optional = None in spec.factor_values
+    if optional and draw(st.booleans()):
+        return {}
+    if spec.factor_per_row and case.x.ndim == 2 and draw(st.booleans()):
+        return {spec.factor: np.array(draw(st.lists(finite, min_size=n, max_size=n)))}
+    return {spec.factor: draw(finite)}
 
 
 @pytest.mark.parametrize("kernel,backend", PAIRS)

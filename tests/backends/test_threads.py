@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import ef21fast
-from registry_params import backend_params
+from registry_params import backend_params, require_threads
 
+from ef21fast._spec import KERNEL_NAMES
 from ef21fast.testing import C_FORCED_PATHS, all_cases, bits_equal, run_case, variants
 
 COMPILED = backend_params()
@@ -25,9 +26,10 @@ def restore_threads():
 
 @pytest.mark.parametrize("backend", COMPILED)
 def test_results_identical_with_1_and_2_threads(backend, restore_threads):
+    require_threads(backend, 2)
     mismatches = []
     for case in BIG:
-        for kernel in ("topk", "ef21_step", "ef_step", "scatter_add"):
+        for kernel in KERNEL_NAMES:
             for kw in variants(kernel, case):
                 results = []
                 for n in (1, 2):
@@ -47,6 +49,7 @@ def test_parallel_scatter_add_exact(backend, dtype, restore_threads):
     message order)."""
     from ef21fast import api, reference
 
+    require_threads(backend, 2)
     rng = np.random.default_rng(11)
     n, k, d = 64, 4096, 50_000
     idx = rng.integers(0, d, (n, k))
@@ -80,9 +83,22 @@ def test_numba_kernels_as_python(backend):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_thread_count_reported():
-    for name in ef21fast.available_backends():
-        assert ef21fast.get_num_threads(name) >= 1
+@pytest.mark.parametrize("backend", COMPILED)
+def test_thread_count_is_applied(backend, restore_threads):
+    """set_num_threads reaches the backend: 1 is reported as 1, and 2 as 2 wherever the
+    backend can run two threads (require_threads skips or fails otherwise)."""
+    ef21fast.set_num_threads(1)
+    assert ef21fast.get_num_threads(backend) == 1
+    require_threads(backend, 2)
+    assert ef21fast.get_num_threads(backend) == 2
+
+
+def test_numpy_backend_reports_one_thread():
+    ef21fast.set_num_threads(2)
+    try:
+        assert ef21fast.get_num_threads("numpy") == 1
+    finally:
+        ef21fast.set_num_threads(os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("force", C_FORCED_PATHS)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ef21fast.backends import registry as dispatch
+from ef21fast.backends import registry
 from ef21fast.methods import algorithms, theory
 from ef21fast.methods.data import make_synthetic, split_clients
 from ef21fast.methods.problems import LinearRegression, LogisticRegression
@@ -27,8 +27,8 @@ RTOL = 1e-10
 
 def complete_backends():
     out = []
-    for name in dispatch.available_backends():
-        if not dispatch.missing_kernels(name):
+    for name in registry.available_backends():
+        if not registry.missing_kernels(name):
             out.append(name)
     return out
 

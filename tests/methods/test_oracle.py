@@ -10,12 +10,12 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 import ef21fast
-from ef21fast.backends import registry as dispatch
+from ef21fast.backends import registry
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.problems import LinearRegression, LogisticRegression
 
-if "c" not in dispatch.available_backends():
-    pytest.skip(f"C backend not available: {dispatch.backend_errors().get('c')}",
+if "c" not in registry.available_backends():
+    pytest.skip(f"C backend not available: {registry.backend_errors().get('c')}",
                 allow_module_level=True)
 
 from ef21fast.methods import oracle as c_backend  # noqa: E402

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ef21fast import reference
-from ef21fast.backends import registry as dispatch
+from ef21fast.backends import registry
 from ef21fast.testing import fuzzing
 from ef21fast.testing.fuzzing import (
     HypothesisSource,
@@ -34,7 +34,7 @@ from ef21fast.testing.fuzzing import (
 )
 from ef21fast.testing import nan_with_payload
 
-COMPILED = [b for b in dispatch.available_backends() if b != "numpy"]
+COMPILED = [b for b in registry.available_backends() if b != "numpy"]
 needs_compiled = pytest.mark.skipif(not COMPILED, reason="no compiled backend here")
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
@@ -94,18 +94,18 @@ def test_build_call_from_bytes():
         kernels.add(call.kernel)
         if known_issue(call) is None:
             check_call(*call)
-    assert kernels == set(dispatch.KERNELS)
+    assert kernels == set(registry.KERNELS)
 
 
 @pytest.fixture
 def fake_backend(monkeypatch):
     """Install a backend (default "fake"): the reference with some kernels replaced."""
     def install(name="fake", **kernels):
-        module = types.SimpleNamespace(**{k: getattr(reference, k) for k in dispatch.KERNELS})
+        module = types.SimpleNamespace(**{k: getattr(reference, k) for k in registry.KERNELS})
         for kernel, fn in kernels.items():
             setattr(module, kernel, fn)
-        monkeypatch.setitem(dispatch._MODULES, name, "ef21fast.reference")
-        monkeypatch.setitem(dispatch._loaded, name, module)
+        monkeypatch.setitem(registry._MODULES, name, "ef21fast.reference")
+        monkeypatch.setitem(registry._loaded, name, module)
         return [name]
     return install
 
