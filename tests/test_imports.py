@@ -116,3 +116,15 @@ def test_import_is_light():
                          timeout=60, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_testing_tools_import_without_pytest_or_hypothesis():
+    code = ("import sys; sys.modules['pytest'] = None; sys.modules['hypothesis'] = None; "
+            "import ef21fast.testing, ef21fast.testing.fuzzing, ef21fast.testing.timing, "
+            "ef21fast.testing.differential; "
+            "from ef21fast.testing import cross_check; "
+            "print(cross_check('numpy', large=False, kernels=('topk',)) == [])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
