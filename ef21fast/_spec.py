@@ -222,6 +222,9 @@ are returned ascending."""
 
 _K = Param("k", "k", "int", "Entries kept per row, ``0 <= k <= d``.")
 
+_GRAD = Param("grad", "data", "ndarray of float32 or float64, shape (d,) or (n, d)",
+              "Gradients, one row per client. May be non-contiguous. Never modified.")
+
 _MESSAGE_RETURNS = """\
 idx : ndarray of int64, shape (k,) or (n, k)
     {idx}
@@ -268,8 +271,7 @@ rounded in the array dtype first); ``(idx, val) = topk(delta, k)``;
 ``state[idx] += val``. The compiled backends need no d-sized temporary.""",
     doc_notes=_ORDER,
     params=(
-        Param("grad", "data", "ndarray of float32 or float64, shape (d,) or (n, d)",
-              "Gradients, one row per client. May be non-contiguous. Never modified."),
+        _GRAD,
         Param("state", "state", "ndarray, same shape and dtype as ``grad``",
               "Client states g_i: writable, C-contiguous, native byte order.\n"
               "**Updated in place.**"),
@@ -296,8 +298,7 @@ EF_STEP = Kernel(
 ``(idx, val) = topk(error, k)``; ``error[idx] = 0``.""",
     doc_notes=_ORDER,
     params=(
-        Param("grad", "data", "ndarray of float32 or float64, shape (d,) or (n, d)",
-              "Gradients, one row per client. May be non-contiguous. Never modified."),
+        _GRAD,
         Param("error", "state", "ndarray, same shape and dtype as ``grad``",
               "Error accumulators e_i: writable, C-contiguous, native byte order.\n"
               "**Updated in place** (also when ``k = 0``)."),

@@ -16,6 +16,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter outside the checkout; its stripped stdout."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def _modules() -> dict:
     """Module name -> source path, for ef21fast and ef21fast.kernels."""
     out = {}
@@ -112,10 +120,7 @@ def test_import_is_light():
     code = ("import sys, ef21fast; heavy = ('numba', 'ef21fast._ckernels', 'scipy', "
             "'ef21fast.methods', 'ef21fast.cli', 'ef21fast.testing', 'torch', 'matplotlib'); "
             "print(sorted(m for m in heavy if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, cwd="/")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_testing_tools_import_without_pytest_or_hypothesis():
@@ -124,7 +129,4 @@ def test_testing_tools_import_without_pytest_or_hypothesis():
             "ef21fast.testing.differential; "
             "from ef21fast.testing import cross_check; "
             "print(cross_check('numpy', large=False, kernels=('topk',)) == [])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd="/")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert _python(code) == "True"
