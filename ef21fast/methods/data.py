@@ -9,6 +9,9 @@
 * :class:`ClientData` holds the result: the rows, the labels, and where each client's
   rows start.
 
+The splits and the generator, and which of their rules are the package's own choices,
+are described in docs/maths.rst, "Problems".
+
 scipy and scikit-learn (the ``experiments`` extra) are imported on first use.
 """
 
@@ -312,7 +315,8 @@ def split_clients(A, b, n, how="contiguous", seed=None, name=""):
       consecutive rows each, the last client the rest; no shuffling.
     * ``"label-sorted"`` -- rows stably sorted by label, then contiguous.
     * ``"heterogeneous"`` -- rows stably sorted by squared norm (ascending), then
-      contiguous, so the L_i differ.
+      contiguous, so the L_i differ (a rule of this package, not of the papers:
+      docs/maths.rst, "Problems").
     * ``"random"`` -- rows shuffled with ``numpy.random.default_rng(seed)``, then
       contiguous.
 
@@ -434,7 +438,8 @@ def make_synthetic(n=200, d=50, m_per_client=20, spread=1.0, seed=0, kind="logre
         ``L_QM / L_AM = spread``  (exactly, up to rounding),
 
     i.e. ``spread = 1`` gives equal L_i and larger spreads concentrate the smoothness
-    on the last clients. A ratio of at least sqrt(n)-ish (one client holding all the
+    on the last clients. The generator is this package's own (docs/maths.rst,
+    "Problems"), not one of the papers'. A ratio of at least sqrt(n)-ish (one client holding all the
     data part) cannot be exceeded: with the default n = 200 spreads up to about 11.8
     are available (lam = 0.1). Labels: ``logreg`` -> ``sign(Z_i x* + 0.1 noise)`` in
     {-1, +1}; ``linreg`` -> ``A_i x* + 0.1 noise``; x* ~ N(0, I/d).

@@ -10,15 +10,15 @@ f(x) = (1/n) sum_i f_i(x), where client i holds rows A_i (m_i, d) and labels b_i
   ``L_i = 2 lambda_max(A_i^T A_i) / m_i + 2 lam``.
 * :class:`ClonedProblem`: EF21 on the cloned problem (Reloaded, first route).
 
-(PAPER.md "Problems"; the regulariser is the EF21 papers' non-convex one, its Hessian is
-bounded by 2 lam in norm.) ``client_grads`` evaluates all n gradients in one call: one
-product ``A @ x`` for the margins, then one sparse (n x m) client-averaging matrix,
-carrying the per-sample coefficients, times A (a batched matmul when dense clients are
-equal-sized). There is no Python loop over clients. On dense float64 data, when the C
-backend is built, ``client_grads`` of the logistic and linear problems is one fused C
-pass over A instead (``oracle="c"``, the default there; equal to the NumPy oracle up to
-rounding, checked in the tests): each row is read once for its margin and its share of
-its client's gradient.
+(docs/maths.rst, "Problems"; the regulariser is the EF21 papers' non-convex one, its
+Hessian is bounded by 2 lam in norm.) ``client_grads`` evaluates all n gradients in one
+call: one product ``A @ x`` for the margins, then one sparse (n x m) client-averaging
+matrix, carrying the per-sample coefficients, times A (a batched matmul when dense
+clients are equal-sized). There is no Python loop over clients. On dense float64 data,
+when the C backend is built, ``client_grads`` of the logistic and linear problems is one
+fused C pass over A instead (``oracle="c"``, the default there; equal to the NumPy
+oracle up to rounding, checked in the tests): each row is read once for its margin and
+its share of its client's gradient.
 
 Oracles never warn: non-finite iterates (a diverging run) give non-finite outputs
 silently, and the logistic terms use ``logaddexp`` and ``expit`` so that margins of any
@@ -164,10 +164,11 @@ def _check_batch(batch, m_i: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- problems
 
 class Problem:
-    """Finite-sum problem ``f(x) = (1/n) sum_i f_i(x)`` on a :class:`ClientData` split.
+    """Finite-sum problem ``f(x) = (1/n) sum_i f_i(x)`` on a
+    :class:`~ef21fast.methods.data.ClientData` split.
 
-    Subclasses define the per-sample loss through :meth:`_sample_losses` and
-    :meth:`_sample_slopes`. All oracles take
+    Subclasses define the per-sample loss through ``_sample_losses`` and
+    ``_sample_slopes``. All oracles take
     ``x`` of shape (d,) (converted to float64) and return float64.
 
     Attributes
@@ -179,9 +180,10 @@ class Problem:
         Regulariser weight.
     L : float
         Smoothness constant of f: ``c * lambda_max(sum_i A_i^T A_i / (n m_i)) + 2 lam``
-        (c = 1/4 logistic, 2 linear). With equal m_i this is the PAPER.md formula "L the
-        same on the whole data" (``c lambda_max(A^T A) / m + 2 lam``); with unequal m_i
-        it is the exact constant of f as defined (always ``L <= L_AM``).
+        (c = 1/4 logistic, 2 linear). With equal m_i this is the papers' formula on the
+        whole data (``c lambda_max(A^T A) / m + 2 lam``); with unequal m_i it is the
+        exact constant of f as defined (always ``L <= L_AM``); docs/maths.rst,
+        "Problems".
     L_i : ndarray, shape (n,), float64
         ``c * lambda_max(A_i^T A_i) / m_i + 2 lam``.
     m_i : ndarray, shape (n,), int64
@@ -438,7 +440,7 @@ class Problem:
 
 
 class LogisticRegression(Problem):
-    """Logistic regression with the non-convex regulariser (PAPER.md "Problems").
+    """Logistic regression with the non-convex regulariser (docs/maths.rst, "Problems").
 
     ``f_i(x) = (1/m_i) sum_j log(1 + exp(-b_ij a_ij^T x)) + lam sum_k x_k^2/(1 + x_k^2)``
     with labels b in {-1, +1};
@@ -466,7 +468,7 @@ class LogisticRegression(Problem):
 
 
 class LinearRegression(Problem):
-    """Non-convex linear regression (PAPER.md "Problems").
+    """Non-convex linear regression (docs/maths.rst, "Problems").
 
     ``f_i(x) = (1/m_i) ||A_i x - b_i||^2 + lam sum_k x_k^2/(1 + x_k^2)``;
     ``L_i = 2 lambda_max(A_i^T A_i) / m_i + 2 lam``.
@@ -492,7 +494,7 @@ class LinearRegression(Problem):
 
 
 class ClonedProblem(Problem):
-    """EF21 on the cloned problem (Reloaded, ICLR 2024, first route; PAPER.md "Methods").
+    """EF21 on the cloned problem (docs/maths.rst, "Methods").
 
     Client i of ``base`` is replaced by ``N_i`` clones; with ``N = sum N_i`` clone
     (i, j) holds ``f_ij = (N / (n N_i)) f_i``, so ``f = (1/N) sum_ij f_ij`` is the base

@@ -1,11 +1,12 @@
 """Theory constants of the EF21 family: compressor constants, smoothness means, step sizes.
 
-Every formula comes from ``PAPER.md`` (the project's summary of Richtárik, Gasanov,
-Burlachenko, "Error Feedback Reloaded", ICLR 2024, arXiv 2402.10774; Richtárik, Sokolov,
-Fatkhullin, "EF21", NeurIPS 2021; Fatkhullin et al., "EF21 with Bells & Whistles",
-arXiv 2110.03294; Richtárik, Gasanov, Burlachenko, "Error Feedback Shines when Features
-are Rare", arXiv 2305.15264). Each docstring names its formula and source; formulas that
-follow from the Reloaded paper's principle rather than a printed theorem say "derived".
+Every formula is stated, with its source, in ``docs/maths.rst`` (papers: "EF21",
+Richtárik, Sokolov, Fatkhullin, NeurIPS 2021, arXiv 2106.05203; "EF21 with Bells &
+Whistles", Fatkhullin et al., arXiv 2110.03294; "Error Feedback Reloaded", Richtárik,
+Gasanov, Burlachenko, ICLR 2024, arXiv 2402.10774; "Error Feedback Shines when Features
+are Rare", Richtárik, Gasanov, Burlachenko, arXiv 2305.15264). Each docstring names its
+formula and the section of that page; formulas that follow from the Reloaded paper's
+principle rather than a printed theorem say "derived".
 
 All functions validate their inputs and raise ``ValueError`` on anything outside the
 domain of the formula (alpha outside (0, 1], non-positive or non-finite smoothness
@@ -90,8 +91,7 @@ def _check_Li(L_i) -> np.ndarray:
 def topk_alpha(k, d) -> float:
     """Contraction parameter of TopK: ``alpha = k / d``.
 
-    Source: PAPER.md "Compressors" (EF21, NeurIPS 2021): TopK is contractive with
-    alpha = k/d.
+    Source: docs/maths.rst, "Compressors" (TopK is contractive with alpha = k/d).
 
     Parameters
     ----------
@@ -114,8 +114,17 @@ def topk_alpha(k, d) -> float:
 def randk_alpha(k, d) -> float:
     """Contraction parameter of unscaled RandK: ``alpha = k / d``.
 
-    Source: PAPER.md "Compressors" (RandK without scaling is contractive in
+    Source: docs/maths.rst, "Compressors" (RandK without scaling is contractive in
     expectation with alpha = k/d).
+
+    Parameters
+    ----------
+    k, d : int
+        Kept entries and dimension, ``1 <= k <= d``.
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -129,7 +138,12 @@ def randk_alpha(k, d) -> float:
 def identity_alpha() -> float:
     """Contraction parameter of the identity (no compression): ``alpha = 1``.
 
-    Source: PAPER.md "Compressors".
+    Source: docs/maths.rst, "Compressors".
+
+    Returns
+    -------
+    float
+        Always 1.0.
     """
     return 1.0
 
@@ -137,7 +151,17 @@ def identity_alpha() -> float:
 def theta(alpha) -> float:
     """``theta = 1 - sqrt(1 - alpha)``; 1 at alpha = 1.
 
-    Source: PAPER.md "Compressors" (EF21, NeurIPS 2021, Lemma with s chosen optimally).
+    Source: docs/maths.rst, "Compressors" (EF21, arXiv 2106.05203, with its free
+    parameter s chosen to minimise beta / theta).
+
+    Parameters
+    ----------
+    alpha : float
+        Contraction parameter in (0, 1].
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -151,7 +175,16 @@ def theta(alpha) -> float:
 def beta(alpha) -> float:
     """``beta = (1 - alpha) / (1 - sqrt(1 - alpha))``; 0 at alpha = 1.
 
-    Source: PAPER.md "Compressors" (EF21, NeurIPS 2021).
+    Source: docs/maths.rst, "Compressors" (EF21, arXiv 2106.05203).
+
+    Parameters
+    ----------
+    alpha : float
+        Contraction parameter in (0, 1].
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -165,7 +198,17 @@ def beta(alpha) -> float:
 def xi(alpha) -> float:
     """``xi(alpha) = sqrt(beta / theta)``; 0 at alpha = 1.
 
-    Source: PAPER.md "Compressors" (EF21 / EF21 Reloaded step sizes use L + L_mean xi).
+    Equal to ``sqrt(1 - alpha) / (1 - sqrt(1 - alpha))``. Source: docs/maths.rst,
+    "Compressors" (the step sizes of EF21 and Reloaded are ``1 / (L + L_mean xi)``).
+
+    Parameters
+    ----------
+    alpha : float
+        Contraction parameter in (0, 1].
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -180,12 +223,16 @@ def xi(alpha) -> float:
 def l_am(L_i) -> float:
     """Arithmetic mean ``L_AM = (1/n) sum_i L_i``.
 
-    Source: PAPER.md "Problem" (Reloaded, ICLR 2024).
+    Source: docs/maths.rst, "Problem and smoothness constants".
 
     Parameters
     ----------
     L_i : array_like, shape (n,)
         Positive, finite smoothness constants.
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -198,8 +245,17 @@ def l_am(L_i) -> float:
 def l_qm(L_i) -> float:
     """Quadratic mean ``L_QM = sqrt((1/n) sum_i L_i^2)``.
 
-    Source: PAPER.md "Problem" (EF21, NeurIPS 2021; Reloaded, ICLR 2024).
-    Computed as ``max(L_i) * sqrt(mean((L_i / max L_i)^2))`` so that it cannot overflow.
+    Source: docs/maths.rst, "Problem and smoothness constants". Computed as
+    ``max(L_i) * sqrt(mean((L_i / max L_i)^2))`` so that it cannot overflow.
+
+    Parameters
+    ----------
+    L_i : array_like, shape (n,)
+        Positive, finite smoothness constants.
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -214,9 +270,18 @@ def l_qm(L_i) -> float:
 def l_var(L_i) -> float:
     """``L_var = L_QM^2 - L_AM^2 = (1/n) sum_i (L_i - L_AM)^2 >= 0``.
 
-    Source: PAPER.md "Problem" (Reloaded, ICLR 2024). Evaluated as the mean squared
-    deviation, which equals the difference of squares exactly in real arithmetic and is
-    never negative in floating point.
+    Source: docs/maths.rst, "Problem and smoothness constants". Evaluated as the mean
+    squared deviation, which equals the difference of squares exactly in real arithmetic
+    and is never negative in floating point.
+
+    Parameters
+    ----------
+    L_i : array_like, shape (n,)
+        Positive, finite smoothness constants.
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -232,7 +297,7 @@ def l_var(L_i) -> float:
 def gamma_qm(L, L_i, alpha) -> float:
     """EF21 step size of the original analysis: ``gamma = 1 / (L + L_QM xi(alpha))``.
 
-    Source: PAPER.md "Step sizes" (EF21, NeurIPS 2021, Theorem 1).
+    Source: docs/maths.rst, "Step sizes" (EF21, arXiv 2106.05203, Theorem 1).
 
     Parameters
     ----------
@@ -242,6 +307,10 @@ def gamma_qm(L, L_i, alpha) -> float:
         Smoothness constants of the f_i, positive.
     alpha : float
         Contraction parameter in (0, 1].
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -255,9 +324,22 @@ def gamma_qm(L, L_i, alpha) -> float:
 def gamma_am(L, L_i, alpha) -> float:
     """EF21-W (and improved EF21) step size: ``gamma = 1 / (L + L_AM xi(alpha))``.
 
-    Source: PAPER.md "Step sizes" (Reloaded, ICLR 2024, Theorem for EF21-W and the
-    improved analysis of EF21). Always ``gamma_am >= gamma_qm``, with equality only when
-    all L_i are equal (or alpha = 1).
+    Source: docs/maths.rst, "Step sizes" (Reloaded, arXiv 2402.10774: the theorems for
+    EF21-W and for the improved analysis of EF21). Always ``gamma_am >= gamma_qm``, with
+    equality only when all L_i are equal (or alpha = 1).
+
+    Parameters
+    ----------
+    L : float
+        Smoothness constant of f, positive.
+    L_i : array_like, shape (n,)
+        Smoothness constants of the f_i, positive.
+    alpha : float
+        Contraction parameter in (0, 1].
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -271,7 +353,8 @@ def gamma_am(L, L_i, alpha) -> float:
 def gamma_pp(L, L_i, alpha, p, s=1e-3, rho=1e-3, weighted=False) -> float:
     """Step size of EF21-PP (partial participation), or EF21-W-PP if ``weighted``.
 
-    Formula (PAPER.md "Step sizes", Bells & Whistles, arXiv 2110.03294, Theorem 7)::
+    Formula (docs/maths.rst, "Step sizes"; Bells & Whistles, arXiv 2110.03294,
+    Theorem 7)::
 
         theta' = 1 - (1 + s)(1 - alpha),     beta' = (1 + 1/s)(1 - alpha),
         theta_p = rho p_min + theta' p_max - rho - (p_max - p_min),
@@ -279,11 +362,12 @@ def gamma_pp(L, L_i, alpha, p, s=1e-3, rho=1e-3, weighted=False) -> float:
         gamma = 1 / (L + sqrt(B / theta_p)),
 
     with ``M2 = (1/n) sum L_i^2 = L_QM^2``. For a scalar p (every client participates with
-    the same probability) p_min = p_max = p and this is PAPER.md's formula verbatim; for a
+    the same probability) p_min = p_max = p and this is the theorem's formula; for a
     vector p the conservative ends are taken (beta' with p_max, 1 - p with p_min).
     ``weighted=True`` (EF21-W-PP) replaces M2 by ``L_AM^2``: derived from the Reloaded
     principle (every weighted constant L_i / (n w_i) equals L_AM), not a printed theorem.
-    The EF21 authors' code uses s = rho = 1e-3.
+    The defaults s = rho = 1e-3 are those of the FL_PyTorch simulator code
+    (docs/maths.rst, "Sources").
 
     Parameters
     ----------
@@ -299,6 +383,10 @@ def gamma_pp(L, L_i, alpha, p, s=1e-3, rho=1e-3, weighted=False) -> float:
         Positive free parameters of the analysis.
     weighted : bool
         EF21-W-PP (derived) instead of EF21-PP.
+
+    Returns
+    -------
+    float
 
     Raises
     ------
@@ -340,8 +428,8 @@ def gamma_pp(L, L_i, alpha, p, s=1e-3, rho=1e-3, weighted=False) -> float:
 def clone_counts(L_i) -> np.ndarray:
     """Number of clones of each client: ``N_i = ceil(L_i / L_AM)``.
 
-    Source: PAPER.md "Methods", EF21 on the cloned problem (Reloaded, ICLR 2024, the
-    first route). Then ``N = sum N_i <= 2n`` and every clone constant
+    Source: docs/maths.rst, "Methods", EF21 on the cloned problem (Reloaded, arXiv
+    2402.10774, the first route). Then ``N = sum N_i <= 2n`` and every clone constant
     ``N L_i / (n N_i) <= 2 L_AM``. A ratio within a relative 1e-12 of an integer is taken
     as that integer, so equal L_i (whose mean may round a hair below them) give N_i = 1.
 
@@ -372,7 +460,7 @@ def clone_counts(L_i) -> np.ndarray:
 def rare_features(data) -> tuple[int, int]:
     """Rare-features statistics ``(c, r)`` of a split.
 
-    Source: PAPER.md "Step sizes", last bullet ("Error Feedback Shines when Features are
+    Source: docs/maths.rst, "Rare features" ("Error Feedback Shines when Features are
     Rare", arXiv 2305.15264): feature j is owned by client i if column j of A_i has a
     non-zero entry; ``c`` is the largest number of clients owning any one feature, ``r``
     the largest number of features owned by one client. (Explicitly stored zeros of a

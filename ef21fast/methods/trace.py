@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["Trace", "TraceLog", "atomic_write_bytes", "atomic_write_json", "versions",
            "atomic_write_text", "STATUSES"]
 
-#: Possible values of :attr:`Trace.status`.
+#: Possible values of ``Trace.status``.
 STATUSES = ("completed", "converged", "diverged", "interrupted")
 
 #: Column order of :meth:`Trace.to_csv`.
@@ -26,8 +26,19 @@ CSV_COLUMNS = ("iter", "bits", "grad_norm_sq", "f", "time_s")
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder,
-    flushed, then ``os.replace`` onto ``path`` (readers never see a partial file)."""
+    """Write ``data`` to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, flushed and synced, which then
+    replaces ``path`` (``os.replace``): readers never see a partial file. On any error
+    the temporary file is removed and the error propagates.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its folder must exist.
+    data : bytes
+        The whole content.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
@@ -47,12 +58,28 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def atomic_write_text(path, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
+    """:func:`atomic_write_bytes` for UTF-8 text.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    text : str
+        The whole content, written as UTF-8.
+    """
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, obj) -> None:
-    """:func:`atomic_write_text` of ``obj`` as indented JSON (one trailing newline)."""
+    """:func:`atomic_write_text` of ``obj`` as indented JSON (one trailing newline).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    obj : object
+        Anything ``json.dumps`` accepts.
+    """
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
@@ -98,7 +125,13 @@ class TraceLog:
             data = data[os.write(self._fd, data):]
 
     def row(self, t, bits, grad_norm_sq, f, time_s) -> None:
-        """Append one row."""
+        """Append one row (the columns of :meth:`Trace.to_csv`).
+
+        Raises
+        ------
+        ValueError
+            If the log is closed.
+        """
         if self._fd < 0:
             raise ValueError(f"TraceLog {self.path} is closed")
         self._write(csv_row(t, bits, grad_norm_sq, f, time_s))
@@ -177,14 +210,33 @@ class Trace:
         return int(self.iter[-1]) if len(self.iter) else 0
 
     def bits_to_reach(self, tol: float) -> float | None:
-        """Bits per client at the first row with ``grad_norm_sq <= tol`` (None: never)."""
+        """Bits per client at the first row with ``grad_norm_sq <= tol``.
+
+        Parameters
+        ----------
+        tol : float
+            The threshold on ``||grad f||^2``.
+
+        Returns
+        -------
+        float or None
+            None if no row reaches ``tol``.
+        """
         hit = np.flatnonzero(self.grad_norm_sq <= tol)
         return float(self.bits[hit[0]]) if hit.size else None
 
     def to_csv(self, path=None) -> str:
         """The trace as CSV (columns iter,bits,grad_norm_sq,f,time_s), full precision.
 
-        Written atomically to ``path`` when given; the text is returned either way.
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Where to write it (atomically).
+
+        Returns
+        -------
+        str
+            The CSV text, returned whether or not it was written.
         """
         buf = io.StringIO()
         buf.write(csv_header())
@@ -198,8 +250,17 @@ class Trace:
         return text
 
     def to_dict(self, arrays: bool = True) -> dict:
-        """A JSON-serialisable dict of the run; ``arrays=False`` leaves out the
-        per-row arrays and the iterate (a summary)."""
+        """A JSON-serialisable dict of the run.
+
+        Parameters
+        ----------
+        arrays : bool
+            False leaves out the per-row arrays and the iterate (a summary).
+
+        Returns
+        -------
+        dict
+        """
         last = len(self.iter) - 1
         out = {
             "method": self.method,
@@ -234,7 +295,13 @@ class Trace:
 
 
 def versions() -> dict:
-    """Versions of the software that produced a result (for summaries)."""
+    """Versions of the software that produced a result (for summaries).
+
+    Returns
+    -------
+    dict
+        ``{"ef21fast": ..., "numpy": ..., "scipy": ..., "python": ...}``.
+    """
     import platform
 
     import numpy

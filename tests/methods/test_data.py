@@ -272,7 +272,7 @@ def test_clientdata_rejects_bad_arrays():
 def test_mushrooms_contiguous_ratio():
     A, b = load_libsvm(dataset("mushrooms"))
     prob = LogisticRegression(split_clients(A, b, 20))
-    # PAPER.md: L_QM / L_AM = 1.006 for mushrooms, n = 20, contiguous split
+    # docs/maths.rst, "Problems": L_QM / L_AM = 1.006 (mushrooms, n = 20, contiguous)
     assert ratio(prob.L_i) == pytest.approx(1.006, abs=5e-4)
 
 

@@ -1,4 +1,5 @@
-"""ef21fast.methods.theory against hand-computed values (PAPER.md formulas) and properties."""
+"""ef21fast.methods.theory against hand-computed values (the formulas of docs/maths.rst)
+and properties."""
 
 import math
 
