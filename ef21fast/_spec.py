@@ -8,7 +8,7 @@ Adding a kernel is one entry here plus its three implementations (the reference 
 :mod:`ef21fast.reference`, Numba in ``kernels/``, C in ``csrc/``) and its public
 function in :mod:`ef21fast.api`.
 
-Argument roles (:attr:`Param.role`):
+Argument roles (``Param.role``):
 
 ``"data"``
     The float32/float64 input of shape (d,) or (n, d), read only.
@@ -17,7 +17,7 @@ Argument roles (:attr:`Param.role`):
 ``"k"``
     The number of entries kept per row.
 ``"factor"``
-    An optional real factor: a scalar, or (when :attr:`Kernel.factor_per_row`) one value
+    An optional real factor: a scalar, or (when ``Kernel.factor_per_row``) one value
     per row.
 ``"out"``
     A dense 1-D accumulator of length d, updated in place.
@@ -126,7 +126,7 @@ class Kernel:
         """The optional-argument variants of the cross-checks for ``n`` rows.
 
         Returns a list of keyword dicts (``{}`` for "not given"); see
-        :attr:`factor_values`.
+        ``factor_values``.
         """
         out = []
         for value in self.factor_values:

@@ -20,7 +20,7 @@ operands of ``+`` or ``*`` are NaN the first one comes out, quietened (what the 
 instruction returns for its first source). NumPy alone does not promise that: its SIMD
 loops may swap the operands of these commutative operations (on an AVX-512 machine,
 ``a + b`` of two NaN arrays gives ``a``'s payload in the first 16 elements and ``b``'s
-after them), so :func:`_add` and :func:`_mul` apply the rule explicitly.
+after them), so ``_add`` and ``_mul`` apply the rule explicitly.
 """
 
 from __future__ import annotations

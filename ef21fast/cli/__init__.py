@@ -1,8 +1,8 @@
 """The ``ef21fast`` command line: ``run``, ``reproduce``, ``bench``, ``info``.
 
-One module per subcommand (:mod:`.run`, :mod:`.reproduce`, :mod:`.bench`, :mod:`.info`),
+One module per subcommand (``run``, ``reproduce``, ``bench``, ``info``),
 each providing ``add_parser(subparsers)`` (registering its arguments and setting
-``func``); :mod:`._common` holds what they share. Errors a user can cause (bad
+``func``); ``_common`` holds what they share. Errors a user can cause (bad
 arguments, missing files, malformed data) print one line and exit with code 2, never a
 traceback. The subcommand modules import nothing heavy at module level, so that
 ``--help`` stays fast.

@@ -8,7 +8,7 @@ a backend on its own machine::
     assert cross_check("c") == []
 
 Modules: :mod:`.bits` (bit-level comparison), :mod:`.cases` (the adversarial input
-generator), :mod:`.compare` (:func:`cross_check` and friends), :mod:`.fuzzing` (the
+generator), :mod:`.compare` (:func:`~ef21fast.testing.compare.cross_check` and friends), :mod:`.fuzzing` (the
 call builder and oracle of the fuzzers), :mod:`.timing` (the anchors and tables of
 ``ef21fast bench`` and ``bench/``).
 """
