@@ -108,7 +108,7 @@ def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, 
         Positive multiplier.
     k : int
         TopK parameter (``alpha = k/d``); not used by ``gd``.
-    p, participation :
+    p, participation
         Participation of the PP methods.
 
     Returns
@@ -280,7 +280,8 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
                 if tol is not None and gn < tol:
                     status = "converged"
                 elif callback is not None and callback(t, x, gn):
-                    status, message = "interrupted", f"stopped by the callback at round {t}"
+                    status = "interrupted"
+                    message = f"stopped by the callback at round {t}"
         except KeyboardInterrupt:
             status, message = "interrupted", f"interrupted after round {rows.count - 1}"
         finally:

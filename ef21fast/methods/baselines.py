@@ -30,8 +30,9 @@ class GD(Method):
 
     Parameters
     ----------
-    problem, **options
-        As :class:`~ef21fast.methods.method.Method`.
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`.
     """
 
     name = "gd"
@@ -71,13 +72,14 @@ class EF14(Method):
     The clients' part is one batched ``ef_step`` on the ``(n, d)`` gradients, the
     server's one ``scatter_add`` into a copy of ``x_t``. No theory step size is known
     for EF14 in this setting: the theory rules give the EF21 formulas
-    (:meth:`Method.theory_step`), a heuristic so that EF14 runs at the same
-    ``gamma``.
+    (:meth:`~ef21fast.methods.method.Method.theory_step`), a heuristic so that
+    EF14 runs at the same ``gamma``.
 
     Parameters
     ----------
-    problem, **options
-        As :class:`~ef21fast.methods.method.Method`.
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`.
 
     Attributes
     ----------

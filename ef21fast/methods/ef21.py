@@ -36,13 +36,15 @@ class EF21(Method):
 
     so ``g`` stays the mean of the ``g_i``. The theory rules give
     ``1/(L + L_QM xi(alpha))`` (``theory-qm``) and ``1/(L + L_AM xi(alpha))``
-    (``theory-am``), ``alpha = k/d`` (:meth:`Method.theory_step`). A client sends
-    ``k`` values per round; the gradients at ``x_0`` are not counted.
+    (``theory-am``), ``alpha = k/d``
+    (:meth:`~ef21fast.methods.method.Method.theory_step`). A client sends ``k``
+    values per round; the gradients at ``x_0`` are not counted.
 
     Parameters
     ----------
-    problem, **options
-        As :class:`~ef21fast.methods.method.Method`.
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`.
 
     Attributes
     ----------
@@ -146,9 +148,11 @@ class EF21SGD(EF21):
 
     Parameters
     ----------
-    problem, **options
-        As :class:`~ef21fast.methods.method.Method`; ``batch``: an int or ``(n,)``
-        ints (default 10% of each client's samples, at least 1; capped at ``m_i``).
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`;
+        ``batch``: an int or ``(n,)`` ints (default 10% of each client's samples,
+        at least 1; capped at ``m_i``).
 
     Attributes
     ----------
@@ -200,9 +204,11 @@ class EF21PP(EF21):
 
     Parameters
     ----------
-    problem, **options
-        As :class:`~ef21fast.methods.method.Method`; ``p`` (default 0.5) and
-        ``participation`` as :func:`ef21fast.methods.options.participation_probs`.
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`; ``p``
+        (default 0.5) and ``participation`` as
+        :func:`ef21fast.methods.options.participation_probs`.
 
     Attributes
     ----------

@@ -70,10 +70,10 @@ class Method:
         Bit accounting (docs/maths.rst, "Bit accounting").
     backend : str or None
         Kernel backend; None: the default backend, resolved here once.
-    p, participation :
+    p, participation
         Participation of the partial-participation methods (ignored by the others);
         see :func:`ef21fast.methods.options.participation_probs`.
-    batch :
+    batch
         Minibatch sizes of the SGD methods (ignored by the others); see
         :func:`ef21fast.methods.options.batch_sizes`.
 
@@ -163,7 +163,7 @@ class Method:
             The ``theory-am`` rule (else ``theory-qm``).
         k : int
             TopK parameter.
-        p, participation :
+        p, participation
             Used by the partial-participation methods only.
 
         Returns
