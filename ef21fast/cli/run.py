@@ -26,7 +26,8 @@ from ef21fast.cli._common import (
     user_errors,
 )
 
-__all__ = ["add_parser", "cmd_run"]
+__all__ = ["add_parser", "cmd_run", "parse_run_args", "start_summary", "finish_summary",
+           "run_streaming", "write_results", "report"]
 
 RUN_EPILOG = """\
 examples:
@@ -45,9 +46,48 @@ ceil(log2 d) index bits per value with --bits values+indices.
 #: Seconds between two checkpoints of the iterate (``x.npy``) during ``ef21fast run``.
 CHECKPOINT_S = 5.0
 
+
 def cmd_run(args) -> int:
-    from ef21fast.methods import algorithms, theory
-    from ef21fast.methods.trace import TraceLog, atomic_write_bytes, atomic_write_json, versions
+    """``ef21fast run``: check the flags, run the method while streaming its rows to
+    ``--out``, write the results and report; the exit code (0, 2 for a user error
+    raised as :class:`UsageError`, 128 + signal when interrupted)."""
+    from ef21fast.methods.trace import atomic_write_json
+
+    problem, data, options = parse_run_args(args)
+    with user_errors():
+        make_outdir(args.out)
+        summary = start_summary(args, problem, options["gamma_mult"])
+        atomic_write_json(os.path.join(args.out, "summary.json"), summary)
+        trace = run_streaming(problem, args.method, options, args.out)
+    finish_summary(summary, trace)
+    with user_errors():
+        write_results(args.out, trace, summary, tol=args.tol,
+                      title=f"{args.method} on {data.name} (n={problem.n}, "
+                            f"d={problem.d}, k={trace.k}, gamma={trace.gamma:.3g})")
+    return report(args.method, data, problem, trace, args.out)
+
+
+# ------------------------------------------------------------------ the flags
+
+def parse_run_args(args):
+    """Check the flags of ``ef21fast run`` and build what they name.
+
+    Returns
+    -------
+    problem : ef21fast.methods.problems.Problem
+    data : ef21fast.methods.data.ClientData
+        The clients' data (its ``name`` is used in the messages).
+    options : dict
+        The keyword arguments of :func:`ef21fast.methods.algorithms.run` but
+        ``on_row``.
+
+    Raises
+    ------
+    UsageError
+        An unknown method, a bad ``--gamma``, ``--gamma-mult``, ``--iters``,
+        ``--tol``, ``--k``, ``--backend`` or ``--x0``, or data that cannot be read.
+    """
+    from ef21fast.methods import algorithms
 
     method = args.method
     if method not in algorithms.METHODS:
@@ -66,77 +106,82 @@ def cmd_run(args) -> int:
             from ef21fast.backends.registry import load_backend
 
             load_backend(args.backend)
-        x0 = None
-        if args.x0 is not None:
-            if not os.path.isfile(args.x0):
-                raise UsageError(f"no such file: {args.x0}")
-            try:
-                x0 = np.load(args.x0, allow_pickle=False)
-            except (ValueError, OSError) as exc:
-                raise UsageError(f"cannot read --x0 {args.x0} as a .npy array: "
-                                 f"{' '.join(str(exc).split())}") from None
-            if not isinstance(x0, np.ndarray):  # an .npz archive
-                x0.close()
-                raise UsageError(f"--x0 {args.x0} must be a .npy file holding one array")
-            if x0.dtype.kind not in "iuf":
-                raise UsageError(f"--x0 {args.x0} must hold real numbers, "
-                                 f"got dtype {x0.dtype}")
-        problem, cd = build_problem(args.problem, args.data, clients=args.clients,
-                                    split=args.split, lam=args.lam, seed=args.seed,
-                                    spread=args.spread)
+        x0 = None if args.x0 is None else _load_x0(args.x0)
+        problem, data = build_problem(args.problem, args.data, clients=args.clients,
+                                      split=args.split, lam=args.lam, seed=args.seed,
+                                      spread=args.spread)
         if method != "gd" and args.k > problem.d:
             raise UsageError(f"--k {args.k} is larger than the dimension d = {problem.d}")
         if x0 is not None and x0.shape != (problem.d,):
             raise UsageError(f"--x0 has shape {x0.shape}, expected ({problem.d},)")
-        out = args.out
-        make_outdir(out)
-        L_i = np.asarray(problem.L_i, dtype=np.float64)
-        alpha = 1.0 if method == "gd" else theory.topk_alpha(args.k, problem.d)
-        summary = {
-            "method": method,
-            "gamma": None,
-            "gamma_rule": None,
-            "gamma_mult": mult,
-            "L": float(problem.L),
-            "L_AM": theory.l_am(L_i),
-            "L_QM": theory.l_qm(L_i),
-            "L_QM_over_L_AM": theory.l_qm(L_i) / theory.l_am(L_i),
-            "alpha": alpha,
-            "n": int(problem.n),
-            "d": int(problem.d),
-            "k": int(args.k) if method != "gd" else int(problem.d),
-            "backend": args.backend,
-            "versions": versions(),
-            "status": "running",
-            "message": (f"started by process {os.getpid()}; if that process is gone, "
-                        f"the run was killed: trace.csv holds every completed round "
-                        f"and x.npy the iterate of the last checkpoint"),
-            "problem": args.problem,
-            "data": args.data,
-            "split": None if args.data == "synthetic" else args.split,
-            "lam": args.lam,
-            "seed": args.seed,
-            "tol": args.tol,
-            "iters": args.iters,
-            "bits_mode": args.bits,
-        }
-        atomic_write_json(os.path.join(out, "summary.json"), summary)
-        x_path = os.path.join(out, "x.npy")
-        last_checkpoint = [-math.inf]
+    options = dict(k=args.k, gamma=gamma, gamma_mult=mult, iters=args.iters, tol=args.tol,
+                   x0=x0, seed=args.seed, backend=args.backend, bits=args.bits,
+                   p=args.p, batch=args.batch, participation=args.participation,
+                   progress=not args.quiet)
+    return problem, data, options
 
-        with TraceLog(os.path.join(out, "trace.csv")) as log:
-            def on_row(t, bits, gn, f, time_s, x):
-                log.row(t, bits, gn, f, time_s)
-                if time_s - last_checkpoint[0] >= CHECKPOINT_S:
-                    atomic_write_bytes(x_path, _npy_bytes(x))
-                    last_checkpoint[0] = time_s
 
-            trace = algorithms.run(
-                problem, method, k=args.k, gamma=gamma, gamma_mult=mult,
-                iters=args.iters, tol=args.tol, x0=x0, seed=args.seed,
-                backend=args.backend, bits=args.bits, p=args.p, batch=args.batch,
-                participation=args.participation, progress=not args.quiet,
-                on_row=on_row)
+def _load_x0(path: str) -> np.ndarray:
+    """``--x0``: one real array from a ``.npy`` file (its shape is checked later)."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    try:
+        x0 = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot read --x0 {path} as a .npy array: "
+                         f"{' '.join(str(exc).split())}") from None
+    if not isinstance(x0, np.ndarray):  # an .npz archive
+        x0.close()
+        raise UsageError(f"--x0 {path} must be a .npy file holding one array")
+    if x0.dtype.kind not in "iuf":
+        raise UsageError(f"--x0 {path} must hold real numbers, got dtype {x0.dtype}")
+    return x0
+
+
+# ---------------------------------------------------------------- the summary
+
+def start_summary(args, problem, gamma_mult: float) -> dict:
+    """``summary.json`` while the run goes on: the problem's constants and the
+    options, ``status="running"`` and what to make of it if the process is gone."""
+    from ef21fast.methods import theory
+    from ef21fast.methods.trace import versions
+
+    method = args.method
+    L_i = np.asarray(problem.L_i, dtype=np.float64)
+    alpha = 1.0 if method == "gd" else theory.topk_alpha(args.k, problem.d)
+    return {
+        "method": method,
+        "gamma": None,
+        "gamma_rule": None,
+        "gamma_mult": gamma_mult,
+        "L": float(problem.L),
+        "L_AM": theory.l_am(L_i),
+        "L_QM": theory.l_qm(L_i),
+        "L_QM_over_L_AM": theory.l_qm(L_i) / theory.l_am(L_i),
+        "alpha": alpha,
+        "n": int(problem.n),
+        "d": int(problem.d),
+        "k": int(args.k) if method != "gd" else int(problem.d),
+        "backend": args.backend,
+        "versions": versions(),
+        "status": "running",
+        "message": (f"started by process {os.getpid()}; if that process is gone, "
+                    f"the run was killed: trace.csv holds every completed round "
+                    f"and x.npy the iterate of the last checkpoint"),
+        "problem": args.problem,
+        "data": args.data,
+        "split": None if args.data == "synthetic" else args.split,
+        "lam": args.lam,
+        "seed": args.seed,
+        "tol": args.tol,
+        "iters": args.iters,
+        "bits_mode": args.bits,
+    }
+
+
+def finish_summary(summary: dict, trace) -> None:
+    """Update ``summary`` in place with the outcome of the run (step size, status,
+    message, rounds, final values, time, the method's extras)."""
     summary.update({
         "gamma": trace.gamma, "gamma_rule": trace.gamma_rule, "k": trace.k,
         "backend": trace.backend, "status": trace.status, "message": trace.message,
@@ -144,16 +189,47 @@ def cmd_run(args) -> int:
            if key in ("rounds", "final_bits", "final_grad_norm_sq", "final_f", "time_s",
                       "extra")},
     })
-    with user_errors():
-        trace.to_csv(os.path.join(out, "trace.csv"))
-        atomic_write_bytes(x_path, _npy_bytes(trace.x))
-        atomic_write_json(os.path.join(out, "summary.json"), summary)
-        from ef21fast.methods.plots import plot_traces
 
-        plot_traces({method: trace}, os.path.join(out, "trace.png"), tol=args.tol,
-                    title=f"{method} on {cd.name} (n={problem.n}, d={problem.d}, "
-                          f"k={trace.k}, gamma={trace.gamma:.3g})")
-    print(f"{method} on {cd.name} (n={problem.n}, d={problem.d}): {trace.message}; "
+
+# ------------------------------------------------------------------ the files
+
+def run_streaming(problem, method: str, options: dict, out: str):
+    """Run the method with every row appended to ``out/trace.csv`` as it is
+    computed and the iterate saved to ``out/x.npy`` at most every
+    :data:`CHECKPOINT_S` seconds of the run; return the trace."""
+    from ef21fast.methods import algorithms
+    from ef21fast.methods.trace import TraceLog, atomic_write_bytes
+
+    x_path = os.path.join(out, "x.npy")
+    last_checkpoint = [-math.inf]
+
+    with TraceLog(os.path.join(out, "trace.csv")) as log:
+        def on_row(t, bits, gn, f, time_s, x):
+            log.row(t, bits, gn, f, time_s)
+            if time_s - last_checkpoint[0] >= CHECKPOINT_S:
+                atomic_write_bytes(x_path, _npy_bytes(x))
+                last_checkpoint[0] = time_s
+
+        return algorithms.run(problem, method, on_row=on_row, **options)
+
+
+def write_results(out: str, trace, summary: dict, *, tol, title: str) -> None:
+    """The final ``trace.csv``, ``x.npy`` and ``summary.json`` (each written
+    atomically or in full) and the plot ``trace.png``."""
+    from ef21fast.methods.plots import plot_traces
+    from ef21fast.methods.trace import atomic_write_bytes, atomic_write_json
+
+    trace.to_csv(os.path.join(out, "trace.csv"))
+    atomic_write_bytes(os.path.join(out, "x.npy"), _npy_bytes(trace.x))
+    atomic_write_json(os.path.join(out, "summary.json"), summary)
+    plot_traces({trace.method: trace}, os.path.join(out, "trace.png"), tol=tol,
+                title=title)
+
+
+def report(method: str, data, problem, trace, out: str) -> int:
+    """Print the outcome (stdout; divergence and interruption also on stderr) and
+    return the exit code: 0, or 128 + the signal for an interrupted run."""
+    print(f"{method} on {data.name} (n={problem.n}, d={problem.d}): {trace.message}; "
           f"{trace.bits[-1]:.6g} bits per client; wrote {out}")
     if trace.status == "diverged":
         print(f"ef21fast run: {trace.message}", file=sys.stderr)

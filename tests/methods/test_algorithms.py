@@ -1,9 +1,10 @@
-"""The methods of ef21fast.methods.algorithms against plain NumPy loops written from PAPER.md.
+"""The methods of ef21fast.methods.algorithms against plain NumPy loops written from the
+maths (docs/maths.rst, "Methods" and "Problems").
 
 Each reference below is a per-client Python loop with its own TopK
 (``np.argsort(-|v|, kind="stable")[:k]``: larger magnitude first, ties to the smaller
 index, as the kernels) and its own per-client gradients computed from the formulas of
-PAPER.md on the client's rows. ``run`` must give the same iterates to ~1e-10 relative.
+docs/maths.rst on the client's rows. ``run`` must give the same iterates to ~1e-10 relative.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def complete_backends():
     return out
 
 
-# ------------------------------------------------------------------ reference (PAPER.md)
+# ------------------------------------------------------------ reference (docs/maths.rst)
 
 def topk_ref(v: np.ndarray, k: int) -> np.ndarray:
     """C(v): keep the k largest |v_j| (ties: smaller index), zero elsewhere."""
@@ -51,7 +52,7 @@ def client_rows(problem, i):
 
 
 def grad_ref(problem, i, x):
-    """grad f_i(x) from the formulas of PAPER.md, on client i's rows."""
+    """grad f_i(x) from the formulas of docs/maths.rst ("Problems"), on client i's rows."""
     A, b = client_rows(problem, i)
     m = len(b)
     if isinstance(problem, LogisticRegression):

@@ -1,0 +1,107 @@
+"""The methods EF21 is compared with: gradient descent and classic error feedback.
+
+Both are :class:`~ef21fast.methods.method.Method` objects, run by
+:func:`ef21fast.methods.algorithms.run`; the maths is in ``docs/maths.rst``
+("Methods", "Step sizes", "Bit accounting").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ef21fast import api
+from ef21fast.methods import theory
+from ef21fast.methods.method import Method, Round, mean_rows
+
+__all__ = ["GD", "EF14"]
+
+
+class GD(Method):
+    """Distributed gradient descent, without compression (``"gd"``).
+
+    Each round every client sends its full gradient and the server steps along their
+    mean::
+
+        x_{t+1} = x_t - gamma * (1/n) sum_i grad f_i(x_t)
+
+    A client sends ``d`` values of 32 bits per round, under either bit accounting (a
+    dense vector needs no indices). ``k`` is not used (the trace reports ``k = d``).
+    Both theory rules give ``gamma = 1/L`` (alpha = 1, so xi(alpha) = 0).
+
+    Parameters
+    ----------
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`.
+    """
+
+    name = "gd"
+    compresses = False
+
+    def _bits_per_round(self, bits_per_value: int) -> float:
+        return 32.0 * self.d
+
+    @classmethod
+    def theory_step(cls, problem, am, *, k=None, p=None, participation="independent"):
+        """``1/L`` under both rules (``k``, ``p``, ``participation`` are not used)."""
+        L, L_i = float(problem.L), np.asarray(problem.L_i, dtype=np.float64)
+        return theory.gamma_am(L, L_i, 1.0), "1/L"
+
+    def start(self, x0, rng=None):
+        self._grad = mean_rows(self.problem.client_grads(x0))
+        return self._grad
+
+    def step(self, x):
+        return x - self.gamma * self._grad
+
+    def round(self, x):
+        self._grad = mean_rows(self.problem.client_grads(x))
+        return Round(self._grad, self.bits_per_round)
+
+
+class EF14(Method):
+    """Classic error feedback with TopK (``"ef14"``).
+
+    Client i keeps an error ``e_i``, zero at the start. In each round it adds its
+    scaled gradient to the error, sends the TopK of the result and keeps the rest::
+
+        e_i <- e_i + gamma * grad f_i(x_t)
+        c_i  = TopK(e_i);   e_i <- e_i - c_i
+        x_{t+1} = x_t - (1/n) sum_i c_i
+
+    The clients' part is one batched ``ef_step`` on the ``(n, d)`` gradients, the
+    server's one ``scatter_add`` into a copy of ``x_t``. No theory step size is known
+    for EF14 in this setting: the theory rules give the EF21 formulas
+    (:meth:`~ef21fast.methods.method.Method.theory_step`), a heuristic so that
+    EF14 runs at the same ``gamma``.
+
+    Parameters
+    ----------
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`.
+
+    Attributes
+    ----------
+    errors : ndarray, shape (n, d), float64
+        The clients' errors ``e_i`` (after :meth:`start`).
+    """
+
+    name = "ef14"
+    step_note = ", EF21 formula as heuristic"
+
+    def start(self, x0, rng=None):
+        self._grads = self.problem.client_grads(x0)
+        self.errors = np.zeros((self.n, self.d))
+        return mean_rows(self._grads)
+
+    def step(self, x):
+        idx, val = api.ef_step(self._grads, self.errors, self.k, lr=self.gamma,
+                               backend=self.backend)
+        x_new = x.copy()
+        api.scatter_add(x_new, idx, val, weights=-1.0 / self.n, backend=self.backend)
+        return x_new
+
+    def round(self, x):
+        self._grads = self.problem.client_grads(x)
+        return Round(mean_rows(self._grads), self.bits_per_round)

@@ -1,0 +1,283 @@
+"""EF21 and its forms: weighted, stochastic gradients, partial participation, cloned.
+
+Every form keeps the same state, updated the same way: client i holds ``g_i``, the
+server holds their weighted sum ``g``; a round is one batched ``ef21_step`` over the
+``(n, d)`` matrix of client gradients (or over the rows of the clients that take
+part) and one ``scatter_add`` of the messages into ``g``. The forms differ only in
+the weights (:class:`EF21W`), in which gradients the clients see
+(:class:`EF21SGD`), in who takes part (:class:`EF21PP`) and in the problem
+(:class:`EF21Clone`). The maths is in ``docs/maths.rst`` ("Methods", "Step sizes",
+"Bit accounting").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ef21fast import api
+from ef21fast.methods import theory
+from ef21fast.methods.method import Method, Round, mean_rows
+from ef21fast.methods.options import batch_sizes, participation_probs
+from ef21fast.methods.problems import ClonedProblem
+
+__all__ = ["EF21", "EF21W", "EF21SGD", "EF21WSGD", "EF21PP", "EF21WPP", "EF21Clone"]
+
+
+class EF21(Method):
+    """EF21 with TopK (``"ef21"``).
+
+    The state starts at the client gradients at ``x_0``: ``g_i = grad f_i(x_0)`` and
+    ``g = (1/n) sum_i g_i``. Each round::
+
+        x_{t+1} = x_t - gamma * g
+        c_i = TopK(grad f_i(x_{t+1}) - g_i)          (sent by client i)
+        g_i <- g_i + c_i
+        g   <- g + (1/n) sum_i c_i                    (server)
+
+    so ``g`` stays the mean of the ``g_i``. The theory rules give
+    ``1/(L + L_QM xi(alpha))`` (``theory-qm``) and ``1/(L + L_AM xi(alpha))``
+    (``theory-am``), ``alpha = k/d``
+    (:meth:`~ef21fast.methods.method.Method.theory_step`). A client sends ``k``
+    values per round; the gradients at ``x_0`` are not counted.
+
+    Parameters
+    ----------
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n,), or None
+        The server's weights ``w_i`` (None: ``1/n`` each).
+    scale : ndarray, shape (n,), or None
+        ``1/(n w_i)``, by which client i multiplies its gradient (None: 1).
+    state : ndarray, shape (n, d), float64
+        The clients' ``g_i`` (after :meth:`start`).
+    g : ndarray, shape (d,), float64
+        The server's ``g`` (after :meth:`start`).
+    """
+
+    name = "ef21"
+    #: Whether the server weighs client i by ``w_i = L_i / sum_j L_j`` (EF21-W).
+    weighted = False
+
+    def __init__(self, problem, **options):
+        super().__init__(problem, **options)
+        if self.weighted:
+            # As the state is computed: a zero L_i gives an infinite scale, no warning.
+            with np.errstate(all="ignore"):
+                L_i = np.asarray(self.problem.L_i, dtype=np.float64)
+                self.weights = L_i / L_i.sum()
+                self.scale = 1.0 / (self.n * self.weights)
+            self._server_weights = self.weights
+        else:
+            self.weights = self.scale = None
+            self._server_weights = 1.0 / self.n
+
+    def start(self, x0, rng=None):
+        self._rng = rng
+        G = self.problem.client_grads(x0)
+        grad = mean_rows(G)
+        # g_i = grad f_i(x0), times 1/(n w_i) when weighted, rounded as ef21_step does.
+        self.state = np.array(G * self.scale[:, None] if self.weighted else G,
+                              dtype=np.float64, order="C", copy=True)
+        self.g = self.weights @ self.state if self.weighted else mean_rows(self.state)
+        return grad
+
+    def step(self, x):
+        return x - self.gamma * self.g
+
+    def round(self, x):
+        G = self.problem.client_grads(x)
+        grad = mean_rows(G)
+        self._exchange(G)
+        return Round(grad, self.bits_per_round)
+
+    def _exchange(self, G, clients=None) -> None:
+        """The clients compress ``G - g_i`` (``G`` scaled when weighted) and update
+        their ``g_i``; the server adds the weighted messages to ``g``. ``clients``:
+        indices of the clients that take part, ``G`` holding every client's row
+        (None: all of them)."""
+        if clients is None:
+            idx, val = api.ef21_step(G, self.state, self.k, self.scale,
+                                     backend=self.backend)
+            api.scatter_add(self.g, idx, val, weights=self._server_weights,
+                            backend=self.backend)
+            return
+        rows = self.state[clients]
+        idx, val = api.ef21_step(G[clients], rows, self.k,
+                                 None if self.scale is None else self.scale[clients],
+                                 backend=self.backend)
+        self.state[clients] = rows
+        api.scatter_add(self.g, idx, val,
+                        weights=(self._server_weights[clients] if self.weighted
+                                 else self._server_weights),
+                        backend=self.backend)
+
+
+class EF21W(EF21):
+    """Weighted EF21, EF21-W (``"ef21-w"``).
+
+    With ``w_i = L_i / sum_j L_j``, client i works on ``grad f_i / (n w_i)``, whose
+    smoothness constant is ``L_AM`` for every client::
+
+        g_i = grad f_i(x_0) / (n w_i),   g = sum_i w_i g_i
+        x_{t+1} = x_t - gamma * g
+        c_i = TopK(grad f_i(x_{t+1}) / (n w_i) - g_i)
+        g_i <- g_i + c_i,   g <- g + sum_i w_i c_i
+
+    TopK is positively homogeneous, so the iterates are those of :class:`EF21` at the
+    same ``gamma``, up to rounding; ``theory-am`` is EF21-W's own step size.
+    """
+
+    name = "ef21-w"
+    weighted = True
+
+
+class EF21SGD(EF21):
+    """EF21 with stochastic gradients, EF21-SGD (``"ef21-sgd"``).
+
+    As :class:`EF21`, with ``grad f_i(x_{t+1})`` replaced in each round by a
+    minibatch estimate: ``batch[i]`` of client i's samples, drawn without
+    replacement from the run's generator. The state starts at the full gradients at
+    ``x_0``, so the estimator starts without error. The trace's ``||grad f||^2`` uses
+    the full gradient ``problem.grad``. The theory rules give the deterministic EF21
+    formulas, as defaults: the SGD step sizes need the constants of the
+    stochastic-gradient assumption, which a problem does not provide.
+
+    Parameters
+    ----------
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`;
+        ``batch``: an int or ``(n,)`` ints (default 10% of each client's samples,
+        at least 1; capped at ``m_i``).
+
+    Attributes
+    ----------
+    batch : ndarray, shape (n,), int64
+        The minibatch size of each client.
+    """
+
+    name = "ef21-sgd"
+    step_note = ", deterministic formula as default"
+
+    def __init__(self, problem, *, batch=None, **options):
+        super().__init__(problem, **options)
+        self.batch = batch_sizes(self.problem.m_i, batch)
+        b = self.batch
+        self.extra["batch"] = int(b[0]) if np.all(b == b[0]) else b
+
+    def round(self, x):
+        G = self.problem.client_stochastic_grads(x, self.batch, self._rng)
+        self._exchange(G)
+        return Round(np.asarray(self.problem.grad(x), dtype=np.float64),
+                     self.bits_per_round)
+
+
+class EF21WSGD(EF21SGD):
+    """Weighted EF21 with stochastic gradients (``"ef21-w-sgd"``): the weights of
+    :class:`EF21W`, the minibatches of :class:`EF21SGD`."""
+
+    name = "ef21-w-sgd"
+    weighted = True
+
+
+class EF21PP(EF21):
+    """EF21 with partial participation, EF21-PP (``"ef21-pp"``).
+
+    In each round only a set ``S`` of clients computes, compresses and sends; the
+    others keep their ``g_i``, and the server adds the messages it received::
+
+        x_{t+1} = x_t - gamma * g
+        for i in S:  c_i = TopK(grad f_i(x_{t+1}) - g_i);  g_i <- g_i + c_i
+        g <- g + (1/n) sum_{i in S} c_i
+
+    ``participation="independent"``: client i is in ``S`` with probability ``p_i``
+    (``rng.random(n) < p``); ``"fixed"``: ``S`` is a uniform subset of
+    ``max(1, round(p n))`` clients (``rng.choice(n, size, replace=False)``, sorted),
+    as in the EF21 authors' scripts. The bits of a round are averaged over all
+    clients: ``k`` values times ``|S| / n``. The theory rules give ``gamma_pp``
+    (:func:`ef21fast.methods.theory.gamma_pp`) with ``(1/n) sum L_i^2``
+    (``theory-qm``) or ``L_AM^2`` (``theory-am``, derived).
+
+    Parameters
+    ----------
+    problem : Problem
+    options
+        The keyword options of :class:`~ef21fast.methods.method.Method`; ``p``
+        (default 0.5) and ``participation`` as
+        :func:`ef21fast.methods.options.participation_probs`.
+
+    Attributes
+    ----------
+    probs : ndarray, shape (n,), float64
+        Each client's probability of taking part.
+    size : int or None
+        The size of ``S`` with ``participation="fixed"``.
+    """
+
+    name = "ef21-pp"
+
+    def _set_participation(self, p, participation):
+        self.probs, self.size = participation_probs(p, self.n, participation)
+        probs = self.probs
+        self.extra.update(participation=participation,
+                          p=float(probs[0]) if np.all(probs == probs[0]) else probs)
+        if self.size is not None:
+            self.extra["subset_size"] = self.size
+
+    @classmethod
+    def theory_step(cls, problem, am, *, k, p=None, participation="independent"):
+        """``gamma_pp`` (Bells & Whistles, Theorem 7) with the participation
+        probabilities; ``am`` replaces ``(1/n) sum L_i^2`` by ``L_AM^2``."""
+        L, L_i = float(problem.L), np.asarray(problem.L_i, dtype=np.float64)
+        alpha = theory.topk_alpha(k, problem.d)
+        probs, _ = participation_probs(p, problem.n, participation)
+        pv = float(probs[0]) if np.all(probs == probs[0]) else probs
+        g = theory.gamma_pp(L, L_i, alpha, pv, weighted=am)
+        return g, ("gamma_pp, L_AM^2 (derived)" if am else "gamma_pp, (1/n) sum L_i^2")
+
+    def round(self, x):
+        G = self.problem.client_grads(x)
+        grad = mean_rows(G)
+        S = self.participants()
+        if S.size:
+            self._exchange(G, S)
+        return Round(grad, self.bits_per_round * S.size / self.n)
+
+    def participants(self) -> np.ndarray:
+        """Draw the clients of a round from the run's generator: sorted int64
+        indices."""
+        if self.size is None:
+            return np.flatnonzero(self._rng.random(self.n) < self.probs)
+        return np.sort(self._rng.choice(self.n, size=self.size, replace=False))
+
+
+class EF21WPP(EF21PP):
+    """Weighted EF21 with partial participation (``"ef21-w-pp"``): the weights of
+    :class:`EF21W`, the participation of :class:`EF21PP` (the server adds
+    ``w_i c_i`` for the clients in ``S``)."""
+
+    name = "ef21-w-pp"
+    weighted = True
+
+
+class EF21Clone(EF21):
+    """EF21 on the cloned problem (``"ef21-clone"``).
+
+    Client i is replaced by ``N_i = ceil(L_i / L_AM)`` clones
+    (:func:`ef21fast.methods.theory.clone_counts`,
+    :class:`ef21fast.methods.problems.ClonedProblem`), each with smoothness constant
+    at most ``2 L_AM``; :class:`EF21` then runs on the ``N = sum_i N_i`` clones, so
+    ``n`` becomes ``N``, the step size uses the clones' constants, and the bits are
+    counted per clone. ``extra`` records ``clones`` (N) and ``base_clients`` (n).
+    """
+
+    name = "ef21-clone"
+
+    def _prepare_problem(self, problem):
+        cloned = ClonedProblem(problem, theory.clone_counts(problem.L_i))
+        self.extra.update(clones=int(cloned.n), base_clients=int(problem.n))
+        return cloned
