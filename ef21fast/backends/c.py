@@ -52,13 +52,18 @@ def _ptr(arr, writable=False):
     return ffi.from_buffer(_CTYPE[arr.dtype], arr, writable)
 
 
+# The kernels' return codes (csrc/ef21fast.h: enum ef21_status), read once: an
+# attribute of lib costs more than a global on every call.
+_OK, _ENOMEM, _EINVAL = lib.EF21_OK, lib.EF21_ENOMEM, lib.EF21_EINVAL
+
+
 def _check(rc):
-    """Raise the exception of a kernel's return code (csrc/ef21fast.h: enum ef21_status)."""
-    if rc == lib.EF21_OK:
+    """Raise the exception of a kernel's return code, if it is not EF21_OK."""
+    if rc == _OK:
         return
-    if rc == lib.EF21_ENOMEM:
+    if rc == _ENOMEM:
         raise MemoryError("ef21fast C backend: out of memory for a workspace")
-    if rc == lib.EF21_EINVAL:
+    if rc == _EINVAL:
         raise ValueError("ef21fast C backend: a size out of range (n, d or k < 0, or k > d)")
     raise RuntimeError(f"ef21fast C backend: unknown return code {rc}")
 

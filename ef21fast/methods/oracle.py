@@ -32,11 +32,13 @@ except ImportError as exc:  # not built, or the build failed
         pass
     raise ImportError(_msg) from exc
 
-try:
-    from ef21fast.backends import c as _c_backend
-except ImportError as exc:
-    raise ImportError("the fused GLM oracle runs on the C backend's threads, and "
-                      f"{exc}") from exc
+from ef21fast.backends import registry as _registry
+
+try:  # through the registry: the count set by ef21fast.set_num_threads applies
+    _c_backend = _registry.load_backend("c")
+except RuntimeError as exc:
+    raise ImportError(f"the fused GLM oracle runs on the C backend's threads, and {exc}") \
+        from exc
 
 __all__ = ["GLM_KINDS", "glm_client_grads"]
 
