@@ -22,21 +22,44 @@ class OptionalBuildExt(build_ext):
         # setuptools builds in build_lib with inplace off, then copies the modules into
         # the source tree when it was on: the records must follow them there
         self._in_place = bool(self.inplace or getattr(self, "editable_mode", False))
+        self._done = set()  # modules built or recorded as failed
+        self._failed = set()
         try:
             super().run()
-        except Exception as exc:  # compiler missing, ...: every module failed
+        except Exception as exc:  # compiler missing, ...: the modules not yet built failed
             for ext in self.extensions:
-                self._record(ext, exc)
+                if ext.name not in self._done:
+                    self._record(ext, exc)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # this module's compile or link error
             self._record(ext, exc)
+            self._failed.add(ext.name)
         else:
             for path in self._record_paths(ext):
                 if os.path.exists(path):
                     os.remove(path)
+        self._done.add(ext.name)
+
+    def copy_extensions_to_source(self):
+        """In place builds: copy the modules that built, and remove the stale file of each
+        module that did not (importing it then fails and reports the record)."""
+        every = self.extensions
+        self.extensions = [ext for ext in every if ext.name not in self._failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = every
+        build_py = self.get_finalized_command("build_py")
+        for ext in every:
+            if ext.name in self._failed:
+                package = ext.name.rsplit(".", 1)[0]
+                stale = os.path.join(build_py.get_package_dir(package),
+                                     os.path.basename(self.get_ext_filename(ext.name)))
+                if os.path.exists(stale):
+                    os.remove(stale)
 
     def _record_paths(self, ext):
         """<module>_build_error.txt beside the module, in build_lib and, when building in

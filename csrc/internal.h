@@ -83,8 +83,8 @@ enum { EF_FORCE_RADIX = 1, EF_FORCE_NOSMALL = 2, EF_FORCE_ROWS = 4, EF_FORCE_WIT
 /* scatter_add runs on the threads only for n * k at least this many entries and an
  * output at least EF_SCATTER_PAR_MIN_D long: each thread scans every message and keeps
  * those in its part of the output, so a team gains nothing on small batches (set in
- * the first version; the Numba backend measured the same thresholds: d = 1e7, k = 1e5
- * took it 1.4-3.8x the C time before it adopted them). */
+ * the first version of the C backend; the Numba backend took the same thresholds
+ * later, its d = 1e7, k = 1e5 call having taken 1.4-3.8x the C time without them). */
 #define EF_SCATTER_PAR_MIN ((int64_t)1 << 17)
 #define EF_SCATTER_PAR_MIN_D 16384
 #define EF_CHUNK_MAX ((int64_t)1 << 30) /* chunk length bound: offsets fit in uint32 */
