@@ -97,10 +97,17 @@ def _note_team() -> None:
 
 
 def parallel_call_threads() -> int:
-    """The thread count for a call into other C code that may run a parallel region on
-    that many threads (the fused GLM oracle): the kernels' count (see
-    :func:`get_num_threads`), recorded for the fork-safety rule above like a kernel
-    call."""
+    """The thread count for a call into other C code that may run a parallel region.
+
+    For the fused GLM oracle (:mod:`ef21fast.methods.oracle`): the kernels' count
+    (:func:`get_num_threads`), recorded for the fork-safety rule above like a kernel
+    call, so that a child forked after it runs the oracle on one thread too.
+
+    Returns
+    -------
+    int
+        At least 1 (1 without OpenMP, and in a child forked after a team ran here).
+    """
     _note_team()
     return int(lib.ef21_get_num_threads())
 

@@ -142,7 +142,7 @@ def test_fork_after_a_parallel_oracle_call_runs_the_child_serially(tmp_path):
     if not lib.ef21_has_openmp():
         pytest.skip("built without OpenMP: no thread team")
     script = textwrap.dedent("""
-        import os, sys
+        import os, signal, sys
         import numpy as np
         import ef21fast
         from ef21fast.backends import c
@@ -158,6 +158,7 @@ def test_fork_after_a_parallel_oracle_call_runs_the_child_serially(tmp_path):
         assert c._team_used
         pid = os.fork()
         if pid == 0:
+            signal.alarm(60)  # a deadlocked child dies instead of lingering
             same = np.array_equal(oracle.glm_client_grads(A, b, off, x, reg, "logreg"), G)
             os._exit(0 if same and c.get_num_threads() == 1 else 3)
         sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
