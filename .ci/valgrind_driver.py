@@ -8,8 +8,8 @@ selection (``EF21FAST_C_FORCE``: none, radix, nosmall, rows, within) and per thr
 count (1 and 2) as listed in ``PLAN`` ("stream" is left out: it changes only the AVX-512
 candidate pass, and valgrind runs no AVX-512 code), plus long rows built to take the paths only rows
 longer than ``EF_SMALL`` reach (each outcome of the sample-select), the parallel
-scatter_add, and the fused GLM oracle of csrc/ef21fast_oracle.c (every tile remainder,
-empty clients, the parallel path) against plain NumPy.
+scatter_add, and the fused GLM oracle (module ``ef21fast._coracle``, csrc/glm_oracle.c:
+every tile remainder, empty clients, the parallel path) against plain NumPy.
 Exits 1 on any mismatch with the reference (memcheck errors make valgrind exit 99).
 
 ``--canary`` instead loads ``CANARY_SO`` (built by .ci/valgrind) and makes one heap
@@ -34,23 +34,26 @@ def canary(path: str) -> None:
 
 def check_import(work: str) -> None:
     import ef21fast._ckernels as ck
+    import ef21fast._coracle as co
 
     import ef21fast
     from ef21fast.backends import c as c_backend
+    from ef21fast.methods import oracle
 
     work = os.path.realpath(work)
-    for mod in (ef21fast, ck, c_backend):
+    for mod in (ef21fast, ck, co, c_backend, oracle):
         path = os.path.realpath(mod.__file__)
         if not path.startswith(work + os.sep):
             sys.exit(f"valgrind_driver: {mod.__name__} imported from {path}, not {work}")
-    print("imported", ck.__file__, flush=True)
+    print("imported", ck.__file__, "and", co.__file__, flush=True)
 
 
 def _sampled(d: int):
-    """Positions csrc's sample-select reads on a row of length d (F(sample))."""
+    """Positions csrc's sample-select reads on a row of length d (select_large in
+    csrc/rows.c: nb blocks of EF_BLOCK = 16, read by sample_m in csrc/passes.c)."""
     import numpy as np
 
-    nb = min(max(d // 256, 32), 1024, d // 16)
+    nb = min(max(d // 512, 32), 1024, d // 16)
     nblk = d // 16
     starts = 16 * ((nblk - 1) * np.arange(nb) // (nb - 1))
     return (starts[:, None] + np.arange(16)).reshape(-1)
@@ -71,9 +74,10 @@ def long_rows(seed: int):
         # overflows its capacity -> radix fallback
         low = (1.0 + rng.random(d)).astype(dtype)
         low[_sampled(d)] = 1e-3
-        # sampled blocks far above the rest: too few kept -> radix fallback
+        # sampled blocks far above the rest, all distinct: the threshold is too high;
+        # k = 3: enough kept (the candidate select); k = 50: too few -> radix fallback
         high = (1.0 + rng.random(d)).astype(dtype)
-        high[_sampled(d)] = 1e3
+        high[_sampled(d)] = 1e3 * (1.0 + rng.random(_sampled(d).size))
         few = rng.integers(0, 3, d).astype(dtype)  # the threshold is a tie value
         two = np.vstack([x[: d // 2], (1.0 + rng.random(d // 2)).astype(dtype)])
         two[1, _sampled(d // 2)] = 1e-3
@@ -155,7 +159,7 @@ def glm_reference(A, b, off, x, reg, kind):
 
 
 def run_glm(seed: int) -> int:
-    """The fused GLM oracle (csrc/ef21fast_oracle.c) on glm_cases, both kinds."""
+    """The fused GLM oracle (csrc/glm_oracle.c) on glm_cases, both kinds."""
     import numpy as np
 
     import ef21fast

@@ -1,9 +1,17 @@
-"""The ``"c"`` backend: the kernels of ``csrc/`` (cffi, OpenMP when available).
+"""The ``"c"`` backend: the kernels of ``csrc/`` (module ``ef21fast._ckernels``, cffi,
+OpenMP when available).
 
 Arguments arrive normalised by :mod:`ef21fast.api`: native-order, C-contiguous, 2-D
 ``(n, d)`` arrays of float32 or float64, ``k`` a Python int with ``0 <= k <= d``,
 per-row factors as length-n arrays of the data dtype, ``lr`` a numpy scalar of it.
 Results are bit-for-bit those of :mod:`ef21fast.reference`, whatever the thread count.
+
+This module also owns the thread count of all the C code, and its fork-safety rule:
+the fused GLM oracle (:mod:`ef21fast.methods.oracle`, module ``ef21fast._coracle``)
+takes its count from :func:`parallel_call_threads`.
+
+Importing it raises ImportError, with the reason the build recorded
+(``ef21fast/_ckernels_build_error.txt``), when the module was not built.
 """
 
 from __future__ import annotations
@@ -12,31 +20,29 @@ import os
 
 import numpy as np
 
+#: Where setup.py records why ``ef21fast._ckernels`` did not build.
+BUILD_ERROR_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "_ckernels_build_error.txt")
+
 try:
     from ef21fast._ckernels import ffi, lib
 except ImportError as exc:  # not built, or the build failed
-    _err_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c_build_error.txt")
-    _detail = ""
-    if os.path.exists(_err_file):
-        try:
-            with open(_err_file) as _fh:
-                _detail = _fh.read().strip()
-        except OSError:
-            _detail = ""
     _msg = f"the C backend is not available: {exc}"
-    if _detail:
-        _msg += f" ({_detail})"
+    try:
+        with open(BUILD_ERROR_FILE) as _fh:
+            _msg += f" ({_fh.read().strip()})"
+    except OSError:  # no record: not built at all (e.g. imported from a source tree)
+        pass
     raise ImportError(_msg) from exc
 
 __all__ = ["topk", "ef21_step", "ef_step", "scatter_add",
-           "set_num_threads", "get_num_threads", "describe"]
+           "set_num_threads", "get_num_threads", "describe", "parallel_call_threads"]
 
 # cffi array types looked up once (a type given by its string is parsed, or looked up
 # in cffi's cache, on every call).
 _CTYPE = {np.dtype(np.float32): ffi.typeof("float[]"), np.dtype(np.float64): ffi.typeof("double[]"),
           np.dtype(np.int64): ffi.typeof("int64_t[]")}
 _SFX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_ENOMEM = 1
 
 
 def _ptr(arr, writable=False):
@@ -46,11 +52,20 @@ def _ptr(arr, writable=False):
     return ffi.from_buffer(_CTYPE[arr.dtype], arr, writable)
 
 
+# The kernels' return codes (csrc/ef21fast.h: enum ef21_status), read once: an
+# attribute of lib costs more than a global on every call.
+_OK, _ENOMEM, _EINVAL = lib.EF21_OK, lib.EF21_ENOMEM, lib.EF21_EINVAL
+
+
 def _check(rc):
+    """Raise the exception of a kernel's return code, if it is not EF21_OK."""
+    if rc == _OK:
+        return
     if rc == _ENOMEM:
-        raise MemoryError("ef21fast C backend: out of memory")
-    if rc != 0:
-        raise RuntimeError(f"ef21fast C backend: error code {rc}")
+        raise MemoryError("ef21fast C backend: out of memory for a workspace")
+    if rc == _EINVAL:
+        raise ValueError("ef21fast C backend: a size out of range (n, d or k < 0, or k > d)")
+    raise RuntimeError(f"ef21fast C backend: unknown return code {rc}")
 
 
 # GNU OpenMP (libgomp) is not fork-safe: a child forked after the parent ran a parallel
@@ -79,6 +94,22 @@ def _note_team() -> None:
     global _team_used
     if not _team_used and lib.ef21_get_num_threads() > 1:
         _team_used = True  # conservatively: this call may start a thread team
+
+
+def parallel_call_threads() -> int:
+    """The thread count for a call into other C code that may run a parallel region.
+
+    For the fused GLM oracle (:mod:`ef21fast.methods.oracle`): the kernels' count
+    (:func:`get_num_threads`), recorded for the fork-safety rule above like a kernel
+    call, so that a child forked after it runs the oracle on one thread too.
+
+    Returns
+    -------
+    int
+        At least 1 (1 without OpenMP, and in a child forked after a team ran here).
+    """
+    _note_team()
+    return int(lib.ef21_get_num_threads())
 
 
 def _fn(name, dtype):

@@ -116,7 +116,7 @@ def cross_check(backend: str, seed: int = 0, large: bool = True, kernels=KERNEL_
 
 
 #: The words of ``EF21FAST_C_FORCE``, each forcing one internal path of the C selection
-#: (see csrc/ef21fast_kernels.c): "radix" (the exact radix select, no sampling),
+#: (see csrc/internal.h): "radix" (the exact radix select, no sampling),
 #: "nosmall" (short rows through the chunked paths), "rows" (parallel over rows only),
 #: "within" (rows of d >= 64 split across threads), "stream" (the candidate pass for
 #: rows streamed from memory). No word may change a result.

@@ -1,5 +1,5 @@
-/* Internal to the C sources (not part of the cffi declarations): how the hot functions
- * are compiled for the CPU at hand.
+/* Internal to the C sources of both modules (not part of the cffi declarations): how the
+ * hot functions are compiled for the CPU at hand.
  *
  * EF_CLONES: clones for x86-64-v4 (AVX-512) and AVX2 picked at load time next to the
  * baseline one (GCC function multi-versioning, x86-64 Linux/glibc only). Same C, same
@@ -12,8 +12,8 @@
  *   -DEF21_ISA=4       the x86-64-v4 version only (AVX-512F/BW/DQ/VL).
  * EF_INLINE: helpers that must be inlined into each clone. 32-byte vector types only
  * ever live inside them: no ABI crossing, hence no -Wpsabi warning wanted. */
-#ifndef EF21FAST_SIMD_H
-#define EF21FAST_SIMD_H
+#ifndef EF21_ISA_H
+#define EF21_ISA_H
 
 #if defined(EF21_ISA) && EF21_ISA == 4
 #define EF_CLONES __attribute__((target("arch=x86-64-v4")))

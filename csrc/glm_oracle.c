@@ -1,11 +1,12 @@
-/* Fused client oracle of the dense generalised linear problems (ef21fast.problems):
- * every client's gradient in one pass over the data.
+/* The fused client oracle of the dense generalised linear problems
+ * (ef21fast.methods.problems), module ef21fast._coracle (glm_oracle.h): every client's
+ * gradient in one pass over the data.
  *
  * For client i with rows a_j (j in [off[i], off[i+1])), labels b_j and m_i rows:
  *
  *     z_j = a_j . x
- *     s_j = -b_j expit(-b_j z_j)       (logistic regression, kind 0)
- *     s_j = 2 (z_j - b_j)              (linear regression, kind 1)
+ *     s_j = -b_j expit(-b_j z_j)       (logistic regression, EF21_GLM_LOGREG)
+ *     s_j = 2 (z_j - b_j)              (linear regression, EF21_GLM_LINREG)
  *     G_i = sum_j (s_j / m_i) a_j + reg
  *
  * Rows are taken in tiles of up to 32: the tile's dot products (4 rows at a time,
@@ -19,6 +20,10 @@
  * the AVX2 and the default clone and for any thread count (each client is computed by
  * one thread). They agree with the NumPy oracle to rounding, not bit for bit (BLAS
  * sums in its own order).
+ *
+ * The thread count comes from the caller: ef21fast/methods/oracle.py passes the C
+ * backend's (ef21fast/backends/c.py), so that ef21fast.set_num_threads and the
+ * fork-safety rule of the kernels apply to this oracle too.
  */
 #include <math.h>
 #include <stddef.h>
@@ -28,8 +33,8 @@
 #include <omp.h>
 #endif
 
-#include "ef21fast.h"
-#include "ef21fast_simd.h"
+#include "glm_oracle.h"
+#include "isa.h"
 
 /* Below this many elements of A one thread does it: a team costs more than it saves. */
 #define OR_PAR_MIN ((int64_t)1 << 18)
@@ -171,7 +176,7 @@ EF_INLINE void or_client(
         for (; t < nt; t++)
             or_dot1(A + (j0 + t) * d, x, d, c + t);
         const double *bt = b + j0;
-        if (kind == 0)
+        if (kind == EF21_GLM_LOGREG)
             for (t = 0; t < nt; t++)
                 c[t] = (-bt[t] * or_expit(-(bt[t] * c[t]))) * inv_m;
         else
@@ -190,12 +195,13 @@ EF_INLINE void or_client(
 EF_CLONES
 int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
                           int64_t n, int64_t d, const double *x, const double *reg,
-                          int kind, double *G)
+                          int kind, int nthreads, double *G)
 {
-    if (kind != 0 && kind != 1)
-        return EF21_EINVAL;
+    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
+        nthreads < 1)
+        return EF21_GLM_EINVAL;
     int64_t m = offsets[n] - offsets[0];
-    int nt = ef21_get_num_threads();
+    int nt = nthreads;
     if (nt > n)
         nt = n < 1 ? 1 : (int)n;
     if (m * d < OR_PAR_MIN)
@@ -203,12 +209,12 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
     if (nt <= 1) { /* outside any parallel region: a team of one still costs a futex wake */
         for (int64_t i = 0; i < n; i++)
             or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
-        return EF21_OK;
+        return EF21_GLM_OK;
     }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
 #endif
     for (int64_t i = 0; i < n; i++)
         or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
-    return EF21_OK;
+    return EF21_GLM_OK;
 }
