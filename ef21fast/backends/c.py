@@ -118,7 +118,7 @@ def _fn(name, dtype):
 
 
 def topk(x, k):
-    """idx (int64, (n, k)) and val (x.dtype, (n, k)) of the k largest |x| per row."""
+    """idx (int64, (n, k)) and val (x.dtype, (n, k)) of the k largest ``|x|`` per row."""
     n, d = x.shape
     idx = np.empty((n, k), dtype=np.int64)
     val = np.empty((n, k), dtype=x.dtype)

@@ -28,7 +28,7 @@ def _c_in_place(package: Path) -> bool:
     """The C extension can be imported, or its build failed with a record (then the
     registry reports that record as the reason)."""
     return (importlib.util.find_spec("ef21fast._ckernels") is not None
-            or (package / "c_build_error.txt").is_file())
+            or (package / "_ckernels_build_error.txt").is_file())
 
 
 def problem() -> str | None:

@@ -82,7 +82,7 @@ class Method:
     problem : Problem
         The problem the method runs on (for ``ef21-clone``, the cloned problem).
     n, d : int
-        Clients (workers) and dimension of :attr:`problem`.
+        Clients (workers) and dimension of ``problem``.
     k : int
         Values sent per client per round (``d`` for dense methods).
     gamma : float

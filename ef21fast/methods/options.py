@@ -44,7 +44,7 @@ def bits_per_value(bits: str, d: int) -> int:
     Raises
     ------
     ValueError
-        If ``bits`` is not one of :data:`BITS_MODES`.
+        If ``bits`` is not one of ``BITS_MODES``.
     """
     if bits not in BITS_MODES:
         raise ValueError(f"bits must be one of {BITS_MODES}, got {bits!r}")
