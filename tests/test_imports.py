@@ -130,3 +130,24 @@ def test_testing_tools_import_without_pytest_or_hypothesis():
             "from ef21fast.testing import cross_check; "
             "print(cross_check('numpy', large=False, kernels=('topk',)) == [])")
     assert _python(code) == "True"
+
+
+def test_moved_modules_still_import_with_a_deprecation_warning():
+    from ef21fast import _moved
+
+    code = ("import warnings, importlib, ef21fast; from ef21fast._moved import MOVED; "
+            "warnings.simplefilter('error'); bad = []\n"
+            "for old, new in MOVED.items():\n"
+            "    try:\n"
+            "        importlib.import_module(old)\n"
+            "        bad.append(old)\n"
+            "    except DeprecationWarning as w:\n"
+            "        ok = new in str(w)\n"
+            "        if not ok: bad.append(old)\n"
+            "warnings.simplefilter('ignore')\n"
+            "for old, new in MOVED.items():\n"
+            "    if importlib.import_module(old) is not importlib.import_module(new):\n"
+            "        bad.append(old)\n"
+            "print(bad)")
+    assert _python(code) == "[]"
+    assert set(_moved.MOVED.values()) <= set(_modules())
