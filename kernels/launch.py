@@ -1,0 +1,184 @@
+"""Run a kernel call as :mod:`.plan` decides: allocate the outputs, take kept candidate
+buffers, and call the jitted driver on the planned number of threads.
+
+The one-thread path calls drivers that launch no parallel region (what makes a forked
+child of a parallel parent safe); the driver for the case at hand is chosen here, in
+Python, so that a first call compiles only that one.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+
+from . import plan
+from .modes import MODE_EF
+from .rows import row_parallel, rows_batch, rows_serial, rows_small_k, rows_trivial
+from .scatter import scatter_parallel, scatter_range
+
+# Parallel calls from several Python threads take turns (see
+# plan.serialise_parallel_calls).
+_call_lock = threading.Lock()
+
+#: Candidate workspaces kept between calls (page faults on fresh buffers cost more
+#: than a large selection's streaming pass): at most this many, reused by size.
+WS_KEEP = 2
+_ws_lock = threading.Lock()
+_ws_free: list = []  # [(kbuf, obuf, mbuf)], most recently returned last
+
+_INT32 = np.dtype(np.int32)
+_INT64 = np.dtype(np.int64)
+
+
+def _bits_dtype(dtype: np.dtype) -> np.dtype:
+    """The integer dtype of the value bits (and keys) of float ``dtype``."""
+    return _INT32 if dtype.itemsize == 4 else _INT64
+
+
+def _offsets_dtype(chunk: int) -> np.dtype:
+    """The dtype of candidate offsets within chunks of at most ``chunk`` elements:
+    int32 (half the bytes) unless that could overflow."""
+    return _INT32 if chunk < 2**31 else _INT64
+
+
+def _ws_take(size: int, dtype, chunk: int):
+    """Candidate buffers (value bits of float ``dtype``, offsets within chunks of at
+    most ``chunk`` elements, keys) with room for ``size`` entries: a kept triple if
+    one fits (not much larger), else new. Each caller owns what it takes until
+    :func:`_ws_give` (thread-safe)."""
+    kdt, odt = _bits_dtype(dtype), _offsets_dtype(chunk)
+    with _ws_lock:
+        for q in range(len(_ws_free) - 1, -1, -1):
+            kb, ob, mb = _ws_free[q]
+            if (kb.dtype == kdt and ob.dtype == odt
+                    and size <= kb.shape[0] <= 2 * size + 65536):
+                del _ws_free[q]
+                return kb, ob, mb
+    return (np.empty(size, dtype=kdt), np.empty(size, dtype=odt),
+            np.empty(size, dtype=kdt))
+
+
+def _ws_give(ws) -> None:
+    with _ws_lock:
+        _ws_free.append(ws)
+        del _ws_free[:-WS_KEEP]
+
+
+def _run(nthreads: int, fn, *args):
+    """``fn(*args)``, where ``fn`` runs its parallel regions on ``nthreads`` threads
+    (1: it launches none)."""
+    if numba.config.DISABLE_JIT:
+        # plain Python on numpy scalars: inf - inf etc. must not warn (the jitted
+        # code does not); the lock keeps the behaviour of the jitted path
+        with _call_lock, np.errstate(all="ignore"):
+            return fn(*args)
+    if nthreads == 1:
+        # neither Numba's thread count nor the lock matters (and querying the count
+        # costs as much as a small call)
+        return fn(*args)
+    plan.note_parallel()
+    # numba.set_num_threads is per calling thread: apply the request in this one
+    if numba.get_num_threads() != nthreads:
+        numba.set_num_threads(nthreads)
+    if not plan.serialise_parallel_calls():
+        return fn(*args)
+    with _call_lock:
+        result = fn(*args)
+        plan.note_layer()
+        return result
+
+
+def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: int):
+    """The selection of ``mode`` (see :mod:`.modes`) on every row of ``a``; returns
+    ``(idx, val)``.
+
+    Parameters
+    ----------
+    mode : int
+        ``MODE_TOPK``, ``MODE_EF21``, ``MODE_EF21_SCALED`` or ``MODE_EF``.
+    a : ndarray of float32 or float64, shape (n, d), C-contiguous
+        The input (x or the gradient). Not modified.
+    b : None or ndarray, same shape and dtype, C-contiguous
+        The state (or error), **updated in place**; None for topk.
+    cvec : ndarray of shape (n,), of the data dtype
+        The row scalars (scale or lr; ignored by topk and EF21).
+    k : int
+        ``0 <= k <= d``.
+    """
+    n, d = a.shape
+    idx = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=a.dtype)
+    if n == 0 or (k == 0 and mode != MODE_EF):
+        return idx, val
+    if b is None:
+        b = np.empty((n, 0), dtype=a.dtype)
+    rows = (a, b, cvec)
+    out = (idx, val)
+    nthreads = plan.select_threads(n, d, k)
+    path = plan.select_path(n, d, nthreads)
+    if path == "serial":
+        _run(1, _select_serial, mode, rows, k, out)
+    elif path == "split":
+        _run(nthreads, _select_split, mode, rows, k, out, nthreads)
+    else:
+        _run(nthreads, rows_batch, mode, rows, plan.row_plan(d, k, a.itemsize),
+             plan.batch_blocks(n, nthreads), np.empty(0, dtype=_offsets_dtype(d)), out)
+    return idx, val
+
+
+def _select_serial(mode, rows, k, out):
+    """Every row on the calling thread, with kept candidate buffers."""
+    a = rows[0]
+    n, d = a.shape
+    if k <= 1 or k == d:
+        rows_trivial(mode, rows, k, out, (0, n))
+        return
+    row_plan = plan.row_plan(d, k, a.itemsize)
+    _, _, _, _, small, cap = row_plan[:6]
+    ws = _ws_take(cap, a.dtype, d)
+    try:
+        if small:
+            rows_small_k(mode, rows, k, out, (0, n), (ws[0], np.empty(k, ws[0].dtype)))
+        else:
+            rows_serial(mode, rows, row_plan, ws, out)
+    finally:
+        _ws_give(ws)
+
+
+def _select_split(mode, rows, k, out, nthreads):
+    """Each row in turn, split into parallel chunks; a row whose chunk held more
+    candidates than planned runs again with room for all."""
+    a, b, cvec = rows
+    idx, val = out
+    n, d = a.shape
+    split = plan.split_plan(d, k, a.itemsize, nthreads)
+    nch, capc = split[3], split[4]
+    chunk = -(-d // nch)
+    ws = _ws_take(nch * capc, a.dtype, chunk)
+    try:
+        for i in range(n):
+            row = (a[i], b[i], cvec[i])
+            need = row_parallel(mode, row, split, ws, (idx[i], val[i]))
+            if need:
+                big = _ws_take(nch * need, a.dtype, chunk)
+                try:
+                    row_parallel(mode, row, plan.split_retry_plan(split, need), big,
+                                 (idx[i], val[i]))
+                finally:
+                    _ws_give(big)
+    finally:
+        _ws_give(ws)
+
+
+def scatter_add(out, idx, val, weights):
+    """``out[idx[i, j]] += w_i * val[i, j]`` for rows i in order; returns ``out``."""
+    w = weights if weights is not None else np.empty(0, dtype=out.dtype)
+    d = out.shape[0]
+    nthreads = plan.scatter_threads(d, idx.size)
+    if nthreads == 1:
+        _run(1, scatter_range, out, (idx, val, w), (0, d))
+    else:
+        _run(nthreads, scatter_parallel, out, (idx, val, w), nthreads)
+    return out
