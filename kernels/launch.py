@@ -15,7 +15,7 @@ import numpy as np
 
 from . import plan
 from .modes import MODE_EF
-from .rows import row_parallel, rows_batch, rows_serial, rows_small_k, rows_trivial
+from .rows import row_parallel, rows_batch, rows_dense, rows_serial, rows_trivial
 from .scatter import scatter_parallel, scatter_range
 
 # Parallel calls from several Python threads take turns (see
@@ -136,11 +136,11 @@ def _select_serial(mode, rows, k, out):
         rows_trivial(mode, rows, k, out, (0, n))
         return
     row_plan = plan.row_plan(d, k, a.itemsize)
-    _, _, _, _, small, cap = row_plan[:6]
+    _, _, _, dense, _, cap = row_plan[:6]
     ws = _ws_take(cap, a.dtype, d)
     try:
-        if small:
-            rows_small_k(mode, rows, k, out, (0, n), (ws[0], np.empty(k, ws[0].dtype)))
+        if dense:
+            rows_dense(mode, rows, row_plan, out, (0, n), ws[0])
         else:
             rows_serial(mode, rows, row_plan, ws, out)
     finally:

@@ -3,13 +3,14 @@
 A *row* is ``(a, b, c)`` (see :mod:`.keys`), a *span* ``(lo, hi)``: the whole row, or
 one chunk of a row split across threads. Each pass whose loop reads the values is a
 body ``_name(mode, written, args)`` compiled once per constant mode and a wrapper
-``name`` that runs it through :func:`.keys.by_mode`:
+``name`` that runs it through :func:`.keys.by_mode`. The wrappers are inlined into
+their callers: a call costs about 30 ns (the reference counts of the arrays it is
+passed), as much as a pass over a row of a few hundred elements.
 
 * :func:`collect`: the candidates of the sample-select (key > t), value bits and
   offsets into bounded lists; in ``MODE_EF`` it writes the updated error back.
 * :func:`count_equal`: how many keys equal t.
 * :func:`sample_keys`: the keys of evenly spread runs of the row.
-* :func:`row_keys`: the keys of a whole short row, into a buffer.
 * :func:`histogram_range`: the counts of one radix digit of the keys with a prefix.
 * :func:`emit_chunk`: the emitting scan of the full-range selection.
 * :func:`argmax`, :func:`emit_all`: the k = 1 and k = d cases.
@@ -115,7 +116,7 @@ def _collect(mode, written, args):
     return np.int64(cnt)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def collect(mode, written, row, span, t, lists, cap):
     """The candidates of the span: the elements with key > t, in index order, their
     value bits to ``lists[0]`` and their offsets ``j - lo`` to ``lists[1]`` (room for
@@ -147,7 +148,7 @@ def _count_equal(mode, written, args):
     return e
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def count_equal(mode, row, span, t):
     """How many keys of the span equal t, on written values. Only needed when the
     candidates are fewer than k (then the ties at t may decide), so not counted by
@@ -176,27 +177,12 @@ def _sample_keys(mode, written, args):
             frac -= nblocks - 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def sample_keys(mode, written, row, nblocks, block, skeys):
     """The keys of ``nblocks`` runs of ``block`` consecutive elements spread evenly over
     the row (cache-line friendly), into ``skeys[:nblocks * block]`` (``nblocks >= 2``).
     Reads only (``MODE_EF`` not yet written: the updated error on the fly)."""
     by_mode(_sample_keys, mode, written, (row, nblocks, block, skeys))
-
-
-@njit(cache=True, nogil=True)
-def _row_keys(mode, written, args):
-    literally(mode)
-    literally(written)
-    row, keys = args
-    for j in range(row[0].shape[0]):
-        keys[j] = key(value(mode, written, row, j))
-
-
-@njit(cache=True, nogil=True)
-def row_keys(mode, row, keys):
-    """``keys[j]`` = the key of element j of the row, for every j, on written values."""
-    by_mode(_row_keys, mode, True, (row, keys))
 
 
 @njit(cache=True, nogil=True)
@@ -232,7 +218,7 @@ def _histogram_range(mode, written, args):
             hist[(kk >> lo_bit) & mask] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def histogram_range(mode, row, span, digit, hist):
     """:func:`histogram_keys` of the keys of the span, on written values."""
     by_mode(_histogram_range, mode, True, (row, span, digit, hist))
@@ -242,11 +228,10 @@ def histogram_range(mode, row, span, digit, hist):
 def _emit_chunk(mode, written, args):
     literally(mode)
     literally(written)
-    row, span, keys, sel, out, slots = args
+    row, span, sel, out, slots = args
     lo, hi = span
     shift, prefix, quota = sel
     off, n_out = slots
-    dense = keys.shape[0] > 0
     o = off
     end = off + n_out
     taken = 0
@@ -254,11 +239,7 @@ def _emit_chunk(mode, written, args):
         if o >= end:
             break
         j = lo + t
-        if dense:
-            kk = keys[t]
-        else:
-            kk = key(value(mode, written, row, j))
-        p = kk >> shift
+        p = key(value(mode, written, row, j)) >> shift
         if p > prefix:
             emit(mode, written, row, j, j, out, o)
             o += 1
@@ -269,17 +250,15 @@ def _emit_chunk(mode, written, args):
     return o
 
 
-@njit(cache=True, nogil=True)
-def emit_chunk(mode, row, span, keys, sel, out, slots):
+@njit(cache=True, nogil=True, inline="always")
+def emit_chunk(mode, row, span, sel, out, slots):
     """Emit, in index order, the span's elements with ``key >> shift > prefix`` and the
     first ``quota`` with ``key >> shift == prefix`` (``sel = (shift, prefix, quota)``),
     to the slots from ``off`` of ``out = (idx_row, val_row)``; they are ``n_out`` in
     all (``slots = (off, n_out)``; the scan stops after the last). On written values.
-
-    ``keys``: the span's keys, precomputed, or an empty array (then computed from the
-    values). Returns the next free slot.
+    Returns the next free slot.
     """
-    return by_mode(_emit_chunk, mode, True, (row, span, keys, sel, out, slots))
+    return by_mode(_emit_chunk, mode, True, (row, span, sel, out, slots))
 
 
 @njit(cache=True, nogil=True)
@@ -302,7 +281,7 @@ def _argmax(mode, written, args):
     return best, bj
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def argmax(mode, written, row, span):
     """``(key, index)`` of the largest key in the span, first index on ties.
     ``MODE_EF`` not yet written: the error update is written back on the span."""
@@ -319,7 +298,7 @@ def _emit_all(mode, written, args):
         emit(mode, written, row, j, j, out, j)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def emit_all(mode, written, row, span, out):
     """Emit every element of the span to its own slot (the k = d case)."""
     by_mode(_emit_all, mode, written, (row, span, out))

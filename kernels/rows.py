@@ -28,9 +28,9 @@ tuple; ``span = (lo, hi)`` a range of rows (or of a row's elements).
 Workspaces are allocated per call and per block of rows, never per row, and never
 d-sized except the per-block key buffer of dense rows; the candidate buffers of a split
 row, and of the one-thread driver, are passed in (kept between calls by
-:mod:`.launch`). Batches with k in {0, 1, d} and dense rows with small k skip the
-pipeline: plain loops on the 2-D arrays, no per-row views (their reference counting
-dominates on short rows).
+:mod:`.launch`). Batches with k in {0, 1, d}, and dense rows, are plain loops on the
+2-D arrays in one call per block of rows: no per-row views or calls (their reference
+counting dominates on short rows).
 """
 
 from __future__ import annotations
@@ -42,32 +42,25 @@ from .candidates import emit_list, list_kth, lists_kth
 from .keys import bits_empty, by_mode, canon, emit, key, value, vbits
 from .modes import MODE_EF
 from .passes import (argmax, collect, count_equal, emit_all, emit_chunk, histogram_range,
-                     row_keys, update_error)
+                     update_error)
 from .select import (BUCKETS_MAX, choose_bucket, keep_range, kth_small_k, plan_chunks,
-                     radix_row, sample_threshold)
+                     radix_select, sample_threshold)
 
 
 @njit(cache=True, nogil=True)
 def row_serial(mode, row, plan, ws, out):
-    """Select on one row, serially (``2 <= k < d``; dense rows: k above the small-k
-    limit, see :func:`rows_small_k`), with the per-block workspace ``ws = (kbuf, obuf,
-    mbuf, skeys, hist, sub, gt)``: the value bits or keys, the offsets and the keys of
-    the candidates (room for ``cap``; dense rows: kbuf with room for d), the sample
+    """Select on one row that is not dense, serially (``2 <= k < d``), with the
+    per-block workspace ``ws = (kbuf, obuf, mbuf, skeys, hist, sub, gt)``: the value
+    bits, the offsets and the keys of the candidates (room for ``cap``), the sample
     keys, a (1, ``BUCKETS_MAX``) and a (4, ``BUCKETS_MAX``) histogram, a (1,) count."""
-    k, keybits, rbits, dense, _, cap = plan[:6]
+    k, keybits, rbits, _, _, cap = plan[:6]
     kbuf, obuf, mbuf, skeys, hist, sub, gt = ws
     a, b, _ = row
     d = a.shape[0]
-    sampled = not dense and plan[6] > 0
-    if mode == MODE_EF and not sampled:
-        update_error(row, (0, d))
-    keys = kbuf[:0]  # empty: the emitting scan computes the keys
+    sampled = plan[6] > 0
     t = 0
     cnt = 0
-    if dense:
-        keys = kbuf[:d]
-        row_keys(mode, row, keys)
-    elif sampled:
+    if sampled:
         thresholds = sample_threshold(mode, False, row, plan[6:], skeys, (hist[0], sub))
         t = thresholds[0]
         # MODE_EF: this pass writes the updated error back (written from here on)
@@ -82,15 +75,17 @@ def row_serial(mode, row, plan, ws, out):
             emit_list(mode, b, (kbuf[:cnt], obuf[:cnt]), 0, (tk, k - above, ties), out,
                       (0, k))
             return
+    elif mode == MODE_EF:
+        update_error(row, (0, d))
     # one emitting scan of the row (a single call: one compiled version): the keys
     # with key >> shift > prefix, then the first need_eq with key >> shift == prefix
     if sampled and k <= cnt + count_equal(mode, row, (0, d), t):
         # the k-th key is t itself: all keys above it, then the first ties
         shift, prefix, need_eq = 0, t, k - cnt
     else:
-        shift, prefix, need_eq = radix_row(mode, row, keys, k, (keybits, rbits),
-                                           (hist, gt))
-    emit_chunk(mode, row, (0, d), keys, (shift, prefix, need_eq), out, (0, k))
+        shift, prefix, need_eq = radix_select(mode, row, kbuf[:0], k, (keybits, rbits),
+                                              (hist, gt))
+    emit_chunk(mode, row, (0, d), (shift, prefix, need_eq), out, (0, k))
 
 
 @njit(cache=True, nogil=True)
@@ -117,20 +112,20 @@ def rows_serial(mode, rows, plan, lists, out):
 @njit(cache=True, nogil=True, parallel=True)
 def rows_batch(mode, rows, plan, nblk, oproto, out):
     """Every row of the batch, the rows split into ``nblk`` parallel blocks, each row
-    as :func:`rows_trivial`, :func:`rows_small_k` or :func:`row_serial` (``plan``: a
+    as :func:`rows_trivial`, :func:`rows_dense` or :func:`row_serial` (``plan``: a
     :data:`.plan.ROW_PLAN`). ``oproto``: an empty array of the offsets' dtype."""
     a, b, cvec = rows
     idx, val = out
     n, d = a.shape
-    k, _, _, _, small, cap = plan[:6]
+    k, _, _, dense, _, cap = plan[:6]
     if k <= 1 or k == d:
         for q in prange(nblk):
             rows_trivial(mode, rows, k, out, (q * n // nblk, (q + 1) * n // nblk))
         return
-    if small:
+    if dense:
         for q in prange(nblk):
-            rows_small_k(mode, rows, k, out, (q * n // nblk, (q + 1) * n // nblk),
-                         (bits_empty(d, a), bits_empty(k, a)))
+            rows_dense(mode, rows, plan, out, (q * n // nblk, (q + 1) * n // nblk),
+                       bits_empty(d, a))
         return
     for q in prange(nblk):
         lists = (bits_empty(cap, a), np.empty(cap, dtype=oproto.dtype),
@@ -225,43 +220,53 @@ def rows_trivial(mode, rows, k, out, span):
 
 
 @njit(cache=True, nogil=True)
-def _rows_small_k(mode, written, args):
+def _rows_dense(mode, written, args):
     literally(mode)
     literally(written)
-    rows, k, out, span, bufs = args
+    rows, plan, out, span, keys = args
     a, b, cvec = rows
+    k, keybits, rbits, _, small, _ = plan[:6]
     lo, hi = span
-    kbuf, best = bufs
     d = a.shape[1]
+    keys = keys[:d]
+    best = bits_empty(k if small else 0, a)
+    scratch = (np.empty((1, BUCKETS_MAX), dtype=np.int64), np.empty(1, dtype=np.int64))
     for i in range(lo, hi):
         row = (a, b, cvec[i])
         if mode == MODE_EF and not written:
             write_back_row(row, i)
         for j in range(d):
-            kbuf[j] = key(value(mode, True, row, (i, j)))
-        tk = kth_small_k(kbuf, d, k, best)
-        above = 0
-        for j in range(d):
-            above += kbuf[j] > tk
-        quota = k - above
+            keys[j] = key(value(mode, True, row, (i, j)))
+        # every key with key >> shift > prefix, then the first quota with ==
+        if small:
+            tk = kth_small_k(keys, d, k, best)
+            above = 0
+            for j in range(d):
+                above += keys[j] > tk
+            shift, prefix, quota = 0, tk, k - above
+        else:
+            shift, prefix, quota = radix_select(mode, None, keys, k, (keybits, rbits),
+                                                scratch)
         o = 0
         for j in range(d):
             if o >= k:
                 break
-            kk = kbuf[j]
-            if kk > tk or (kk == tk and quota > 0):
-                if kk == tk:
+            p = keys[j] >> shift
+            if p > prefix or (p == prefix and quota > 0):
+                if p == prefix:
                     quota -= 1
                 emit(mode, True, row, (i, j), j, out, (i, o))
                 o += 1
 
 
 @njit(cache=True, nogil=True)
-def rows_small_k(mode, rows, k, out, span, bufs):
-    """Rows ``span = (lo, hi)`` of a batch of short rows with small ``k >= 2``: keys
-    into ``kbuf`` (room for d), the k-th key by insertion (``best``: room for k;
-    ``bufs = (kbuf, best)``), then one emitting scan; loops on the 2-D arrays."""
-    by_mode(_rows_small_k, mode, False, (rows, k, out, span, bufs))
+def rows_dense(mode, rows, plan, out, span, keys):
+    """Rows ``span = (lo, hi)`` of a batch of dense rows (``2 <= k < d``, ``plan``: a
+    :data:`.plan.ROW_PLAN`): the row's keys into ``keys`` (room for d), the k-th key
+    by an insertion top-k (``small``) or a radix select, then one emitting scan; loops
+    on the 2-D arrays, one call for all the rows (a call per row costs as much as a
+    pass over a short row)."""
+    by_mode(_rows_dense, mode, False, (rows, plan, out, span, keys))
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -389,6 +394,6 @@ def row_parallel(mode, row, plan, lists, out):
         sel[1] = prefix
     plan_chunks(gt, eq, k, off, quota)
     for ch in prange(nch):
-        emit_chunk(mode, row, (bounds[ch], bounds[ch + 1]), kbuf[:0],
-                   (sel[0], sel[1], quota[ch]), out, (off[ch], gt[ch] + quota[ch]))
+        emit_chunk(mode, row, (bounds[ch], bounds[ch + 1]), (sel[0], sel[1], quota[ch]),
+                   out, (off[ch], gt[ch] + quota[ch]))
     return 0

@@ -9,7 +9,7 @@ chunking (hence the thread count) or the sample:
   (:func:`keep_range` compacts its keys); it may stop early with a threshold instead.
 * :func:`sample_threshold`: the threshold keys of the sample-select from the keys of
   a sample (:func:`.passes.sample_keys`).
-* :func:`radix_row`: an MSD radix select over the keys of a whole row (per-chunk
+* :func:`radix_select`: an MSD radix select over the keys of a whole row (per-chunk
   histograms of ``rbits`` bits at a time, restricted to the prefix chosen so far,
   :func:`choose_bucket` picking the digit), which finds a prefix ``P`` at bit
   ``shift``: every element with ``key >> shift > P`` is selected, and of those with
@@ -263,24 +263,23 @@ def sample_threshold(mode, written, row, sample, skeys, scratch):
 
 
 @njit(cache=True, nogil=True)
-def radix_row(mode, row, keys, need, widths, scratch):
-    """Radix select of the ``need``-th largest key of a whole row (``1 <= need <= d``),
-    on written values. Returns ``(shift, prefix, need_eq)`` (see the module docstring).
+def radix_select(mode, row, keys, need, widths, scratch):
+    """Radix select of the ``need``-th largest key of one row (``1 <= need <= d``).
+    Returns ``(shift, prefix, need_eq)`` (see the module docstring).
 
-    ``keys``: the row's keys, precomputed, or an empty array (then computed from the
-    values at each round); ``widths = (keybits, rbits)``: the keys' significant bits
-    and the digit width; ``scratch = (hist, gt)``: a (1, >= 2**rbits) and a (1,) int64
-    array.
+    ``row`` None: the keys are ``keys``, precomputed (the leading bits they all share
+    are skipped first); else the keys of the whole ``row`` (``keys`` unused), computed
+    from its written values at each round (Numba compiles the two cases apart).
+    ``widths = (keybits, rbits)``: the keys' significant bits and the digit width;
+    ``scratch = (hist, gt)``: a (1, >= 2**rbits) and a (1,) int64 array.
     """
     keybits, rbits = widths
     hist, gt = scratch
-    d = row[0].shape[0]
-    dense = keys.shape[0] > 0
     hi_bit = keybits
     prefix = np.int64(0)
     gt[0] = 0
-    if dense:
-        # skip the leading bits all the keys share (most of them, on a short row)
+    if row is None:
+        d = keys.shape[0]
         andv = np.int64(-1)
         orv = np.int64(0)
         for t in range(d):
@@ -295,12 +294,14 @@ def radix_row(mode, row, keys, need, widths, scratch):
         prefix = andv >> hi_bit
         if hi_bit == 0:
             return 0, prefix, need
+    else:
+        d = row[0].shape[0]
     while True:
         lo_bit = max(hi_bit - rbits, 0)
         width = hi_bit - lo_bit
         nb = np.int64(1) << width
         digit = (hi_bit, lo_bit, prefix)
-        if dense:
+        if row is None:
             histogram_keys(keys, d, digit, hist[0])
         else:
             histogram_range(mode, row, (0, d), digit, hist[0])
