@@ -13,7 +13,7 @@ passed), as much as a pass over a row of a few hundred elements.
 * :func:`sample_keys`: the keys of evenly spread runs of the row.
 * :func:`histogram_range`: the counts of one radix digit of the keys with a prefix.
 * :func:`emit_chunk`: the emitting scan of the full-range selection.
-* :func:`argmax`, :func:`emit_all`: the k = 1 and k = d cases.
+* :func:`argmax`, :func:`emit_one`, :func:`emit_all`: the k = 1 and k = d cases.
 
 A pass documented as running on *written* values is only called once the EF error is
 written back (``written`` is True in ``MODE_EF``): its wrappers pass the constant, so no
@@ -286,6 +286,14 @@ def argmax(mode, written, row, span):
     """``(key, index)`` of the largest key in the span, first index on ties.
     ``MODE_EF`` not yet written: the error update is written back on the span."""
     return by_mode(_argmax, mode, written, (row, span))
+
+
+@njit(cache=True, nogil=True)
+def emit_one(mode, written, row, j, out, slot):
+    """:func:`.keys.emit` of element j of a 1-D row, as a call: for the parallel
+    drivers, where Numba (0.68) drops stores into arrays unpacked from a tuple argument
+    when nothing reads them afterwards, if they are inlined."""
+    emit(mode, written, row, j, j, out, slot)
 
 
 @njit(cache=True, nogil=True)

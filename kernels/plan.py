@@ -84,6 +84,8 @@ SAMPLE_BLOCK = 16
 SAMPLE_MAX_BLOCKS = 1024
 #: ... and at most one run per this many elements (at least 4 runs, else no sample).
 SAMPLE_SPACING = 256
+#: Room for candidates: 1.5 times the expected count, plus this many (per chunk).
+CANDIDATE_SLACK = 64
 
 #: Field names of the plan tuples (documentation, and the tests' check of the layout).
 ROW_PLAN = ("k", "keybits", "rbits", "dense", "small", "cap",
@@ -207,7 +209,7 @@ def scatter_threads(d: int, entries: int) -> int:
         return 1
     if entries < SCATTER_PARALLEL_MIN or d < SCATTER_PARALLEL_MIN_D:
         return 1
-    return min(threads(), d)
+    return max(1, min(threads(), d))
 
 
 def sample_plan(d: int, k: int) -> tuple[int, int, int, int, int]:
@@ -244,7 +246,7 @@ def row_plan(d: int, k: int, itemsize: int) -> tuple:
     if d <= DENSE_MAX_D:
         return (k, kb, rbits, True, k <= SMALL_K, d, 0, SAMPLE_BLOCK, 0, 0, 0)
     nblocks, rank, rank_lo, rank_hi, expected = sample_plan(d, k)
-    cap = expected + expected // 2 + 64 if nblocks else 0
+    cap = expected + expected // 2 + CANDIDATE_SLACK if nblocks else 0
     return (k, kb, rbits, False, False, cap, nblocks, SAMPLE_BLOCK, rank, rank_lo,
             rank_hi)
 
@@ -253,7 +255,7 @@ def split_plan(d: int, k: int, itemsize: int, nthreads: int) -> tuple:
     """The :data:`SPLIT_PLAN` of a row of length d split across ``nthreads``."""
     nch = max(1, min(CHUNKS_PER_THREAD * nthreads, d // max(CHUNK_MIN, 1)))
     nblocks, rank, rank_lo, rank_hi, expected = sample_plan(d, k)
-    capc = (expected + expected // 2) // nch + 64 if nblocks else 0
+    capc = (expected + expected // 2) // nch + CANDIDATE_SLACK if nblocks else 0
     # 16-bit histograms when the full-range select runs on a long row and they stay
     # small beside it
     wide = d > WIDE_DIGITS_MIN_D and nch * (8 << 16) <= d * itemsize // 16

@@ -41,8 +41,8 @@ from numba import literally, njit, prange
 from .candidates import emit_list, list_kth, lists_kth
 from .keys import bits_empty, by_mode, canon, emit, key, value, vbits
 from .modes import MODE_EF
-from .passes import (argmax, collect, count_equal, emit_all, emit_chunk, histogram_range,
-                     update_error)
+from .passes import (argmax, collect, count_equal, emit_all, emit_chunk, emit_one,
+                     histogram_range, update_error)
 from .select import (BUCKETS_MAX, choose_bucket, keep_range, kth_small_k, plan_chunks,
                      radix_select, sample_threshold)
 
@@ -282,6 +282,10 @@ def row_parallel(mode, row, plan, lists, out):
     Returns 0 when done, else (a chunk held more than ``capc`` candidates: nothing
     was emitted, but ``MODE_EF`` wrote the updated error back) the capacity per chunk
     with which a call with ``written`` succeeds.
+
+    Every store into the arrays of ``lists`` and ``out`` happens in a called function:
+    Numba (0.68) drops stores, in a parallel function, into arrays unpacked from a
+    tuple argument when nothing reads them afterwards.
     """
     k, keybits, rbits, nch, capc, written = plan[:6]
     nblocks = plan[6]
@@ -311,7 +315,7 @@ def row_parallel(mode, row, plan, lists, out):
         for ch in range(1, nch):
             if bestk[ch] > bestk[top]:
                 top = ch
-        emit(mode, True, row, bestj[top], bestj[top], out, 0)
+        emit_one(mode, True, row, bestj[top], out, 0)
         return 0
 
     # MODE_EF: the first pass over the row writes the error back (written from then
