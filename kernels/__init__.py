@@ -17,7 +17,8 @@ Modules, from the elements up:
 * :mod:`.passes`: the streaming passes over a row or a chunk of it;
 * :mod:`.select`: exact selection on keys (radix select, sample threshold);
 * :mod:`.candidates`: selection among the candidate lists, and emission from them;
-* :mod:`.rows`: the jitted drivers (one thread, rows in parallel, a row split);
+* :mod:`.rows`: the jitted drivers of whole rows (one thread, rows in parallel);
+* :mod:`.split_row`: the jitted driver of one long row split across the threads;
 * :mod:`.scatter`: scatter_add;
 * :mod:`.plan`: every decision (threads, drivers, tuning constants) and the plan
   tuples;

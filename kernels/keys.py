@@ -14,13 +14,16 @@ scalar (scale or lr), all of the data dtype, so float32 arithmetic stays float32
 :func:`emit` writes a selected element to the output and applies the state update.
 
 **Specialisation.** Every loop whose body depends on the mode is written once, as a
-*body* ``f(mode, written, args)`` that starts with ``literally(mode)`` and
-``literally(written)``, and is called through :func:`by_mode`, which calls it with a
-constant mode: Numba compiles one copy
-of the body per mode, in which LLVM folds every test of the mode away, so each loop
-is the plain loop of its mode (a mode read at run time inside a loop costs 1.3-2.5x).
-Only :func:`by_mode` calls a body: called with a mode that is not a constant,
-``literally`` would make Numba compile the caller per value of its own argument too.
+*body* ``_f(mode, written, args)`` inlined into the function that runs it through
+:func:`by_mode`, which calls it with each mode as a constant: the compiled function
+holds one copy of the loop per mode, in which LLVM folds every test of the mode away
+(a mode read at run time inside a loop costs 1.3-2.5x), and the mode is read once, to
+pick the copy.
+
+**Literal arguments.** Numba compiles a function again for each constant that a
+caller passes it (``f(x, False)`` and ``f(x, flag)`` are two compiled versions):
+callers pass :data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy booleans, not literals to
+Numba) where a flag is known.
 
 **NaN operands.** The operand order of every operation is that of
 :mod:`ef21fast.reference`, and it matters for the NaN payload that propagates: when
@@ -41,6 +44,10 @@ from .modes import MODE_EF, MODE_EF21, MODE_EF21_SCALED, MODE_TOPK
 
 KEYBITS32 = 31
 KEYBITS64 = 63
+
+#: The ``written`` flag of :mod:`.modes`, as values that are not literals to Numba.
+NOT_WRITTEN = np.False_
+WRITTEN = np.True_
 _ABS32 = 0x7FFFFFFF
 _NAN32 = 0x7F800001  # one above +inf's bits: every NaN
 _ABS64 = 0x7FFFFFFFFFFFFFFF
@@ -246,7 +253,7 @@ def update_state(mode, b, out, lo, hi):
 @njit(cache=True, nogil=True, inline="always")
 def by_mode(body, mode, written, args):
     """``body(mode, written, args)`` with ``mode`` and ``written`` as constants: one
-    compiled copy of the body per mode (and per ``written`` in ``MODE_EF``).
+    copy of the (inlined) body per mode, and per ``written`` in ``MODE_EF``.
 
     Inlined into its caller: where the caller passes ``written`` as a constant (a pass
     that only ever runs before, or only after, the EF error is written back), Numba

@@ -15,8 +15,9 @@ import numpy as np
 
 from . import plan
 from .modes import MODE_EF
-from .rows import row_parallel, rows_batch, rows_dense, rows_serial, rows_trivial
+from .rows import rows_batch, rows_dense, rows_serial, rows_trivial
 from .scatter import scatter_parallel, scatter_range
+from .split_row import row_split
 
 # Parallel calls from several Python threads take turns (see
 # plan.serialise_parallel_calls).
@@ -160,12 +161,12 @@ def _select_split(mode, rows, k, out, nthreads):
     try:
         for i in range(n):
             row = (a[i], b[i], cvec[i])
-            need = row_parallel(mode, row, split, ws, (idx[i], val[i]))
+            need = row_split(mode, row, split, ws, (idx[i], val[i]))
             if need:
                 big = _ws_take(nch * need, a.dtype, chunk)
                 try:
-                    row_parallel(mode, row, plan.split_retry_plan(split, need), big,
-                                 (idx[i], val[i]))
+                    row_split(mode, row, plan.split_retry_plan(split, need), big,
+                              (idx[i], val[i]))
                 finally:
                     _ws_give(big)
     finally:

@@ -2,10 +2,8 @@
 
 A *row* is ``(a, b, c)`` (see :mod:`.keys`), a *span* ``(lo, hi)``: the whole row, or
 one chunk of a row split across threads. Each pass whose loop reads the values is a
-body ``_name(mode, written, args)`` compiled once per constant mode and a wrapper
-``name`` that runs it through :func:`.keys.by_mode`. The wrappers are inlined into
-their callers: a call costs about 30 ns (the reference counts of the arrays it is
-passed), as much as a pass over a row of a few hundred elements.
+body ``_name(mode, written, args)``, inlined once per constant mode into the function
+``name`` that runs it through :func:`.keys.by_mode`.
 
 * :func:`collect`: the candidates of the sample-select (key > t), value bits and
   offsets into bounded lists; in ``MODE_EF`` it writes the updated error back.
@@ -23,7 +21,7 @@ copy for the other state is compiled.
 from __future__ import annotations
 
 import numpy as np
-from numba import literally, njit
+from numba import njit
 
 from .keys import add, by_mode, canon, ctz, emit, key, mul, value, vbits
 from .modes import MODE_EF
@@ -66,10 +64,8 @@ def tile_masks(mode, written, seg, q0, nw, t, masks):
         masks[w] = msk
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _collect(mode, written, args):
-    literally(mode)
-    literally(written)
     row, span, t, lists, cap = args
     a, b, c = row
     lo, hi = span
@@ -116,7 +112,7 @@ def _collect(mode, written, args):
     return np.int64(cnt)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def collect(mode, written, row, span, t, lists, cap):
     """The candidates of the span: the elements with key > t, in index order, their
     value bits to ``lists[0]`` and their offsets ``j - lo`` to ``lists[1]`` (room for
@@ -134,10 +130,8 @@ def collect(mode, written, row, span, t, lists, cap):
     return by_mode(_collect, mode, written, (row, span, t, lists, cap))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _count_equal(mode, written, args):
-    literally(mode)
-    literally(written)
     row, span, t = args
     a, b, c = row
     lo, hi = span
@@ -148,7 +142,7 @@ def _count_equal(mode, written, args):
     return e
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def count_equal(mode, row, span, t):
     """How many keys of the span equal t, on written values. Only needed when the
     candidates are fewer than k (then the ties at t may decide), so not counted by
@@ -156,10 +150,8 @@ def count_equal(mode, row, span, t):
     return by_mode(_count_equal, mode, True, (row, span, t))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sample_keys(mode, written, args):
-    literally(mode)
-    literally(written)
     row, nblocks, block, skeys = args
     d = row[0].shape[0]
     # run q starts at q * (d - block) // (nblocks - 1), stepped without a division
@@ -177,7 +169,7 @@ def _sample_keys(mode, written, args):
             frac -= nblocks - 1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def sample_keys(mode, written, row, nblocks, block, skeys):
     """The keys of ``nblocks`` runs of ``block`` consecutive elements spread evenly over
     the row (cache-line friendly), into ``skeys[:nblocks * block]`` (``nblocks >= 2``).
@@ -200,10 +192,8 @@ def histogram_keys(keys, m, digit, hist):
             hist[(kk >> lo_bit) & mask] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _histogram_range(mode, written, args):
-    literally(mode)
-    literally(written)
     row, span, digit, hist = args
     a, b, c = row
     lo, hi = span
@@ -218,16 +208,14 @@ def _histogram_range(mode, written, args):
             hist[(kk >> lo_bit) & mask] += 1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def histogram_range(mode, row, span, digit, hist):
     """:func:`histogram_keys` of the keys of the span, on written values."""
     by_mode(_histogram_range, mode, True, (row, span, digit, hist))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _emit_chunk(mode, written, args):
-    literally(mode)
-    literally(written)
     row, span, sel, out, slots = args
     lo, hi = span
     shift, prefix, quota = sel
@@ -250,7 +238,7 @@ def _emit_chunk(mode, written, args):
     return o
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def emit_chunk(mode, row, span, sel, out, slots):
     """Emit, in index order, the span's elements with ``key >> shift > prefix`` and the
     first ``quota`` with ``key >> shift == prefix`` (``sel = (shift, prefix, quota)``),
@@ -261,10 +249,8 @@ def emit_chunk(mode, row, span, sel, out, slots):
     return by_mode(_emit_chunk, mode, True, (row, span, sel, out, slots))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _argmax(mode, written, args):
-    literally(mode)
-    literally(written)
     row, span = args
     a, b, c = row
     lo, hi = span
@@ -281,32 +267,32 @@ def _argmax(mode, written, args):
     return best, bj
 
 
+@njit(cache=True, nogil=True)
+def argmax(mode, row, span):
+    """``(key, index)`` of the largest key in the span, first index on ties. Runs
+    before any write-back (``MODE_EF``: it writes the updated error back on the
+    span)."""
+    return by_mode(_argmax, mode, False, (row, span))
+
+
+@njit(cache=True, nogil=True)
+def emit_one(mode, row, j, out):
+    """:func:`.keys.emit` of element j of a 1-D row to slot 0, on written values (after
+    :func:`argmax`). A call, for the parallel drivers: there, Numba (0.68) drops stores
+    into arrays unpacked from a tuple argument when nothing reads them afterwards."""
+    emit(mode, True, row, j, j, out, 0)
+
+
 @njit(cache=True, nogil=True, inline="always")
-def argmax(mode, written, row, span):
-    """``(key, index)`` of the largest key in the span, first index on ties.
-    ``MODE_EF`` not yet written: the error update is written back on the span."""
-    return by_mode(_argmax, mode, written, (row, span))
-
-
-@njit(cache=True, nogil=True)
-def emit_one(mode, written, row, j, out, slot):
-    """:func:`.keys.emit` of element j of a 1-D row, as a call: for the parallel
-    drivers, where Numba (0.68) drops stores into arrays unpacked from a tuple argument
-    when nothing reads them afterwards, if they are inlined."""
-    emit(mode, written, row, j, j, out, slot)
-
-
-@njit(cache=True, nogil=True)
 def _emit_all(mode, written, args):
-    literally(mode)
-    literally(written)
     row, span, out = args
     lo, hi = span
     for j in range(lo, hi):
         emit(mode, written, row, j, j, out, j)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def emit_all(mode, written, row, span, out):
-    """Emit every element of the span to its own slot (the k = d case)."""
-    by_mode(_emit_all, mode, written, (row, span, out))
+@njit(cache=True, nogil=True)
+def emit_all(mode, row, span, out):
+    """Emit every element of the span to its own slot (the k = d case), before any
+    write-back."""
+    by_mode(_emit_all, mode, False, (row, span, out))

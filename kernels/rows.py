@@ -1,5 +1,6 @@
-"""The selection drivers: all rows on the calling thread, many rows in parallel (each
-row on one thread), and one large row split into parallel chunks.
+"""The selection drivers of whole rows: all rows on the calling thread, or many rows
+in parallel (each row on one thread). One long row split across the threads is
+:mod:`.split_row`.
 
 Every row goes through the same pipeline (see :mod:`.select`, :mod:`.passes`,
 :mod:`.candidates`):
@@ -22,13 +23,12 @@ Every row goes through the same pipeline (see :mod:`.select`, :mod:`.passes`,
 The arguments come as small tuples (laid out in :mod:`.plan`): ``rows = (a, b, cvec)``
 the (n, d) input, the (n, d) state (an (n, 0) dummy for topk) and the (n,) row
 scalars; ``row = (a, b, c)`` one row of them; ``out = (idx, val)`` the outputs (2-D,
-or one row of them); ``plan`` a :data:`.plan.ROW_PLAN` or :data:`.plan.SPLIT_PLAN`
-tuple; ``span = (lo, hi)`` a range of rows (or of a row's elements).
+or one row of them); ``plan`` a :data:`.plan.ROW_PLAN` tuple; ``span = (lo, hi)`` a
+range of rows (or of a row's elements).
 
 Workspaces are allocated per call and per block of rows, never per row, and never
-d-sized except the per-block key buffer of dense rows; the candidate buffers of a split
-row, and of the one-thread driver, are passed in (kept between calls by
-:mod:`.launch`). Batches with k in {0, 1, d}, and dense rows, are plain loops on the
+d-sized except the per-block key buffer of dense rows; the candidate buffers of the
+one-thread driver are passed in (kept between calls by :mod:`.launch`). Batches with k in {0, 1, d}, and dense rows, are plain loops on the
 2-D arrays in one call per block of rows: no per-row views or calls (their reference
 counting dominates on short rows).
 """
@@ -36,15 +36,13 @@ counting dominates on short rows).
 from __future__ import annotations
 
 import numpy as np
-from numba import literally, njit, prange
+from numba import njit, prange
 
-from .candidates import emit_list, list_kth, lists_kth
-from .keys import bits_empty, by_mode, canon, emit, key, value, vbits
-from .modes import MODE_EF
-from .passes import (argmax, collect, count_equal, emit_all, emit_chunk, emit_one,
-                     histogram_range, update_error)
-from .select import (BUCKETS_MAX, choose_bucket, keep_range, kth_small_k, plan_chunks,
-                     radix_select, sample_threshold)
+from .candidates import emit_list, list_kth
+from .keys import NOT_WRITTEN, WRITTEN, bits_empty, by_mode, canon, emit, key, value, vbits
+from .modes import MODE_EF, MODE_TOPK
+from .passes import collect, count_equal, emit_chunk, update_error
+from .select import BUCKETS_MAX, kth_small_k, radix_select, sample_threshold
 
 
 @njit(cache=True, nogil=True)
@@ -61,16 +59,17 @@ def row_serial(mode, row, plan, ws, out):
     t = 0
     cnt = 0
     if sampled:
-        thresholds = sample_threshold(mode, False, row, plan[6:], skeys, (hist[0], sub))
+        thresholds = sample_threshold(mode, NOT_WRITTEN, row, plan[6:], skeys,
+                                      (hist[0], sub))
         t = thresholds[0]
         # MODE_EF: this pass writes the updated error back (written from here on)
-        cnt = collect(mode, False, row, (0, d), t, (kbuf, obuf), cap)
+        cnt = collect(mode, NOT_WRITTEN, row, (0, d), t, (kbuf, obuf), cap)
         if cnt >= k:
             if cnt > cap:  # more than the sample promised: collect again, all of them
                 kbuf = bits_empty(cnt, a)
                 obuf = np.empty(cnt, dtype=obuf.dtype)
                 mbuf = bits_empty(cnt, a)
-                collect(mode, True, row, (0, d), t, (kbuf, obuf), cnt)
+                collect(mode, WRITTEN, row, (0, d), t, (kbuf, obuf), cnt)
             tk, above, ties = list_kth(kbuf, cnt, thresholds, k, mbuf, (hist[0], sub))
             emit_list(mode, b, (kbuf[:cnt], obuf[:cnt]), 0, (tk, k - above, ties), out,
                       (0, k))
@@ -162,10 +161,8 @@ def first_equal(kbuf, d, best):
     return j
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _rows_argmax(mode, written, args):
-    literally(mode)
-    literally(written)
     rows, out, span = args
     a, b, cvec = rows
     lo, hi = span
@@ -186,10 +183,8 @@ def _rows_argmax(mode, written, args):
         emit(mode, True, row, (i, j), j, out, (i, 0))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _rows_all(mode, written, args):
-    literally(mode)
-    literally(written)
     rows, k, out, span = args
     a, b, cvec = rows
     lo, hi = span
@@ -219,10 +214,8 @@ def rows_trivial(mode, rows, k, out, span):
         by_mode(_rows_all, mode, False, (rows, k, out, span))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _rows_dense(mode, written, args):
-    literally(mode)
-    literally(written)
     rows, plan, out, span, keys = args
     a, b, cvec = rows
     k, keybits, rbits, _, small, _ = plan[:6]
@@ -245,8 +238,9 @@ def _rows_dense(mode, written, args):
                 above += keys[j] > tk
             shift, prefix, quota = 0, tk, k - above
         else:
-            shift, prefix, quota = radix_select(mode, None, keys, k, (keybits, rbits),
-                                                scratch)
+            # on given keys: the mode is not read
+            shift, prefix, quota = radix_select(MODE_TOPK, None, keys, k,
+                                                (keybits, rbits), scratch)
         o = 0
         for j in range(d):
             if o >= k:
@@ -267,137 +261,3 @@ def rows_dense(mode, rows, plan, out, span, keys):
     on the 2-D arrays, one call for all the rows (a call per row costs as much as a
     pass over a short row)."""
     by_mode(_rows_dense, mode, False, (rows, plan, out, span, keys))
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def row_parallel(mode, row, plan, lists, out):
-    """One large row, cut into ``nch`` contiguous chunks processed in parallel
-    (``plan``: a :data:`.plan.SPLIT_PLAN`).
-
-    ``nblocks > 0`` enables the sample, with per-chunk candidate capacity ``capc``
-    (``lists = (kbuf, obuf, mbuf)``: workspaces with room for ``nch * capc``, kept
-    across calls by the caller); ``rbits`` is the digit width of the full-range
-    select; ``written``: the EF error is already written back.
-
-    Returns 0 when done, else (a chunk held more than ``capc`` candidates: nothing
-    was emitted, but ``MODE_EF`` wrote the updated error back) the capacity per chunk
-    with which a call with ``written`` succeeds.
-
-    Every store into the arrays of ``lists`` and ``out`` happens in a called function:
-    Numba (0.68) drops stores, in a parallel function, into arrays unpacked from a
-    tuple argument when nothing reads them afterwards.
-    """
-    k, keybits, rbits, nch, capc, written = plan[:6]
-    nblocks = plan[6]
-    kbuf, obuf, mbuf = lists
-    a, b, _ = row
-    d = a.shape[0]
-    bounds = np.empty(nch + 1, dtype=np.int64)
-    for ch in range(nch + 1):
-        bounds[ch] = ch * d // nch
-    if k == 0:
-        if mode == MODE_EF and not written:
-            for ch in prange(nch):
-                update_error(row, (bounds[ch], bounds[ch + 1]))
-        return 0
-    if k == d:
-        for ch in prange(nch):
-            emit_all(mode, written, row, (bounds[ch], bounds[ch + 1]), out)
-        return 0
-    if k == 1:
-        bestk = np.empty(nch, dtype=np.int64)
-        bestj = np.empty(nch, dtype=np.int64)
-        for ch in prange(nch):
-            bk, bj = argmax(mode, written, row, (bounds[ch], bounds[ch + 1]))
-            bestk[ch] = bk
-            bestj[ch] = bj
-        top = 0
-        for ch in range(1, nch):
-            if bestk[ch] > bestk[top]:
-                top = ch
-        emit_one(mode, True, row, bestj[top], out, 0)
-        return 0
-
-    # MODE_EF: the first pass over the row writes the error back (written from then
-    # on). The full-range emitting scans take the keys with key >> sel[0] > sel[1],
-    # then ties (an array: passed to the parallel loop); exact: known without a radix
-    # select
-    sel = np.zeros(2, dtype=np.int64)
-    exact = False
-    gt = np.zeros(nch, dtype=np.int64)
-    eq = np.zeros(nch, dtype=np.int64)
-    off = np.empty(nch, dtype=np.int64)
-    quota = np.empty(nch, dtype=np.int64)
-    if nblocks > 0:
-        skeys = bits_empty(nblocks * plan[7], a)
-        scratch = (np.empty(BUCKETS_MAX, dtype=np.int64),
-                   np.empty((4, BUCKETS_MAX), dtype=np.int32))
-        thresholds = sample_threshold(mode, written, row, plan[6:], skeys, scratch)
-        t, t_lo, t_hi = thresholds
-        cnt = np.zeros(nch, dtype=np.int64)
-        nmid = np.zeros(nch, dtype=np.int64)  # per chunk: keys in (t_lo, t_hi] ...
-        nabove = np.zeros(nch, dtype=np.int64)  # ... and above (see lists_kth)
-        for ch in prange(nch):
-            st = ch * capc
-            cnt[ch] = collect(mode, written, row, (bounds[ch], bounds[ch + 1]), t,
-                              (kbuf[st:st + capc], obuf[st:st + capc]), capc)
-            if cnt[ch] <= capc:
-                nmid[ch], nabove[ch] = keep_range(kbuf[st:], cnt[ch], t_lo + 1, t_hi,
-                                                  mbuf[st:])
-        tot = cnt.sum()
-        if tot >= k:
-            most = 0
-            for ch in range(nch):
-                most = max(most, cnt[ch])
-            if most > capc:  # a chunk holds more than its share: call again
-                return most
-            tk = lists_kth((kbuf, mbuf), capc, (cnt, nmid, nabove), thresholds, k,
-                           (gt, eq))
-            plan_chunks(gt, eq, k, off, quota)
-            for ch in prange(nch):
-                st = ch * capc
-                emit_list(mode, b, (kbuf[st:st + cnt[ch]], obuf[st:st + cnt[ch]]),
-                          bounds[ch], (tk, quota[ch], eq[ch]), out,
-                          (off[ch], gt[ch] + quota[ch]))
-            return 0
-        for ch in prange(nch):
-            eq[ch] = count_equal(mode, row, (bounds[ch], bounds[ch + 1]), t)
-        if k <= tot + eq.sum():
-            # the k-th key is t itself: every key above it (counted exactly), then the
-            # first ties in index order, found by scans that stop early
-            gt[:] = cnt
-            sel[1] = t
-            exact = True
-        else:
-            eq[:] = 0
-    elif mode == MODE_EF and not written:
-        for ch in prange(nch):
-            update_error(row, (bounds[ch], bounds[ch + 1]))
-    if not exact:  # exact radix select over the full range of every chunk
-        hist = np.empty((nch, np.int64(1) << rbits), dtype=np.int64)
-        hi_bit = keybits
-        prefix = np.int64(0)
-        need = np.int64(k)
-        gt[:] = 0
-        while True:
-            lo_bit = max(hi_bit - rbits, 0)
-            width = hi_bit - lo_bit
-            nb = np.int64(1) << width
-            for ch in prange(nch):
-                histogram_range(mode, row, (bounds[ch], bounds[ch + 1]),
-                                (hi_bit, lo_bit, prefix), hist[ch])
-            bk, cum, h = choose_bucket(hist, nch, nb, need, gt)
-            need -= cum
-            prefix = (prefix << width) | bk
-            hi_bit = lo_bit
-            if hi_bit == 0 or h == need:
-                for ch in range(nch):
-                    eq[ch] = hist[ch, bk]
-                break
-        sel[0] = hi_bit
-        sel[1] = prefix
-    plan_chunks(gt, eq, k, off, quota)
-    for ch in prange(nch):
-        emit_chunk(mode, row, (bounds[ch], bounds[ch + 1]), (sel[0], sel[1], quota[ch]),
-                   out, (off[ch], gt[ch] + quota[ch]))
-    return 0
