@@ -1,5 +1,4 @@
-"""Per-element semantics shared by every Numba kernel: ordered keys, values, emission,
-and the per-mode specialisation of the loops.
+"""Per-element semantics shared by every Numba kernel: ordered keys, values, emission.
 
 **Key.** The selection order (larger ``|x|`` first, NaN above +inf, all NaNs equal,
 -0.0 == +0.0) is the integer order of a *key*: the bits of the value with the sign bit
@@ -11,19 +10,18 @@ float32 and ``KEYBITS64 = 63`` for float64.
 :mod:`.modes` from the row's operands ``row = (a, b, c)``: ``a`` the input (x or the
 gradient), ``b`` the state (or error; a 0-length dummy for topk), ``c`` the row's
 scalar (scale or lr), all of the data dtype, so float32 arithmetic stays float32.
-:func:`emit` writes a selected element to the output and applies the state update.
+:func:`emit` writes a selected element to the output and applies the state update,
+:func:`update_state` the update alone.
 
-**Specialisation.** Every loop whose body depends on the mode is written once, as a
-*body* ``_f(mode, written, args)`` inlined into the function that runs it through
-:func:`by_mode`, which calls it with each mode as a constant: the compiled function
-holds one copy of the loop per mode, in which LLVM folds every test of the mode away
-(a mode read at run time inside a loop costs 1.3-2.5x), and the mode is read once, to
-pick the copy.
-
-**Literal arguments.** Numba compiles a function again for each constant that a
-caller passes it (``f(x, False)`` and ``f(x, flag)`` are two compiled versions):
-callers pass :data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy booleans, not literals to
-Numba) where a flag is known.
+**Specialisation.** Every loop is written once, for any mode, and ``mode`` reaches it
+as a constant: the drivers are called through one jitted entry per mode
+(:mod:`.launch`), and Numba compiles a function again for each constant that a caller
+passes it, so every function on the way is compiled once per mode, with every test of
+the mode folded away by LLVM (a mode read at run time inside a loop costs 1.3-2.5x).
+The same rule compiles a function again for a constant ``written`` flag: callers pass
+:data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy booleans, not constants to Numba) where
+one compiled version should serve both states, and ``False``/``True`` where the flag
+is read in a loop.
 
 **NaN operands.** The operand order of every operation is that of
 :mod:`ef21fast.reference`, and it matters for the NaN payload that propagates: when
@@ -45,7 +43,7 @@ from .modes import MODE_EF, MODE_EF21, MODE_EF21_SCALED, MODE_TOPK
 KEYBITS32 = 31
 KEYBITS64 = 63
 
-#: The ``written`` flag of :mod:`.modes`, as values that are not literals to Numba.
+#: The ``written`` flag of :mod:`.modes`, as values that are not constants to Numba.
 NOT_WRITTEN = np.False_
 WRITTEN = np.True_
 _ABS32 = 0x7FFFFFFF
@@ -196,7 +194,7 @@ def mul(x, y):
     return r
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def value(mode, written, row, at):
     """The value of element ``at`` of ``row = (a, b, c)`` in ``mode``.
 
@@ -248,24 +246,4 @@ def update_state(mode, b, out, lo, hi):
     elif mode == MODE_EF:
         for o in range(lo, hi):
             b[idx_row[o]] = 0.0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def by_mode(body, mode, written, args):
-    """``body(mode, written, args)`` with ``mode`` and ``written`` as constants: one
-    copy of the (inlined) body per mode, and per ``written`` in ``MODE_EF``.
-
-    Inlined into its caller: where the caller passes ``written`` as a constant (a pass
-    that only ever runs before, or only after, the EF error is written back), Numba
-    drops the other branch, and the copy for the other state is not compiled.
-    """
-    if mode == MODE_TOPK:
-        return body(MODE_TOPK, False, args)
-    if mode == MODE_EF21:
-        return body(MODE_EF21, False, args)
-    if mode == MODE_EF21_SCALED:
-        return body(MODE_EF21_SCALED, False, args)
-    if written:
-        return body(MODE_EF, True, args)
-    return body(MODE_EF, False, args)
 

@@ -1,9 +1,15 @@
 """Run a kernel call as :mod:`.plan` decides: allocate the outputs, take kept candidate
 buffers, and call the jitted driver on the planned number of threads.
 
+**One entry per mode.** Each jitted driver is called through a small jitted *entry* of
+its own per mode, which passes the mode to it as a constant: Numba compiles a function
+again for each constant that a caller passes it, so the driver, and every function it
+calls with the mode, is compiled once per mode, every test of the mode folded away.
+An entry compiles on its first call: a kernel compiles only its own modes, and a path
+only when it is taken (the driver for the case at hand is chosen here, in Python).
+
 The one-thread path calls drivers that launch no parallel region (what makes a forked
-child of a parallel parent safe); the driver for the case at hand is chosen here, in
-Python, so that a first call compiles only that one.
+child of a parallel parent safe).
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import threading
 import numba
 import numpy as np
 
+from numba import njit
+
 from . import plan
-from .modes import MODE_EF
+from .modes import MODE_EF, MODE_EF21, MODE_EF21_SCALED, MODE_TOPK
 from .rows import rows_batch, rows_dense, rows_serial, rows_trivial
 from .scatter import scatter_parallel, scatter_range
 from .split_row import row_split
@@ -65,6 +73,37 @@ def _ws_give(ws) -> None:
     with _ws_lock:
         _ws_free.append(ws)
         del _ws_free[:-WS_KEEP]
+
+
+_MODE_NAMES = {MODE_TOPK: "topk", MODE_EF21: "ef21", MODE_EF21_SCALED: "ef21_scaled",
+               MODE_EF: "ef"}
+
+# Per driver, what its entry for a mode runs (the driver named as a global of this
+# module: an entry captures only the mode, an int, so its disk cache key is stable).
+_ENTRY_CODE = {
+    "rows_trivial": lambda mode: lambda rows, k, out, span:
+        rows_trivial(mode, rows, k, out, span),
+    "rows_dense": lambda mode: lambda rows, row_plan, out, span, keys:
+        rows_dense(mode, rows, row_plan, out, span, keys),
+    "rows_serial": lambda mode: lambda rows, row_plan, lists, out:
+        rows_serial(mode, rows, row_plan, lists, out),
+    "rows_batch": lambda mode: lambda rows, row_plan, nblk, oproto, out:
+        rows_batch(mode, rows, row_plan, nblk, oproto, out),
+    "row_split": lambda mode: lambda row, split_plan, lists, out:
+        row_split(mode, row, split_plan, lists, out),
+}
+_entries: dict = {}
+
+
+def entry(driver: str, mode: int):
+    """The jitted entry of ``driver`` (a name of :data:`_ENTRY_CODE`) for ``mode``: it
+    takes the driver's arguments but the mode."""
+    fn = _entries.get((driver, mode))
+    if fn is None:
+        code = _ENTRY_CODE[driver](mode)
+        code.__name__ = code.__qualname__ = f"{driver}_{_MODE_NAMES[mode]}"
+        fn = _entries[(driver, mode)] = njit(cache=True, nogil=True)(code)
+    return fn
 
 
 def _run(nthreads: int, fn, *args):
@@ -124,7 +163,7 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
     elif path == "split":
         _run(nthreads, _select_split, mode, rows, k, out, nthreads)
     else:
-        _run(nthreads, rows_batch, mode, rows, plan.row_plan(d, k, a.itemsize),
+        _run(nthreads, entry("rows_batch", mode), rows, plan.row_plan(d, k, a.itemsize),
              plan.batch_blocks(n, nthreads), np.empty(0, dtype=_offsets_dtype(d)), out)
     return idx, val
 
@@ -134,16 +173,16 @@ def _select_serial(mode, rows, k, out):
     a = rows[0]
     n, d = a.shape
     if k <= 1 or k == d:
-        rows_trivial(mode, rows, k, out, (0, n))
+        entry("rows_trivial", mode)(rows, k, out, (0, n))
         return
     row_plan = plan.row_plan(d, k, a.itemsize)
     _, _, _, dense, _, cap = row_plan[:6]
     ws = _ws_take(cap, a.dtype, d)
     try:
         if dense:
-            rows_dense(mode, rows, row_plan, out, (0, n), ws[0])
+            entry("rows_dense", mode)(rows, row_plan, out, (0, n), ws[0])
         else:
-            rows_serial(mode, rows, row_plan, ws, out)
+            entry("rows_serial", mode)(rows, row_plan, ws, out)
     finally:
         _ws_give(ws)
 
@@ -157,16 +196,16 @@ def _select_split(mode, rows, k, out, nthreads):
     split = plan.split_plan(d, k, a.itemsize, nthreads)
     nch, capc = split[3], split[4]
     chunk = -(-d // nch)
+    run_row = entry("row_split", mode)
     ws = _ws_take(nch * capc, a.dtype, chunk)
     try:
         for i in range(n):
             row = (a[i], b[i], cvec[i])
-            need = row_split(mode, row, split, ws, (idx[i], val[i]))
+            need = run_row(row, split, ws, (idx[i], val[i]))
             if need:
                 big = _ws_take(nch * need, a.dtype, chunk)
                 try:
-                    row_split(mode, row, plan.split_retry_plan(split, need), big,
-                              (idx[i], val[i]))
+                    run_row(row, plan.split_retry_plan(split, need), big, (idx[i], val[i]))
                 finally:
                     _ws_give(big)
     finally:

@@ -1,21 +1,21 @@
-"""The streaming passes over a span ``[lo, hi)`` of one row, each written once per mode.
+"""The streaming passes over a span ``[lo, hi)`` of one row.
 
 A *row* is ``(a, b, c)`` (see :mod:`.keys`), a *span* ``(lo, hi)``: the whole row, or
-one chunk of a row split across threads. Each pass whose loop reads the values is a
-body ``_name(mode, written, args)``, inlined once per constant mode into the function
-``name`` that runs it through :func:`.keys.by_mode`.
+one chunk of a row split across threads. Each pass is one loop written once; ``mode``
+is a constant wherever they are called from (see :mod:`.launch`), so Numba compiles
+one copy of each per mode, with every test of the mode folded away.
 
 * :func:`collect`: the candidates of the sample-select (key > t), value bits and
   offsets into bounded lists; in ``MODE_EF`` it writes the updated error back.
 * :func:`count_equal`: how many keys equal t.
 * :func:`sample_keys`: the keys of evenly spread runs of the row.
-* :func:`histogram_range`: the counts of one radix digit of the keys with a prefix.
+* :func:`histogram_keys`, :func:`histogram_range`: the counts of one radix digit of
+  the keys with a given prefix (precomputed keys, or those of a span).
 * :func:`emit_chunk`: the emitting scan of the full-range selection.
 * :func:`argmax`, :func:`emit_one`, :func:`emit_all`: the k = 1 and k = d cases.
 
-A pass documented as running on *written* values is only called once the EF error is
-written back (``written`` is True in ``MODE_EF``): its wrappers pass the constant, so no
-copy for the other state is compiled.
+``written`` (see :mod:`.modes`) is a flag of the passes that run both before and after
+the EF error is written back; the others say which state they run in.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .keys import add, by_mode, canon, ctz, emit, key, mul, value, vbits
+from .keys import add, canon, ctz, emit, key, mul, value, vbits
 from .modes import MODE_EF
 
 #: Elements per bit mask word of the passes that visit only the set bits ...
@@ -64,9 +64,21 @@ def tile_masks(mode, written, seg, q0, nw, t, masks):
         masks[w] = msk
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _collect(mode, written, args):
-    row, span, t, lists, cap = args
+@njit(cache=True, nogil=True)
+def collect(mode, written, row, span, t, lists, cap):
+    """The candidates of the span: the elements with key > t, in index order, their
+    value bits to ``lists[0]`` and their offsets ``j - lo`` to ``lists[1]`` (room for
+    ``cap``).
+
+    Returns their count, exact even when it exceeds ``cap`` (the lists are then
+    incomplete and must not be used). ``MODE_EF`` not yet written: the updated error
+    is written back on the whole span (it is written from then on).
+
+    Per tile of ``TILE_WORDS`` words of ``WORD`` elements: bit masks of the candidates
+    (vectorised), then only their set bits are visited, so the cost beyond the
+    streaming pass is per candidate, not per element. (Masks a tile ahead: the scalar
+    loops do not wait on each mask's latency.)
+    """
     a, b, c = row
     lo, hi = span
     kbuf, obuf = lists
@@ -113,46 +125,27 @@ def _collect(mode, written, args):
 
 
 @njit(cache=True, nogil=True)
-def collect(mode, written, row, span, t, lists, cap):
-    """The candidates of the span: the elements with key > t, in index order, their
-    value bits to ``lists[0]`` and their offsets ``j - lo`` to ``lists[1]`` (room for
-    ``cap``).
-
-    Returns their count, exact even when it exceeds ``cap`` (the lists are then
-    incomplete and must not be used). ``MODE_EF`` not yet written: the updated error
-    is written back on the whole span (it is written from then on).
-
-    Per tile of ``TILE_WORDS`` words of ``WORD`` elements: bit masks of the candidates
-    (vectorised), then only their set bits are visited, so the cost beyond the
-    streaming pass is per candidate, not per element. (Masks a tile ahead: the scalar
-    loops do not wait on each mask's latency.)
-    """
-    return by_mode(_collect, mode, written, (row, span, t, lists, cap))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _count_equal(mode, written, args):
-    row, span, t = args
+def count_equal(mode, row, span, t):
+    """How many keys of the span equal t, on written values. Only needed when the
+    candidates are fewer than k (then the ties at t may decide), so not counted by
+    :func:`collect`."""
     a, b, c = row
     lo, hi = span
     seg = (a[lo:hi], b[lo:hi], c)
     e = np.int64(0)
     for j in range(hi - lo):
-        e += key(value(mode, written, seg, j)) == t
+        e += key(value(mode, True, seg, j)) == t
     return e
 
 
 @njit(cache=True, nogil=True)
-def count_equal(mode, row, span, t):
-    """How many keys of the span equal t, on written values. Only needed when the
-    candidates are fewer than k (then the ties at t may decide), so not counted by
-    :func:`collect`."""
-    return by_mode(_count_equal, mode, True, (row, span, t))
+def sample_keys(mode, written, row, nblocks, block, skeys):
+    """The keys of ``nblocks`` runs of ``block`` consecutive elements spread evenly over
+    the row (cache-line friendly), into ``skeys[:nblocks * block]`` (``nblocks >= 2``).
+    Reads only (``MODE_EF`` not yet written: the updated error on the fly).
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _sample_keys(mode, written, args):
-    row, nblocks, block, skeys = args
+    ``written`` is a constant here (two compiled copies): it is read in the loop.
+    """
     d = row[0].shape[0]
     # run q starts at q * (d - block) // (nblocks - 1), stepped without a division
     step, rem = divmod(d - block, nblocks - 1)
@@ -170,14 +163,6 @@ def _sample_keys(mode, written, args):
 
 
 @njit(cache=True, nogil=True)
-def sample_keys(mode, written, row, nblocks, block, skeys):
-    """The keys of ``nblocks`` runs of ``block`` consecutive elements spread evenly over
-    the row (cache-line friendly), into ``skeys[:nblocks * block]`` (``nblocks >= 2``).
-    Reads only (``MODE_EF`` not yet written: the updated error on the fly)."""
-    by_mode(_sample_keys, mode, written, (row, nblocks, block, skeys))
-
-
-@njit(cache=True, nogil=True)
 def histogram_keys(keys, m, digit, hist):
     """Count the keys ``keys[:m]`` with ``key >> hi_bit == prefix`` by their bits
     ``[lo_bit, hi_bit)`` into ``hist[: 1 << (hi_bit - lo_bit)]`` (zeroed first);
@@ -192,9 +177,9 @@ def histogram_keys(keys, m, digit, hist):
             hist[(kk >> lo_bit) & mask] += 1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _histogram_range(mode, written, args):
-    row, span, digit, hist = args
+@njit(cache=True, nogil=True)
+def histogram_range(mode, row, span, digit, hist):
+    """:func:`histogram_keys` of the keys of the span, on written values."""
     a, b, c = row
     lo, hi = span
     hi_bit, lo_bit, prefix = digit
@@ -203,39 +188,9 @@ def _histogram_range(mode, written, args):
     mask = (np.int64(1) << width) - 1
     hist[: np.int64(1) << width] = 0
     for t in range(hi - lo):
-        kk = key(value(mode, written, seg, t))
+        kk = key(value(mode, True, seg, t))
         if (kk >> hi_bit) == prefix:
             hist[(kk >> lo_bit) & mask] += 1
-
-
-@njit(cache=True, nogil=True)
-def histogram_range(mode, row, span, digit, hist):
-    """:func:`histogram_keys` of the keys of the span, on written values."""
-    by_mode(_histogram_range, mode, True, (row, span, digit, hist))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _emit_chunk(mode, written, args):
-    row, span, sel, out, slots = args
-    lo, hi = span
-    shift, prefix, quota = sel
-    off, n_out = slots
-    o = off
-    end = off + n_out
-    taken = 0
-    for t in range(hi - lo):
-        if o >= end:
-            break
-        j = lo + t
-        p = key(value(mode, written, row, j)) >> shift
-        if p > prefix:
-            emit(mode, written, row, j, j, out, o)
-            o += 1
-        elif p == prefix and taken < quota:
-            taken += 1
-            emit(mode, written, row, j, j, out, o)
-            o += 1
-    return o
 
 
 @njit(cache=True, nogil=True)
@@ -246,15 +201,35 @@ def emit_chunk(mode, row, span, sel, out, slots):
     all (``slots = (off, n_out)``; the scan stops after the last). On written values.
     Returns the next free slot.
     """
-    return by_mode(_emit_chunk, mode, True, (row, span, sel, out, slots))
+    lo, hi = span
+    shift, prefix, quota = sel
+    off, n_out = slots
+    o = off
+    end = off + n_out
+    taken = 0
+    for t in range(hi - lo):
+        if o >= end:
+            break
+        j = lo + t
+        p = key(value(mode, True, row, j)) >> shift
+        if p > prefix:
+            emit(mode, True, row, j, j, out, o)
+            o += 1
+        elif p == prefix and taken < quota:
+            taken += 1
+            emit(mode, True, row, j, j, out, o)
+            o += 1
+    return o
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _argmax(mode, written, args):
-    row, span = args
+@njit(cache=True, nogil=True)
+def argmax(mode, row, span):
+    """``(key, index)`` of the largest key in the span, first index on ties. Runs
+    before any write-back (``MODE_EF``: it writes the updated error back on the
+    span)."""
     a, b, c = row
     lo, hi = span
-    if mode == MODE_EF and not written:
+    if mode == MODE_EF:
         update_error(row, span)
     seg = (a[lo:hi], b[lo:hi], c)
     best = np.int64(-1)
@@ -268,14 +243,6 @@ def _argmax(mode, written, args):
 
 
 @njit(cache=True, nogil=True)
-def argmax(mode, row, span):
-    """``(key, index)`` of the largest key in the span, first index on ties. Runs
-    before any write-back (``MODE_EF``: it writes the updated error back on the
-    span)."""
-    return by_mode(_argmax, mode, False, (row, span))
-
-
-@njit(cache=True, nogil=True)
 def emit_one(mode, row, j, out):
     """:func:`.keys.emit` of element j of a 1-D row to slot 0, on written values (after
     :func:`argmax`). A call, for the parallel drivers: there, Numba (0.68) drops stores
@@ -283,16 +250,10 @@ def emit_one(mode, row, j, out):
     emit(mode, True, row, j, j, out, 0)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _emit_all(mode, written, args):
-    row, span, out = args
-    lo, hi = span
-    for j in range(lo, hi):
-        emit(mode, written, row, j, j, out, j)
-
-
 @njit(cache=True, nogil=True)
 def emit_all(mode, row, span, out):
     """Emit every element of the span to its own slot (the k = d case), before any
     write-back."""
-    by_mode(_emit_all, mode, False, (row, span, out))
+    lo, hi = span
+    for j in range(lo, hi):
+        emit(mode, False, row, j, j, out, j)

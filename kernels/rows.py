@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit, prange
 
 from .candidates import emit_list, list_kth
-from .keys import NOT_WRITTEN, WRITTEN, bits_empty, by_mode, canon, emit, key, value, vbits
+from .keys import NOT_WRITTEN, WRITTEN, bits_empty, canon, emit, key, value, vbits
 from .modes import MODE_EF, MODE_TOPK
 from .passes import collect, count_equal, emit_chunk, update_error
 from .select import BUCKETS_MAX, kth_small_k, radix_select, sample_threshold
@@ -161,62 +161,47 @@ def first_equal(kbuf, d, best):
     return j
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _rows_argmax(mode, written, args):
-    rows, out, span = args
-    a, b, cvec = rows
-    lo, hi = span
-    d = a.shape[1]
-    kbuf = bits_empty(d, a)
-    if mode == MODE_EF and not written:
-        for i in range(lo, hi):
-            write_back_row((a, b, cvec[i]), i)
-    for i in range(lo, hi):
-        row = (a, b, cvec[i])
-        # the loop starts from the first key, an integer of the keys' own type
-        best = canon(vbits(value(mode, True, row, (i, 0))))
-        for j in range(d):
-            kk = canon(vbits(value(mode, True, row, (i, j))))
-            kbuf[j] = kk
-            best = max(best, kk)
-        j = first_equal(kbuf, d, best)
-        emit(mode, True, row, (i, j), j, out, (i, 0))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rows_all(mode, written, args):
-    rows, k, out, span = args
-    a, b, cvec = rows
-    lo, hi = span
-    d = a.shape[1]
-    for i in range(lo, hi):
-        row = (a, b, cvec[i])
-        if mode == MODE_EF and not written:
-            write_back_row(row, i)
-        if k == d:
-            for j in range(d):
-                emit(mode, True, row, (i, j), j, out, (i, j))
-
-
 @njit(cache=True, nogil=True)
 def rows_trivial(mode, rows, k, out, span):
     """Rows ``span = (lo, hi)`` when k is 0, 1 or d: plain loops on the 2-D arrays.
 
     k = 1: a first pass stores the row's keys (:func:`.keys.canon` of the value bits)
     and takes the largest, then :func:`first_equal` finds the first index that has it.
-    The loops are in the row loop, in the body compiled per mode: as a separate
-    function, Numba's code for them does not vectorise as well (about 2.5x slower on
-    rows of 112).
+    The loops are in the row loop: as a separate function, Numba's code for them does
+    not vectorise as well (about 2.5x slower on rows of 112).
     """
+    a, b, cvec = rows
+    lo, hi = span
+    d = a.shape[1]
+    if mode == MODE_EF:
+        for i in range(lo, hi):
+            write_back_row((a, b, cvec[i]), i)
     if k == 1:
-        by_mode(_rows_argmax, mode, False, (rows, out, span))
-    else:
-        by_mode(_rows_all, mode, False, (rows, k, out, span))
+        kbuf = bits_empty(d, a)
+        for i in range(lo, hi):
+            row = (a, b, cvec[i])
+            # the loop starts from the first key, an integer of the keys' own type
+            best = canon(vbits(value(mode, True, row, (i, 0))))
+            for j in range(d):
+                kk = canon(vbits(value(mode, True, row, (i, j))))
+                kbuf[j] = kk
+                best = max(best, kk)
+            j = first_equal(kbuf, d, best)
+            emit(mode, True, row, (i, j), j, out, (i, 0))
+    elif k == d:
+        for i in range(lo, hi):
+            row = (a, b, cvec[i])
+            for j in range(d):
+                emit(mode, True, row, (i, j), j, out, (i, j))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _rows_dense(mode, written, args):
-    rows, plan, out, span, keys = args
+@njit(cache=True, nogil=True)
+def rows_dense(mode, rows, plan, out, span, keys):
+    """Rows ``span = (lo, hi)`` of a batch of dense rows (``2 <= k < d``, ``plan``: a
+    :data:`.plan.ROW_PLAN`): the row's keys into ``keys`` (room for d), the k-th key
+    by an insertion top-k (``small``) or a radix select, then one emitting scan; loops
+    on the 2-D arrays, one call for all the rows (a call per row costs as much as a
+    pass over a short row)."""
     a, b, cvec = rows
     k, keybits, rbits, _, small, _ = plan[:6]
     lo, hi = span
@@ -226,7 +211,7 @@ def _rows_dense(mode, written, args):
     scratch = (np.empty((1, BUCKETS_MAX), dtype=np.int64), np.empty(1, dtype=np.int64))
     for i in range(lo, hi):
         row = (a, b, cvec[i])
-        if mode == MODE_EF and not written:
+        if mode == MODE_EF:
             write_back_row(row, i)
         for j in range(d):
             keys[j] = key(value(mode, True, row, (i, j)))
@@ -251,13 +236,3 @@ def _rows_dense(mode, written, args):
                     quota -= 1
                 emit(mode, True, row, (i, j), j, out, (i, o))
                 o += 1
-
-
-@njit(cache=True, nogil=True)
-def rows_dense(mode, rows, plan, out, span, keys):
-    """Rows ``span = (lo, hi)`` of a batch of dense rows (``2 <= k < d``, ``plan``: a
-    :data:`.plan.ROW_PLAN`): the row's keys into ``keys`` (room for d), the k-th key
-    by an insertion top-k (``small``) or a radix select, then one emitting scan; loops
-    on the 2-D arrays, one call for all the rows (a call per row costs as much as a
-    pass over a short row)."""
-    by_mode(_rows_dense, mode, False, (rows, plan, out, span, keys))

@@ -248,7 +248,10 @@ def sample_threshold(mode, written, row, sample, skeys, scratch):
     :func:`select_rank`.
     """
     nblocks, block, rank, rank_lo, rank_hi = sample
-    sample_keys(mode, written, row, nblocks, block, skeys)
+    if written:
+        sample_keys(mode, True, row, nblocks, block, skeys)
+    else:
+        sample_keys(mode, False, row, nblocks, block, skeys)
     s = nblocks * block
     lo = np.int64(skeys[0])
     hi = np.int64(skeys[0])
@@ -269,7 +272,8 @@ def radix_select(mode, row, keys, need, widths, scratch):
 
     ``row`` None: the keys are ``keys``, precomputed (the leading bits they all share
     are skipped first); else the keys of the whole ``row`` (``keys`` unused), computed
-    from its written values at each round (Numba compiles the two cases apart).
+    from its written values at each round (Numba compiles the two cases apart, and
+    drops the branches of the other).
     ``widths = (keybits, rbits)``: the keys' significant bits and the digit width;
     ``scratch = (hist, gt)``: a (1, >= 2**rbits) and a (1,) int64 array.
     """

@@ -182,7 +182,8 @@ def row_split(mode, row, plan, lists, out):
         if k <= tot + eq.sum():
             # the k-th key is t itself: every key above it (counted exactly), then the
             # first ties in index order, found by scans that stop early
-            gt[:] = cnt
+            for ch in range(nch):
+                gt[ch] = cnt[ch]
             prefix = np.int64(t)
             exact = True
         else:

@@ -32,18 +32,6 @@ def _sources():
     return {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(folder.glob("*.py"))}
 
 
-def _bodies(trees):
-    """Names of the functions compiled once per mode: those calling ``literally``."""
-    out = set()
-    for tree in trees.values():
-        for fn in ast.walk(tree):
-            if isinstance(fn, ast.FunctionDef) and any(
-                    isinstance(c, ast.Call) and getattr(c.func, "id", None) == "literally"
-                    for c in ast.walk(fn)):
-                out.add(fn.name)
-    return out
-
-
 def test_mode_values_are_those_of_c():
     """The four value sources, with the values of C's EF21_MODE_* enum."""
     spec = importlib.util.find_spec("ef21fast.kernels")
@@ -69,23 +57,15 @@ def test_no_bare_mode_literals():
     assert bad == []
 
 
-def test_bodies_are_called_only_through_by_mode():
-    """A body (``literally(mode)``) called with a mode that is not a constant would make
-    Numba compile its caller per mode value too, and a caller called from Python per
-    mode value costs milliseconds per call: only ``by_mode`` may call a body."""
-    trees = _sources()
-    bodies = _bodies(trees)
-    assert len(bodies) >= 8
-    misuse = []
-    for name, tree in trees.items():
-        allowed = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "by_mode":
-                allowed.add(id(node.args[0]))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in bodies and id(node) not in allowed:
-                misuse.append(f"{name}.py:{node.lineno} {node.id}")
-    assert misuse == []
+def test_drivers_are_called_through_their_mode_entries():
+    """The jitted drivers are called from Python only through :func:`launch.entry`,
+    which passes the mode as a constant (else the whole call tree would read it at run
+    time)."""
+    tree = _sources()["launch"]
+    drivers = {"rows_trivial", "rows_dense", "rows_serial", "rows_batch", "row_split"}
+    calls = [node.func.id for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in drivers]
+    assert sorted(calls) == sorted(drivers)  # once each, in the entries' code
 
 
 def test_no_signature_over_eight_arguments():
@@ -130,9 +110,10 @@ def restore_threads():
 
 
 @needs_numba
-def test_python_facing_drivers_take_no_literal_mode(restore_threads):
-    """The drivers called from Python are compiled for an int mode: a literal one (see
-    test_bodies_are_called_only_through_by_mode) would recompile at every call."""
+def test_entries_take_no_literal(restore_threads):
+    """What Python calls is compiled for the types of its arguments, never for a
+    literal value: a Python call of a function compiled for a literal (numba.literally)
+    recompiles at every call."""
     import numba
 
     from ef21fast.kernels import launch
@@ -144,19 +125,19 @@ def test_python_facing_drivers_take_no_literal_mode(restore_threads):
         x = rng.standard_normal(shape).astype(np.float32)
         ef21fast.topk(x, k, backend="numba")
         ef21fast.ef_step(x, np.zeros_like(x), k, lr=0.5, backend="numba")
-    drivers = [v for v in vars(launch).values()
-               if isinstance(v, numba.core.dispatcher.Dispatcher)]
-    assert len(drivers) >= 6
-    literal = [(d.__name__, s) for d in drivers for s in d.signatures
+    called = list(launch._entries.values()) + [launch.scatter_range, launch.scatter_parallel]
+    assert len(called) >= 8
+    literal = [(d.__name__, s) for d in called for s in d.signatures
                if any(isinstance(t, numba.types.Literal) for t in s)]
     assert literal == []
 
 
 _IR_PROBE = """
-import re, sys
+import inspect, re, sys
+import numba
 import numpy as np
 import ef21fast
-from ef21fast.kernels import passes, rows
+from ef21fast.kernels import candidates, keys, passes, rows, select, split_row
 rng = np.random.default_rng(0)
 for threads in (1, 2):
     ef21fast.set_num_threads(threads)
@@ -169,29 +150,44 @@ for threads in (1, 2):
         ef21fast.ef21_step(x, np.zeros_like(x), k, scale=np.float32(0.5), backend="numba")
         ef21fast.ef_step(x, np.zeros_like(x), k, lr=0.5, backend="numba")
 bad, seen = [], 0
-for module in (passes, rows):
-    for name in dir(module):
-        body = getattr(module, name)
-        if not (name.startswith("_") and hasattr(body, "signatures")):
+for module in (keys, passes, select, candidates, rows, split_row):
+    for name, fn in vars(module).items():
+        if not (isinstance(fn, numba.core.dispatcher.Dispatcher)
+                and fn.py_func.__module__ == module.__name__
+                and "mode" in inspect.signature(fn.py_func).parameters):
             continue
-        for sig in body.signatures:
+        at = list(inspect.signature(fn.py_func).parameters).index("mode")
+        for sig in fn.signatures:
             seen += 1
-            ir = body.inspect_llvm(sig)
-            # the mode and the flag are constants of the copy: its code never reads them
-            for arg in ("mode", "written"):
-                if len(re.findall(r"%%arg\\.%s\\b" % arg, ir)) != 1:
-                    bad.append(f"{name} {sig[:2]} reads {arg}")
+            if not isinstance(sig[at], numba.types.IntegerLiteral):
+                bad.append(f"{name} compiled for a mode that is not a constant: {sig[at]}")
+                continue
+            # a constant of the copy: its optimised code (parallel loops included)
+            # never reads the argument, only passes it on to the functions it calls
+            # (compiled for it too) or to its parallel loops
+            mangled = f"{len(name)}{name}B"
+            funcs = fn.inspect_llvm(sig).split("\\ndefine ")[1:]
+            own = [f for f in funcs
+                   if re.match(r"[^@\\n]*@_ZN\\d+ef21fast[^(\\s]*" + mangled, f)]
+            loops = [f for f in funcs if "numba_parfor_gufunc" in f.split("\\n", 1)[0]]
+            if not own:
+                bad.append(f"{name} {sig[at]}: its code was not found")
+            elif any(re.search(r"%arg\\.mode\\b", line)
+                     and not re.search(r" call |^\\s*store ", line)
+                     for f in own + loops for line in f.split("\\n")[1:]):
+                bad.append(f"{name} {sig[at]} reads its mode")
 print(seen)
 print("\\n".join(bad))
-sys.exit(1 if bad or seen < 20 else 0)
+sys.exit(1 if bad or seen < 40 else 0)
 """
 
 
 @needs_numba
 @pytest.mark.slow
-def test_every_body_is_specialised(tmp_path):
-    """Compiled afresh (an empty cache), each per-mode copy of each body has every test
-    of its mode folded away: the optimised LLVM code never reads the mode argument."""
+def test_every_loop_is_specialised(tmp_path):
+    """Compiled afresh (an empty cache) by every path of the selection, each function
+    that takes a mode is compiled only for constant modes, and in each copy every test
+    of the mode is folded away: the optimised LLVM code never reads the argument."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", _IR_PROBE], env=env, capture_output=True,
                           text=True, timeout=1800, cwd=tempfile.gettempdir())
