@@ -83,8 +83,8 @@ _MODE_NAMES = {MODE_TOPK: "topk", MODE_EF21: "ef21", MODE_EF21_SCALED: "ef21_sca
 _ENTRY_CODE = {
     "rows_trivial": lambda mode: lambda rows, k, out, span:
         rows_trivial(mode, rows, k, out, span),
-    "rows_dense": lambda mode: lambda rows, row_plan, out, span, keys:
-        rows_dense(mode, rows, row_plan, out, span, keys),
+    "rows_dense": lambda mode: lambda rows, row_plan, out, span:
+        rows_dense(mode, rows, row_plan, out, span),
     "rows_serial": lambda mode: lambda rows, row_plan, lists, out:
         rows_serial(mode, rows, row_plan, lists, out),
     "rows_batch": lambda mode: lambda rows, row_plan, nblk, oproto, out:
@@ -177,12 +177,12 @@ def _select_serial(mode, rows, k, out):
         return
     row_plan = plan.row_plan(d, k, a.itemsize)
     _, _, _, dense, _, cap = row_plan[:6]
+    if dense:  # a buffer of d keys: no need to keep it
+        entry("rows_dense", mode)(rows, row_plan, out, (0, n))
+        return
     ws = _ws_take(cap, a.dtype, d)
     try:
-        if dense:
-            entry("rows_dense", mode)(rows, row_plan, out, (0, n), ws[0])
-        else:
-            entry("rows_serial", mode)(rows, row_plan, ws, out)
+        entry("rows_serial", mode)(rows, row_plan, ws, out)
     finally:
         _ws_give(ws)
 

@@ -123,8 +123,7 @@ def rows_batch(mode, rows, plan, nblk, oproto, out):
         return
     if dense:
         for q in prange(nblk):
-            rows_dense(mode, rows, plan, out, (q * n // nblk, (q + 1) * n // nblk),
-                       bits_empty(d, a))
+            rows_dense(mode, rows, plan, out, (q * n // nblk, (q + 1) * n // nblk))
         return
     for q in prange(nblk):
         lists = (bits_empty(cap, a), np.empty(cap, dtype=oproto.dtype),
@@ -196,19 +195,20 @@ def rows_trivial(mode, rows, k, out, span):
 
 
 @njit(cache=True, nogil=True)
-def rows_dense(mode, rows, plan, out, span, keys):
+def rows_dense(mode, rows, plan, out, span):
     """Rows ``span = (lo, hi)`` of a batch of dense rows (``2 <= k < d``, ``plan``: a
-    :data:`.plan.ROW_PLAN`): the row's keys into ``keys`` (room for d), the k-th key
-    by an insertion top-k (``small``) or a radix select, then one emitting scan; loops
-    on the 2-D arrays, one call for all the rows (a call per row costs as much as a
-    pass over a short row)."""
+    :data:`.plan.ROW_PLAN`): the row's keys into a buffer, the k-th key by an
+    insertion top-k (``small``) or a radix select, then one emitting scan; loops on
+    the 2-D arrays, one call for all the rows (a call per row costs as much as a pass
+    over a short row)."""
     a, b, cvec = rows
     k, keybits, rbits, _, small, _ = plan[:6]
     lo, hi = span
     d = a.shape[1]
-    keys = keys[:d]
+    keys = bits_empty(d, a)
     best = bits_empty(k if small else 0, a)
-    scratch = (np.empty((1, BUCKETS_MAX), dtype=np.int64), np.empty(1, dtype=np.int64))
+    nb = 0 if small else BUCKETS_MAX
+    scratch = (np.empty((1, nb), dtype=np.int64), np.empty(1, dtype=np.int64))
     for i in range(lo, hi):
         row = (a, b, cvec[i])
         if mode == MODE_EF:
