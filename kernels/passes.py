@@ -44,11 +44,11 @@ def update_error(row, span):
 
 
 @njit(cache=True, nogil=True, inline="always")  # a call per tile would cost as much
-def tile_masks(mode, written, seg, q0, nw, t, masks):
+def tile_masks(mode, written, seg, q0, nw, t, masks, keys):
     """``masks[w]`` (w < nw): bit u set when element ``q0 + WORD * w + u`` of the
     segment ``seg = (sa, sb, c)`` has key > t (t of the keys' integer type: 32-bit
     compares for float32). ``MODE_EF`` not yet written: writes the updated error back
-    to ``sb`` first (its own loop: it vectorises)."""
+    to ``sb`` first (its own loop: it vectorises). ``keys``: room for ``WORD`` keys."""
     sa, sb, c = seg
     u0 = np.uint64(q0)
     if mode == MODE_EF and not written:
@@ -56,11 +56,12 @@ def tile_masks(mode, written, seg, q0, nw, t, masks):
             j = u0 + np.uint64(u)
             sb[j] = add(sb[j], mul(c, sa[j]))
     for w in range(nw):
-        msk = np.uint64(0)
         uw = u0 + np.uint64(WORD * w)
         for u in range(WORD):
-            kk = canon(vbits(value(mode, True, seg, uw + np.uint64(u))))
-            msk |= np.uint64(kk > t) << np.uint64(u)
+            keys[u] = canon(vbits(value(mode, True, seg, uw + np.uint64(u))))
+        msk = np.uint64(0)
+        for u in range(WORD):
+            msk |= np.uint64(keys[u] > t) << np.uint64(u)
         masks[w] = msk
 
 
@@ -87,13 +88,14 @@ def collect(mode, written, row, span, t, lists, cap):
     m = hi - lo
     tk = kbuf.dtype.type(t)  # the keys' integer type
     masks = np.empty(TILE_WORDS, dtype=np.uint64)
+    keys = np.empty(WORD, dtype=kbuf.dtype)
     cnt = np.uint64(0)  # unsigned indices: no test for negative ones
     ucap = np.uint64(cap)
     tile = WORD * TILE_WORDS
     nwords = m // WORD
     for q0 in range(0, nwords * WORD, tile):
         nw = min(TILE_WORDS, nwords - q0 // WORD)
-        tile_masks(mode, written, seg, q0, nw, tk, masks)
+        tile_masks(mode, written, seg, q0, nw, tk, masks, keys)
         for w in range(nw):
             msk = masks[w]
             uw = np.uint64(q0 + WORD * w)
