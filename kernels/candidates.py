@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .keys import canon, update_state
+from .keys import canon
 from .passes import WORD
 from .select import BUCKETS_MAX, KEY_MAX, count_above_equal, keep_range, select_rank
 
@@ -94,13 +94,13 @@ def lists_kth(lists, capc, counts, thresholds, k, result):
 
 
 @njit(cache=True, nogil=True)
-def emit_list(mode, b, lists, lo, sel, out, slots):
+def emit_list(lists, lo, sel, out, slots):
     """Emit, in index order, the candidates ``lists = (kbuf, obuf)`` of the chunk
     starting at ``lo`` with key > tk and the first ``quota`` of their ``ties`` with key
     == tk (``sel = (tk, quota, ties)``); they are ``n_out`` in all, the exact count: the
     slots from ``off`` of ``out = (idx_row, val_row)`` are written, no others
-    (``slots = (off, n_out)``; values from the stored bits). Then the state update of
-    ``mode`` at them (on the state row ``b``).
+    (``slots = (off, n_out)``; values from the stored bits). The state update at them
+    is the caller's (:func:`.keys.update_state`).
 
     Branch-free: every candidate up to the last selected one is written to the next
     free slot, which advances only when it is selected (bit masks of the selected
@@ -133,7 +133,6 @@ def emit_list(mode, b, lists, lo, sel, out, slots):
     for i0 in range(0, nfull, WORD):
         w = emit_word(lists, lo, i0, WORD, (tk, cut), w, outv)
     emit_word(lists, lo, nfull, end - nfull, (tk, cut), w, outv)
-    update_state(mode, b, out, off, off + n_out)
 
 
 @njit(cache=True, nogil=True, inline="always")  # a constant nw: the loops unroll

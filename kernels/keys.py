@@ -18,10 +18,11 @@ as a constant: the drivers are called through one jitted entry per mode
 (:mod:`.launch`), and Numba compiles a function again for each constant that a caller
 passes it, so every function on the way is compiled once per mode, with every test of
 the mode folded away by LLVM (a mode read at run time inside a loop costs 1.3-2.5x).
-The same rule compiles a function again for a constant ``written`` flag: callers pass
-:data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy booleans, not constants to Numba) where
-one compiled version should serve both states, and ``False``/``True`` where the flag
-is read in a loop.
+The same rule compiles a function again for any other constant argument (``f(x, 0)``
+and ``f(x, lo)`` are two compiled versions): callers pass :data:`ZERO`,
+:data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy scalars, not constants to Numba) where
+one compiled version should serve all callers, and ``False``/``True`` where a flag is
+read in a loop.
 
 **NaN operands.** The operand order of every operation is that of
 :mod:`ef21fast.reference`, and it matters for the NaN payload that propagates: when
@@ -43,9 +44,11 @@ from .modes import MODE_EF, MODE_EF21, MODE_EF21_SCALED, MODE_TOPK
 KEYBITS32 = 31
 KEYBITS64 = 63
 
-#: The ``written`` flag of :mod:`.modes`, as values that are not constants to Numba.
+#: The ``written`` flag of :mod:`.modes`, and a zero (the start of a whole row), as
+#: values that are not constants to Numba (see above).
 NOT_WRITTEN = np.False_
 WRITTEN = np.True_
+ZERO = np.int64(0)
 _ABS32 = 0x7FFFFFFF
 _NAN32 = 0x7F800001  # one above +inf's bits: every NaN
 _ABS64 = 0x7FFFFFFFFFFFFFFF

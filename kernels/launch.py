@@ -104,7 +104,8 @@ def entry(driver: str, mode: int):
     if fn is None:  # the first call of this driver in this mode
         code = _ENTRY_CODE[driver](mode)
         code.__name__ = code.__qualname__ = f"{driver}_{_MODE_NAMES[mode]}"
-        fn = _entries[(driver, mode)] = njit(cache=True, nogil=True)(code)
+        fn = _entries[(driver, mode)] = njit(cache=True, nogil=True,
+                                             parallel=driver == "rows_batch")(code)
     return fn
 
 

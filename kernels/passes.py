@@ -146,7 +146,7 @@ def sample_keys(mode, written, row, nblocks, block, skeys):
     the row (cache-line friendly), into ``skeys[:nblocks * block]`` (``nblocks >= 2``).
     Reads only (``MODE_EF`` not yet written: the updated error on the fly).
 
-    ``written`` is a constant here (two compiled copies): it is read in the loop.
+    Callers pass ``written`` as a constant (it is read in the loop).
     """
     d = row[0].shape[0]
     # run q starts at q * (d - block) // (nblocks - 1), stepped without a division

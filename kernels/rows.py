@@ -39,9 +39,10 @@ import numpy as np
 from numba import njit, prange
 
 from .candidates import emit_list, list_kth
-from .keys import NOT_WRITTEN, WRITTEN, bits_empty, canon, emit, key, value, vbits
+from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, emit, key, update_state,
+                   value, vbits)
 from .modes import MODE_EF, MODE_TOPK
-from .passes import collect, count_equal, emit_chunk, update_error
+from .passes import collect, count_equal, emit_chunk, sample_keys, update_error
 from .select import BUCKETS_MAX, kth_small_k, radix_select, sample_threshold
 
 
@@ -59,33 +60,33 @@ def row_serial(mode, row, plan, ws, out):
     t = 0
     cnt = 0
     if sampled:
-        thresholds = sample_threshold(mode, NOT_WRITTEN, row, plan[6:], skeys,
-                                      (hist[0], sub))
+        sample_keys(mode, False, row, plan[6], plan[7], skeys)
+        thresholds = sample_threshold(skeys, plan[6:], (hist[0], sub))
         t = thresholds[0]
         # MODE_EF: this pass writes the updated error back (written from here on)
-        cnt = collect(mode, NOT_WRITTEN, row, (0, d), t, (kbuf, obuf), cap)
+        cnt = collect(mode, NOT_WRITTEN, row, (ZERO, d), t, (kbuf, obuf), cap)
         if cnt >= k:
             if cnt > cap:  # more than the sample promised: collect again, all of them
                 kbuf = bits_empty(cnt, a)
                 obuf = np.empty(cnt, dtype=obuf.dtype)
                 mbuf = bits_empty(cnt, a)
-                collect(mode, WRITTEN, row, (0, d), t, (kbuf, obuf), cnt)
+                collect(mode, WRITTEN, row, (ZERO, d), t, (kbuf, obuf), cnt)
             tk, above, ties = list_kth(kbuf, cnt, thresholds, k, mbuf, (hist[0], sub))
-            emit_list(mode, b, (kbuf[:cnt], obuf[:cnt]), 0, (tk, k - above, ties), out,
-                      (0, k))
+            emit_list((kbuf[:cnt], obuf[:cnt]), ZERO, (tk, k - above, ties), out,
+                      (ZERO, np.int64(k)))
+            update_state(mode, b, out, ZERO, np.int64(k))
             return
     elif mode == MODE_EF:
-        update_error(row, (0, d))
+        update_error(row, (ZERO, d))
     # one emitting scan of the row (a single call: one compiled version): the keys
     # with key >> shift > prefix, then the first need_eq with key >> shift == prefix
-    if sampled and k <= cnt + count_equal(mode, row, (0, d), t):
+    if sampled and k <= cnt + count_equal(mode, row, (ZERO, d), t):
         # the k-th key is t itself: all keys above it, then the first ties
-        shift, prefix, need_eq = 0, t, k - cnt
+        shift, prefix, need_eq = ZERO, np.int64(t), np.int64(k - cnt)
     else:
         shift, prefix, need_eq = radix_select(mode, row, kbuf[:0], k, (keybits, rbits),
                                               (hist, gt))
-    emit_chunk(mode, row, (0, d), (shift, prefix, need_eq), out, (0, k))
-
+    emit_chunk(mode, row, (ZERO, d), (shift, prefix, need_eq), out, (ZERO, np.int64(k)))
 
 @njit(cache=True, nogil=True)
 def row_workspace(lists, skeys):
@@ -96,7 +97,7 @@ def row_workspace(lists, skeys):
             np.empty((4, BUCKETS_MAX), dtype=np.int32), np.empty(1, dtype=np.int64))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rows_serial(mode, rows, plan, lists, out):
     """Every row of the batch on the calling thread (no thread team), as
     :func:`row_serial`, with the candidate buffers ``lists = (kbuf, obuf, mbuf)``
@@ -108,29 +109,32 @@ def rows_serial(mode, rows, plan, lists, out):
         row_serial(mode, (a[i], b[i], cvec[i]), plan, ws, (idx[i], val[i]))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, inline="always")
 def rows_batch(mode, rows, plan, nblk, oproto, out):
     """Every row of the batch, the rows split into ``nblk`` parallel blocks, each row
     as :func:`rows_trivial`, :func:`rows_dense` or :func:`row_serial` (``plan``: a
-    :data:`.plan.ROW_PLAN`). ``oproto``: an empty array of the offsets' dtype."""
+    :data:`.plan.ROW_PLAN`). ``oproto``: an empty array of the offsets' dtype.
+
+    One parallel loop for the three (each parallel loop Numba compiles costs about a
+    second of the first call)."""
     a, b, cvec = rows
     idx, val = out
     n, d = a.shape
     k, _, _, dense, _, cap = plan[:6]
-    if k <= 1 or k == d:
-        for q in prange(nblk):
-            rows_trivial(mode, rows, k, out, (q * n // nblk, (q + 1) * n // nblk))
-        return
-    if dense:
-        for q in prange(nblk):
-            rows_dense(mode, rows, plan, out, (q * n // nblk, (q + 1) * n // nblk))
-        return
+    trivial = k <= 1 or k == d
     for q in prange(nblk):
-        lists = (bits_empty(cap, a), np.empty(cap, dtype=oproto.dtype),
-                 bits_empty(cap, a))
-        ws = row_workspace(lists, bits_empty(plan[6] * plan[7], a))
-        for i in range(q * n // nblk, (q + 1) * n // nblk):
-            row_serial(mode, (a[i], b[i], cvec[i]), plan, ws, (idx[i], val[i]))
+        lo = q * n // nblk
+        hi = (q + 1) * n // nblk
+        if trivial:
+            rows_trivial(mode, rows, k, out, (lo, hi))
+        elif dense:
+            rows_dense(mode, rows, plan, out, (lo, hi))
+        else:
+            lists = (bits_empty(cap, a), np.empty(cap, dtype=oproto.dtype),
+                     bits_empty(cap, a))
+            ws = row_workspace(lists, bits_empty(plan[6] * plan[7], a))
+            for i in range(lo, hi):
+                row_serial(mode, (a[i], b[i], cvec[i]), plan, ws, (idx[i], val[i]))
 
 
 @njit(cache=True, nogil=True)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .keys import canon, ctz
-from .passes import WORD, histogram_keys, histogram_range, sample_keys
+from .keys import ZERO, canon, ctz
+from .passes import WORD, histogram_keys, histogram_range
 
 #: Buckets of a round of :func:`select_rank`: at most this many ...
 BUCKETS_MAX = 2048
@@ -235,23 +235,18 @@ def kth_small_k(kbuf, m, k, best):
 
 
 @njit(cache=True, nogil=True)
-def sample_threshold(mode, written, row, sample, skeys, scratch):
+def sample_threshold(skeys, sample, scratch):
     """``(t, t_lo, t_hi)``: keys ``t <= t_lo <= t_hi`` such that about ``rank * d / s``
-    keys are > t, at least about ``rank_lo * d / s`` are > t_lo and fewer than about
-    ``rank_hi * d / s`` are > t_hi (``sample = (nblocks, block, rank, rank_lo,
-    rank_hi)``, ``s = nblocks * block`` sampled keys).
+    keys of the row are > t, at least about ``rank_lo * d / s`` are > t_lo and fewer
+    than about ``rank_hi * d / s`` are > t_hi, from the keys of its sample
+    (:func:`.passes.sample_keys`, in ``skeys``; ``sample = (nblocks, block, rank,
+    rank_lo, rank_hi)``, ``s = nblocks * block`` sampled keys).
 
-    The keys of the sample (:func:`.passes.sample_keys`, into ``skeys``) give t and the
-    window ``(t_lo, t_hi]`` by :func:`select_rank`: at least ``rank`` sampled keys are
-    > t, unless t is the rank-th exactly, and not many more; at least ``rank_lo`` are
-    > t_lo, fewer than ``rank_hi`` are > t_hi. Reads only. ``scratch`` as in
-    :func:`select_rank`.
+    By :func:`select_rank` on the sample's keys: at least ``rank`` of them are > t,
+    unless t is the rank-th exactly, and not many more; at least ``rank_lo`` are >
+    t_lo, fewer than ``rank_hi`` are > t_hi. ``scratch`` as in :func:`select_rank`.
     """
     nblocks, block, rank, rank_lo, rank_hi = sample
-    if written:
-        sample_keys(mode, True, row, nblocks, block, skeys)
-    else:
-        sample_keys(mode, False, row, nblocks, block, skeys)
     s = nblocks * block
     lo = np.int64(skeys[0])
     hi = np.int64(skeys[0])
@@ -308,7 +303,7 @@ def radix_select(mode, row, keys, need, widths, scratch):
         if row is None:
             histogram_keys(keys, d, digit, hist[0])
         else:
-            histogram_range(mode, row, (0, d), digit, hist[0])
+            histogram_range(mode, row, (ZERO, d), digit, hist[0])
         bk, cum, h = choose_bucket(hist, 1, nb, need, gt)
         need -= cum
         prefix = (prefix << width) | bk

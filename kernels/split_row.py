@@ -19,10 +19,10 @@ import numpy as np
 from numba import njit, prange
 
 from .candidates import emit_list, lists_kth
-from .keys import bits_empty
+from .keys import bits_empty, update_state
 from .modes import MODE_EF
 from .passes import (argmax, collect, count_equal, emit_all, emit_chunk, emit_one,
-                     histogram_range, update_error)
+                     histogram_range, sample_keys, update_error)
 from .select import BUCKETS_MAX, choose_bucket, keep_range, plan_chunks, sample_threshold
 
 # Rows of the per-chunk table.
@@ -92,9 +92,10 @@ def each_chunk(step, mode, written, row, bufs, out, tab, params):
         elif step == EMIT_LISTS:
             st = ch * p1
             end = st + tab[COUNT, ch]
-            emit_list(mode, row[1], (kbuf[st:end], obuf[st:end]), span[0],
-                      (p0, tab[QUOTA, ch], tab[EQ, ch]), out,
-                      (tab[OFF, ch], tab[GT, ch] + tab[QUOTA, ch]))
+            slots = (tab[OFF, ch], tab[GT, ch] + tab[QUOTA, ch])
+            emit_list((kbuf[st:end], obuf[st:end]), span[0],
+                      (p0, tab[QUOTA, ch], tab[EQ, ch]), out, slots)
+            update_state(mode, row[1], out, slots[0], slots[0] + slots[1])
         elif step == COUNT_EQUAL:
             tab[EQ, ch] = count_equal(mode, row, span, p0)
         elif step == HISTOGRAM:
@@ -104,7 +105,7 @@ def each_chunk(step, mode, written, row, bufs, out, tab, params):
                        (tab[OFF, ch], tab[GT, ch] + tab[QUOTA, ch]))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def row_split(mode, row, plan, lists, out):
     """Select on one long row, split into ``nch`` chunks processed in parallel
     (``plan``: a :data:`.plan.SPLIT_PLAN`; ``row``, ``out``: one row, as in
@@ -159,7 +160,11 @@ def row_split(mode, row, plan, lists, out):
         skeys = bits_empty(nblocks * plan[7], a)
         scratch = (np.empty(BUCKETS_MAX, dtype=np.int64),
                    np.empty((4, BUCKETS_MAX), dtype=np.int32))
-        thresholds = sample_threshold(mode, written, row, plan[6:], skeys, scratch)
+        if written:
+            sample_keys(mode, True, row, nblocks, plan[7], skeys)
+        else:
+            sample_keys(mode, False, row, nblocks, plan[7], skeys)
+        thresholds = sample_threshold(skeys, plan[6:], scratch)
         t, t_lo, t_hi = thresholds
         each_chunk(COLLECT, mode, written, row, bufs, out, tab,
                    (np.int64(t), np.int64(t_lo), np.int64(t_hi), np.int64(capc)))
