@@ -13,7 +13,7 @@ Modules, from the elements up:
 
 * :mod:`.modes`: the value sources of the selection (names and values shared with C);
 * :mod:`.keys`: float -> ordered key, the value and emission of an element in each
-  mode, and :func:`.keys.by_mode`, which compiles each loop once per mode;
+  mode (and how every loop gets compiled once per mode);
 * :mod:`.passes`: the streaming passes over a row or a chunk of it;
 * :mod:`.select`: exact selection on keys (radix select, sample threshold);
 * :mod:`.candidates`: selection among the candidate lists, and emission from them;
@@ -22,7 +22,8 @@ Modules, from the elements up:
 * :mod:`.scatter`: scatter_add;
 * :mod:`.plan`: every decision (threads, drivers, tuning constants) and the plan
   tuples;
-* :mod:`.launch`: runs a call as planned (outputs, kept buffers, the lock).
+* :mod:`.launch`: runs a call as planned (outputs, kept buffers, the lock), through
+  one jitted entry per driver and mode.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ scalar (scale or lr), all of the data dtype, so float32 arithmetic stays float32
 as a constant: the drivers are called through one jitted entry per mode
 (:mod:`.launch`), and Numba compiles a function again for each constant that a caller
 passes it, so every function on the way is compiled once per mode, with every test of
-the mode folded away by LLVM (a mode read at run time inside a loop costs 1.3-2.5x).
+the mode folded away by LLVM (a mode read at run time inside a loop costs 1.3x to
+several times: the loop no longer vectorises).
 The same rule compiles a function again for any other constant argument (``f(x, 0)``
 and ``f(x, lo)`` are two compiled versions): callers pass :data:`ZERO`,
 :data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy scalars, not constants to Numba) where
@@ -55,6 +56,7 @@ _ABS64 = 0x7FFFFFFFFFFFFFFF
 _NAN64 = 0x7FF0000000000001
 _QUIET32 = 0x00400000
 _QUIET64 = 0x0008000000000000
+
 
 def key(v):
     """The ordered key of one float32/float64 scalar (pure-Python version).

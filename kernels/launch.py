@@ -18,7 +18,6 @@ import threading
 
 import numba
 import numpy as np
-
 from numba import njit
 
 from . import plan
@@ -95,17 +94,22 @@ _ENTRY_CODE = {
         row_split(mode, (a, b, c), split_plan, lists, (idx, val)),
 }
 _entries: dict = {}
+_entries_lock = threading.Lock()
 
 
 def entry(driver: str, mode: int):
     """The jitted entry of ``driver`` (a name of :data:`_ENTRY_CODE`) for ``mode``: it
-    takes the driver's arguments but the mode, the arrays of its tuples one by one."""
+    takes the driver's arguments but the mode, the arrays of its tuples one by one.
+    (rows_batch is inlined into its entry, which is then the parallel function.)"""
     fn = _entries.get((driver, mode))
     if fn is None:  # the first call of this driver in this mode
-        code = _ENTRY_CODE[driver](mode)
-        code.__name__ = code.__qualname__ = f"{driver}_{_MODE_NAMES[mode]}"
-        fn = _entries[(driver, mode)] = njit(cache=True, nogil=True,
-                                             parallel=driver == "rows_batch")(code)
+        with _entries_lock:
+            fn = _entries.get((driver, mode))
+            if fn is None:
+                code = _ENTRY_CODE[driver](mode)
+                code.__name__ = code.__qualname__ = f"{driver}_{_MODE_NAMES[mode]}"
+                fn = njit(cache=True, nogil=True, parallel=driver == "rows_batch")(code)
+                _entries[(driver, mode)] = fn
     return fn
 
 

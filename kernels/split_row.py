@@ -6,7 +6,8 @@ one parallel loop: a single compiled parallel region for every step (each parall
 that Numba compiles costs about a second of the first call's compile time). The chunks
 share a table of per-chunk counts, ``tab`` (int64, rows named below, a column per
 chunk): the counts are exact, and the chunks are in index order, so the result does
-not depend on the chunking (hence the thread count).
+not depend on the chunking (hence the thread count). :func:`row_split` is only called
+from its entries (:mod:`.launch`), into which it is inlined (see :mod:`.rows`).
 
 Every store into the arrays of a tuple argument happens in a called function: Numba
 (0.68) drops stores, in a parallel loop, into arrays unpacked from a tuple argument when
