@@ -6,26 +6,31 @@ cleared, every NaN mapped to one value just above +inf. Keys are returned as
 non-negative ``int64`` for both dtypes: at most ``KEYBITS32 = 31`` significant bits for
 float32 and ``KEYBITS64 = 63`` for float64.
 
-**Mode.** One set of selection routines serves ``topk``, ``ef21_step`` and ``ef_step``;
-an integer *mode* says how the value of element ``j`` of a row is formed from the two
-row arrays ``a``, ``b`` and the row scalar ``c`` (all of the data dtype, so float32
-arithmetic stays float32):
+**Value.** :func:`value` forms element j of a row in one of the modes of
+:mod:`.modes` from the row's operands ``row = (a, b, c)``: ``a`` the input (x or the
+gradient), ``b`` the state (or error; a 0-length dummy for topk), ``c`` the row's
+scalar (scale or lr), all of the data dtype, so float32 arithmetic stays float32.
+:func:`emit` writes a selected element to the output and applies the state update,
+:func:`update_state` the update alone.
 
-====  ============================  ==========================================
-mode  value(j)                      emitted element (selected j) also does
-====  ============================  ==========================================
-0     ``a[j]``                      (topk: nothing)
-1     ``a[j] - b[j]``               ``b[j] = b[j] + value`` (EF21)
-2     ``c * a[j] - b[j]``           ``b[j] = b[j] + value`` (EF21-W, c = scale)
-3     ``b[j] + c * a[j]``           ``b[j] = 0`` (EF14 before the error update)
-4     ``b[j]``                      ``b[j] = 0`` (EF14 after the update)
-====  ============================  ==========================================
+**Specialisation.** Every loop is written once, for any mode, and ``mode`` reaches it
+as a constant: the drivers are called through one jitted entry per mode
+(:mod:`.launch`), and Numba compiles a function again for each constant that a caller
+passes it, so every function on the way is compiled once per mode, with every test of
+the mode folded away by LLVM (a mode read at run time inside a loop costs 1.3x to
+several times: the loop no longer vectorises).
+The same rule compiles a function again for any other constant argument (``f(x, 0)``
+and ``f(x, lo)`` are two compiled versions): callers pass :data:`ZERO`,
+:data:`NOT_WRITTEN` and :data:`WRITTEN` (NumPy scalars, not constants to Numba) where
+one compiled version should serve all callers, and ``False``/``True`` where a flag is
+read in a loop.
 
-The operand order of every operation is that of :mod:`ef21fast.reference`, and it
-matters for the NaN payload that propagates: when both operands of ``+`` or ``*`` are
-NaN, the reference (like the x86 instruction) returns the first one, quietened. LLVM
-treats ``+`` and ``*`` as commutative and may swap the operands, so :func:`add` and
-:func:`mul` restore the first-operand rule explicitly (a branch almost never taken).
+**NaN operands.** The operand order of every operation is that of
+:mod:`ef21fast.reference`, and it matters for the NaN payload that propagates: when
+both operands of ``+`` or ``*`` are NaN, the reference (like the x86 instruction)
+returns the first one, quietened. LLVM treats ``+`` and ``*`` as commutative and may
+swap the operands, so :func:`add` and :func:`mul` restore the first-operand rule
+explicitly (a branch almost never taken).
 """
 
 from __future__ import annotations
@@ -35,25 +40,22 @@ from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
+from .modes import MODE_EF, MODE_EF21, MODE_EF21_SCALED, MODE_TOPK
+
 KEYBITS32 = 31
 KEYBITS64 = 63
+
+#: The ``written`` flag of :mod:`.modes`, and a zero (the start of a whole row), as
+#: values that are not constants to Numba (see above).
+NOT_WRITTEN = np.False_
+WRITTEN = np.True_
+ZERO = np.int64(0)
 _ABS32 = 0x7FFFFFFF
 _NAN32 = 0x7F800001  # one above +inf's bits: every NaN
 _ABS64 = 0x7FFFFFFFFFFFFFFF
 _NAN64 = 0x7FF0000000000001
 _QUIET32 = 0x00400000
 _QUIET64 = 0x0008000000000000
-
-MODE_TOPK = 0
-MODE_EF21 = 1
-MODE_EF21_SCALED = 2
-MODE_EF_RAW = 3
-MODE_EF = 4
-
-
-def keybits(dtype) -> int:
-    """Significant bits of the keys of ``dtype`` (31 for float32, 63 for float64)."""
-    return KEYBITS32 if np.dtype(dtype).itemsize == 4 else KEYBITS64
 
 
 def key(v):
@@ -198,56 +200,55 @@ def mul(x, y):
 
 
 @njit(cache=True, nogil=True)
-def value(mode, a, b, c, j):
-    """The value of element ``j`` of a row in ``mode`` (see the module docstring)."""
-    if mode == 0:
-        return a[j]
-    if mode == 1:
-        return a[j] - b[j]
-    if mode == 2:
-        return mul(c, a[j]) - b[j]
-    if mode == 3:
-        return add(b[j], mul(c, a[j]))
-    return b[j]
+def value(mode, written, row, at):
+    """The value of element ``at`` of ``row = (a, b, c)`` in ``mode``.
 
-
-@njit(cache=True, nogil=True)
-def emit(mode, a, b, c, j, o, idx_row, val_row):
-    """Write selected element ``j`` to output slot ``o`` and apply the state update."""
-    v = value(mode, a, b, c, j)
-    idx_row[o] = j
-    val_row[o] = v
-    if mode == 1 or mode == 2:
-        b[j] = add(b[j], v)
-    elif mode >= 3:
-        b[j] = 0.0
-
-
-@njit(cache=True, nogil=True)
-def value2(mode, a, b, c, i, j):
-    """:func:`value` of element ``(i, j)`` of 2-D ``a``/``b`` (no row views: batch loops
-    over many short rows avoid the reference counting of a view per row)."""
-    if mode == 0:
-        return a[i, j]
-    if mode == 1:
-        return a[i, j] - b[i, j]
-    if mode == 2:
-        return mul(c, a[i, j]) - b[i, j]
-    if mode == 3:
-        return add(b[i, j], mul(c, a[i, j]))
-    return b[i, j]
+    ``at`` indexes ``a`` and ``b``: an int for 1-D rows, ``(i, j)`` for element j of
+    row i of 2-D arrays (batch loops over many short rows avoid the reference counting
+    of a view per row). ``written``: in ``MODE_EF``, the error update is already in
+    ``b`` (see :mod:`.modes`); ignored in the other modes.
+    """
+    a, b, c = row
+    if mode == MODE_TOPK:
+        return a[at]
+    if mode == MODE_EF21:
+        return a[at] - b[at]
+    if mode == MODE_EF21_SCALED:
+        return mul(c, a[at]) - b[at]
+    if written:
+        return b[at]
+    return add(b[at], mul(c, a[at]))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def emit2(mode, a, b, c, i, j, o, idx, val):
-    """:func:`emit` on row ``i`` of 2-D arrays, to slot ``(i, o)`` of ``idx``/``val``.
+def emit(mode, written, row, at, j, out, slot):
+    """Write selected element ``at`` (index ``j`` in its row) to ``slot`` of ``out =
+    (idx, val)`` and apply the state update of ``mode`` to ``b[at]``.
 
-    Inlined into its callers (by Numba): as a call, passing the four arrays cost
-    about 8 ns, which was 90% of a batch with k = d = 112."""
-    v = value2(mode, a, b, c, i, j)
-    idx[i, o] = j
-    val[i, o] = v
-    if mode == 1 or mode == 2:
-        b[i, j] = add(b[i, j], v)
-    elif mode >= 3:
-        b[i, j] = 0.0
+    Inlined into its callers (by Numba): as a call, passing the arrays cost about 8 ns,
+    which was 90% of a batch with k = d = 112.
+    """
+    v = value(mode, written, row, at)
+    idx, val = out
+    idx[slot] = j
+    val[slot] = v
+    b = row[1]
+    if mode == MODE_EF21 or mode == MODE_EF21_SCALED:
+        b[at] = add(b[at], v)
+    elif mode == MODE_EF:
+        b[at] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def update_state(mode, b, out, lo, hi):
+    """The state update of ``mode`` (as :func:`emit`) at the indices in slots ``lo ..
+    hi-1`` of ``out = (idx_row, val_row)``, whose values are already written."""
+    idx_row, val_row = out
+    if mode == MODE_EF21 or mode == MODE_EF21_SCALED:
+        for o in range(lo, hi):
+            j = idx_row[o]
+            b[j] = add(b[j], val_row[o])
+    elif mode == MODE_EF:
+        for o in range(lo, hi):
+            b[idx_row[o]] = 0.0
+

@@ -1,0 +1,267 @@
+"""The streaming passes over a span ``[lo, hi)`` of one row.
+
+A *row* is ``(a, b, c)`` (see :mod:`.keys`), a *span* ``(lo, hi)``: the whole row, or
+one chunk of a row split across threads. Each pass is one loop written once; ``mode``
+is a constant wherever they are called from (see :mod:`.launch`), so Numba compiles
+one copy of each per mode, with every test of the mode folded away.
+
+* :func:`collect`: the candidates of the sample-select (key > t), value bits and
+  offsets into bounded lists; in ``MODE_EF`` it writes the updated error back.
+* :func:`count_equal`: how many keys equal t.
+* :func:`sample_keys`: the keys of evenly spread runs of the row.
+* :func:`histogram_keys`, :func:`histogram_range`: the counts of one radix digit of
+  the keys with a given prefix (precomputed keys, or those of a span).
+* :func:`emit_chunk`: the emitting scan of the full-range selection.
+* :func:`argmax`, :func:`emit_one`, :func:`emit_all`: the k = 1 and k = d cases.
+
+``written`` (see :mod:`.modes`) is a flag of the passes that run both before and after
+the EF error is written back; the others say which state they run in. The parallel
+driver (:mod:`.split_row`) calls them on the chunks of a row: they, not it, store into
+the arrays they are given (see there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .keys import add, canon, ctz, emit, key, mul, value, vbits
+from .modes import MODE_EF
+
+#: Elements per bit mask word of the passes that visit only the set bits ...
+WORD = 64
+#: ... and words per tile of the candidate pass (masks computed ahead of the visits).
+TILE_WORDS = 8
+
+
+@njit(cache=True, nogil=True)
+def update_error(row, span):
+    """``b[j] = b[j] + c * a[j]`` on the span (the EF14 error update, written back)."""
+    a, b, c = row
+    lo, hi = span
+    sa = a[lo:hi]
+    sb = b[lo:hi]
+    for t in range(hi - lo):
+        sb[t] = add(sb[t], mul(c, sa[t]))
+
+
+@njit(cache=True, nogil=True, inline="always")  # a call per tile would cost as much
+def tile_masks(mode, written, seg, q0, nw, t, masks, keys):
+    """``masks[w]`` (w < nw): bit u set when element ``q0 + WORD * w + u`` of the
+    segment ``seg = (sa, sb, c)`` has key > t (t of the keys' integer type: 32-bit
+    compares for float32). ``MODE_EF`` not yet written: writes the updated error back
+    to ``sb`` first (its own loop: it vectorises). ``keys``: room for ``WORD`` keys.
+
+    A word's keys go through ``keys`` before their mask: LLVM's code for the fused
+    loop, optimised again where the callers link it in (the code loaded from the disk
+    cache), was 20-40% slower on float64."""
+    sa, sb, c = seg
+    u0 = np.uint64(q0)
+    if mode == MODE_EF and not written:
+        for u in range(WORD * nw):
+            j = u0 + np.uint64(u)
+            sb[j] = add(sb[j], mul(c, sa[j]))
+    for w in range(nw):
+        uw = u0 + np.uint64(WORD * w)
+        for u in range(WORD):
+            keys[u] = canon(vbits(value(mode, True, seg, uw + np.uint64(u))))
+        msk = np.uint64(0)
+        for u in range(WORD):
+            msk |= np.uint64(keys[u] > t) << np.uint64(u)
+        masks[w] = msk
+
+
+@njit(cache=True, nogil=True)
+def collect(mode, written, row, span, t, lists, cap):
+    """The candidates of the span: the elements with key > t, in index order, their
+    value bits to ``lists[0]`` and their offsets ``j - lo`` to ``lists[1]`` (room for
+    ``cap``).
+
+    Returns their count, exact even when it exceeds ``cap`` (the lists are then
+    incomplete and must not be used). ``MODE_EF`` not yet written: the updated error
+    is written back on the whole span (it is written from then on).
+
+    Per tile of ``TILE_WORDS`` words of ``WORD`` elements: bit masks of the candidates
+    (vectorised), then only their set bits are visited, so the cost beyond the
+    streaming pass is per candidate, not per element. (Masks a tile ahead: the scalar
+    loops do not wait on each mask's latency.)
+    """
+    a, b, c = row
+    lo, hi = span
+    kbuf, obuf = lists
+    seg = (a[lo:hi], b[lo:hi], c)
+    sa, sb, _ = seg
+    m = hi - lo
+    tk = kbuf.dtype.type(t)  # the keys' integer type
+    masks = np.empty(TILE_WORDS, dtype=np.uint64)
+    keys = np.empty(WORD, dtype=kbuf.dtype)
+    cnt = np.uint64(0)  # unsigned indices: no test for negative ones
+    ucap = np.uint64(cap)
+    tile = WORD * TILE_WORDS
+    nwords = m // WORD
+    for q0 in range(0, nwords * WORD, tile):
+        nw = min(TILE_WORDS, nwords - q0 // WORD)
+        tile_masks(mode, written, seg, q0, nw, tk, masks, keys)
+        for w in range(nw):
+            msk = masks[w]
+            uw = np.uint64(q0 + WORD * w)
+            if cnt + np.uint64(WORD) <= ucap:  # room for the whole word
+                while msk:
+                    j = uw + ctz(msk)
+                    kbuf[cnt] = vbits(value(mode, True, seg, j))
+                    obuf[cnt] = j
+                    cnt += np.uint64(1)
+                    msk &= msk - np.uint64(1)
+            else:
+                while msk:
+                    if cnt < ucap:
+                        j = uw + ctz(msk)
+                        kbuf[cnt] = vbits(value(mode, True, seg, j))
+                        obuf[cnt] = j
+                    cnt += np.uint64(1)
+                    msk &= msk - np.uint64(1)
+    for j in range(nwords * WORD, m):
+        if mode == MODE_EF and not written:
+            sb[j] = add(sb[j], mul(c, sa[j]))
+        vb = vbits(value(mode, True, seg, j))
+        if canon(vb) > t:
+            if cnt < ucap:
+                kbuf[cnt] = vb
+                obuf[cnt] = j
+            cnt += np.uint64(1)
+    return np.int64(cnt)
+
+
+@njit(cache=True, nogil=True)
+def count_equal(mode, row, span, t):
+    """How many keys of the span equal t, on written values. Only needed when the
+    candidates are fewer than k (then the ties at t may decide), so not counted by
+    :func:`collect`."""
+    a, b, c = row
+    lo, hi = span
+    seg = (a[lo:hi], b[lo:hi], c)
+    e = np.int64(0)
+    for j in range(hi - lo):
+        e += key(value(mode, True, seg, j)) == t
+    return e
+
+
+@njit(cache=True, nogil=True)
+def sample_keys(mode, written, row, nblocks, block, skeys):
+    """The keys of ``nblocks`` runs of ``block`` consecutive elements spread evenly over
+    the row (cache-line friendly), into ``skeys[:nblocks * block]`` (``nblocks >= 2``).
+    Reads only (``MODE_EF`` not yet written: the updated error on the fly).
+
+    Callers pass ``written`` as a constant (it is read in the loop).
+    """
+    d = row[0].shape[0]
+    # run q starts at q * (d - block) // (nblocks - 1), stepped without a division
+    step, rem = divmod(d - block, nblocks - 1)
+    start = np.uint64(0)
+    frac = 0
+    for q in range(nblocks):
+        o = np.uint64(q * block)
+        for u in range(block):
+            skeys[o + np.uint64(u)] = key(value(mode, written, row, start + np.uint64(u)))
+        start += np.uint64(step)
+        frac += rem
+        if frac >= nblocks - 1:
+            start += np.uint64(1)
+            frac -= nblocks - 1
+
+
+@njit(cache=True, nogil=True)
+def histogram_keys(keys, m, digit, hist):
+    """Count the keys ``keys[:m]`` with ``key >> hi_bit == prefix`` by their bits
+    ``[lo_bit, hi_bit)`` into ``hist[: 1 << (hi_bit - lo_bit)]`` (zeroed first);
+    ``digit = (hi_bit, lo_bit, prefix)``."""
+    hi_bit, lo_bit, prefix = digit
+    width = hi_bit - lo_bit
+    mask = (np.int64(1) << width) - 1
+    hist[: np.int64(1) << width] = 0
+    for t in range(m):
+        kk = keys[t]
+        if (kk >> hi_bit) == prefix:
+            hist[(kk >> lo_bit) & mask] += 1
+
+
+@njit(cache=True, nogil=True)
+def histogram_range(mode, row, span, digit, hist):
+    """:func:`histogram_keys` of the keys of the span, on written values."""
+    a, b, c = row
+    lo, hi = span
+    hi_bit, lo_bit, prefix = digit
+    seg = (a[lo:hi], b[lo:hi], c)
+    width = hi_bit - lo_bit
+    mask = (np.int64(1) << width) - 1
+    hist[: np.int64(1) << width] = 0
+    for t in range(hi - lo):
+        kk = key(value(mode, True, seg, t))
+        if (kk >> hi_bit) == prefix:
+            hist[(kk >> lo_bit) & mask] += 1
+
+
+@njit(cache=True, nogil=True)
+def emit_chunk(mode, row, span, sel, out, slots):
+    """Emit, in index order, the span's elements with ``key >> shift > prefix`` and the
+    first ``quota`` with ``key >> shift == prefix`` (``sel = (shift, prefix, quota)``),
+    to the slots from ``off`` of ``out = (idx_row, val_row)``; they are ``n_out`` in
+    all (``slots = (off, n_out)``; the scan stops after the last). On written values.
+    Returns the next free slot.
+    """
+    lo, hi = span
+    shift, prefix, quota = sel
+    off, n_out = slots
+    o = off
+    end = off + n_out
+    taken = 0
+    for t in range(hi - lo):
+        if o >= end:
+            break
+        j = lo + t
+        p = key(value(mode, True, row, j)) >> shift
+        if p > prefix:
+            emit(mode, True, row, j, j, out, o)
+            o += 1
+        elif p == prefix and taken < quota:
+            taken += 1
+            emit(mode, True, row, j, j, out, o)
+            o += 1
+    return o
+
+
+@njit(cache=True, nogil=True)
+def argmax(mode, row, span):
+    """``(key, index)`` of the largest key in the span, first index on ties. Runs
+    before any write-back (``MODE_EF``: it writes the updated error back on the
+    span)."""
+    a, b, c = row
+    lo, hi = span
+    if mode == MODE_EF:
+        update_error(row, span)
+    seg = (a[lo:hi], b[lo:hi], c)
+    best = np.int64(-1)
+    bj = lo
+    for t in range(hi - lo):
+        kk = key(value(mode, True, seg, t))
+        if kk > best:
+            best = kk
+            bj = lo + t
+    return best, bj
+
+
+@njit(cache=True, nogil=True)
+def emit_one(mode, row, j, out):
+    """:func:`.keys.emit` of element j of a 1-D row to slot 0, on written values (after
+    :func:`argmax`). A call, for the parallel drivers: there, Numba (0.68) drops stores
+    into arrays unpacked from a tuple argument when nothing reads them afterwards."""
+    emit(mode, True, row, j, j, out, 0)
+
+
+@njit(cache=True, nogil=True)
+def emit_all(mode, row, span, out):
+    """Emit every element of the span to its own slot (the k = d case), before any
+    write-back."""
+    lo, hi = span
+    for j in range(lo, hi):
+        emit(mode, False, row, j, j, out, j)
