@@ -112,8 +112,8 @@ done:
 }
 
 /* The candidate pass over [lo, hi) of a row (see collect_m); `stream`: the row is
- * streamed from memory (longer than EF_STREAM_MIN, or forced), which picks the grouped
- * AVX-512 pass for float32. */
+ * streamed from memory (longer than EF_STREAM_MIN, or forced), which the AVX-512 pass
+ * takes into account for float32. */
 EF_CLONES int F(collect)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cbuf) *b,
                          int64_t *eq_out, int64_t cap, int64_t *shared, int stream)
 {
@@ -122,7 +122,7 @@ EF_CLONES int F(collect)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cbuf) *
     /* a NaN scale or step size (whose payload every product takes): the generic code */
     if ((S->mode != EF21_MODE_EF21_SCALED || S->s == S->s) &&
         (S->mode != EF21_MODE_EF || S->lr == S->lr) && __builtin_cpu_supports("x86-64-v4"))
-        return F(collect_x512)(S, lo, hi, t, b, eq_out, cap, shared, EF_IS_F32 && stream);
+        return F(collect_x512)(S, lo, hi, t, b, eq_out, cap, shared, stream);
 #else
     (void)stream;
 #endif

@@ -66,7 +66,7 @@ EF_HIDDEN void F(sample)(const F(src) *S, int64_t d, int64_t nb, K *out, K *lo, 
 #if EF_X512
 /* passes_avx512.c: the candidate pass with AVX-512 (x86-64-v4 CPUs only). */
 EF_HIDDEN int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cbuf) *b,
-                              int64_t *eq_out, int64_t cap, int64_t *shared, int grouped);
+                              int64_t *eq_out, int64_t cap, int64_t *shared, int stream);
 #endif
 
 /* select.c: selection on keys. */

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ef21fast._validation import native_dtype
+
 __all__ = ["KERNELS", "KERNEL_NAMES", "Kernel", "Param"]
 
 
@@ -169,16 +171,16 @@ class Kernel:
             if p.role == "data":
                 args.append(x)
             elif p.role == "state":
-                args.append(np.zeros(x.shape, x.dtype.newbyteorder("="))
+                args.append(np.zeros(x.shape, native_dtype(x.dtype))
                             if state is None else np.array(state, copy=True, order="C"))
             elif p.role == "k":
                 args.append(k)
             elif p.role == "out":
-                args.append(np.zeros(x.shape[-1], dtype=x.dtype.newbyteorder("=")))
+                args.append(np.zeros(x.shape[-1], dtype=native_dtype(x.dtype)))
             elif p.role == "idx":
                 args.append(message[0])
             elif p.role == "val":
-                args.append(np.asarray(message[1]).astype(x.dtype.newbyteorder("=")))
+                args.append(np.asarray(message[1]).astype(native_dtype(x.dtype)))
         return tuple(args), dict(factor or {})
 
     def results(self, args: tuple, returned) -> tuple:

@@ -132,6 +132,17 @@ def cases(dtype=np.float64, seed: int = 0, large: bool = True):
         yield from emit("large_all_equal", np.full(d, 7.0, dtype), ks=[1, 5000])
         yield from emit("large_rows_batch", rng.standard_normal((3, 50_000)).astype(dtype),
                         ks=[1, 500, 5000])
+    # Rows starting 1, 6 and 13 elements past a 64-byte boundary, with ties and a NaN
+    # among their first elements: a SIMD pass may take the part before the first
+    # boundary on its own (the C float64 candidate pass does, in each chunk).
+    local = np.random.default_rng([seed, 1])
+    raw = np.round(local.standard_normal(5016) * 4).astype(dtype)
+    first = (-raw.ctypes.data % 64) // raw.itemsize
+    for shift in (1, 6, 13):
+        raw[first + shift + 2] = np.nan
+    for shift in (1, 6, 13):
+        yield from emit(f"unaligned_start_{shift}", raw[first + shift:first + shift + 5000],
+                        ks=[1, 3, 50, 500])
 
 
 def all_cases(seed: int = 0, large: bool = True):
