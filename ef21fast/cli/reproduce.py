@@ -105,7 +105,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--backend", default=None, metavar="B", help="kernel backend")
     r.add_argument("--figure", default=None, metavar="NAME",
                    help="instead of the main comparison, one of the paper-style "
-                        "figures: rare-features, sgd-pp, or all")
+                        "figures: rare-features, sgd-pp, heterogeneity, cloning, or all")
     r.add_argument("--quick", action="store_true",
                    help="small problems and a loose tolerance (seconds)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")

@@ -83,19 +83,99 @@ def _sgd_pp_cases(quick: bool):
     ])
 
 
+def _cloning_cases(quick: bool):
+    from ef21fast.methods import theory
+    from ef21fast.methods.data import make_synthetic
+    from ef21fast.methods.problems import LogisticRegression
+
+    spec = (dict(n=20, d=10, m_per_client=10, spread=3.0) if quick
+            else dict(n=200, d=50, m_per_client=20, spread=5.0))
+    prob = LogisticRegression(make_synthetic(kind="logreg", seed=0, **spec), lam=0.1)
+    L_i = np.asarray(prob.L_i)
+    N = int(theory.clone_counts(L_i).sum())
+    yield Case("synthetic-logreg", prob, {"L_QM": theory.l_qm(L_i),
+                                          "L_AM": theory.l_am(L_i), "clones": N}, [
+        ("EF21 gQM", "ef21", {"gamma": "theory-qm"}),
+        ("EF21 gAM", "ef21", {"gamma": "theory-am"}),
+        ("EF21-W gAM", "ef21-w", {"gamma": "theory-am"}),
+        ("EF21 cloned gQM", "ef21-clone", {"gamma": "theory-qm"}),
+    ])
+
+
+#: Spreads L_QM / L_AM of the heterogeneity sweep (L_var = L_AM^2 (spread^2 - 1)).
+SPREADS = (1.0005, 1.005, 1.05, 1.5, 5.0, 15.0)
+SPREADS_QUICK = (1.005, 1.5, 5.0)
+
+
+def _heterogeneity_cases(quick: bool):
+    from ef21fast.methods import theory
+    from ef21fast.methods.data import make_synthetic
+    from ef21fast.methods.problems import LinearRegression
+
+    spec = dict(n=50, d=10, m_per_client=5) if quick else dict(n=2000, d=20, m_per_client=5)
+    for spread in (SPREADS_QUICK if quick else SPREADS):
+        data = make_synthetic(kind="linreg", spread=spread, seed=0, **spec)
+        prob = LinearRegression(data, lam=0.1)
+        L_i = np.asarray(prob.L_i)
+        yield Case(f"linreg-spread{spread:g}", prob,
+                   {"L_var": theory.l_var(L_i), "L_QM/L_AM": theory.l_qm(L_i)
+                    / theory.l_am(L_i)}, [
+            ("EF21 gQM", "ef21", {"gamma": "theory-qm"}),
+            ("EF21 gAM", "ef21", {"gamma": "theory-am"}),
+            ("EF21-W gAM", "ef21-w", {"gamma": "theory-am"}),
+        ])
+
+
+def _plot_saving(rows, out) -> None:
+    """``saving.png``: bits(EF21 gQM) / bits(EF21 gAM) against L_var."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {}
+    for r in rows:
+        by.setdefault(r["case"], {})[r["run"]] = r
+    pts = [(runs["EF21 gQM"]["facts"]["L_var"],
+            runs["EF21 gQM"]["bits"] / runs["EF21 gAM"]["bits"])
+           for runs in by.values() if "EF21 gAM" in runs
+           and runs["EF21 gQM"]["bits"] and runs["EF21 gAM"]["bits"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if pts:
+        x, y = zip(*sorted(pts))
+        ax.plot(x, y, "o-")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"$L_{\rm var}$")
+    ax.set_ylabel("bits EF21 gQM / bits EF21 gAM")
+    ax.set_title("saving of the Reloaded step against heterogeneity")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "saving.png"), dpi=100)
+    plt.close(fig)
+
+
 #: Figure name -> (cases, relative tolerance, round cap, quick tolerance, quick cap,
-#: note on the set-up).
+#: note on the set-up, post-processing of the rows or None).
 FIGURES = {
-    "rare-features": (_rare_feature_cases, 1e-2, 6_000, 1e-2, 10_000,
+    "rare-features": (_rare_feature_cases, 1e-2, 10_000, 1e-2, 10_000,
                       "rare-features generator (this package's), linear regression, "
                       "owned-features regulariser, lam = 0; gRF = 1/(L + L_plus "
-                      "sqrt(c/n) xi)"),
+                      "sqrt(c/n) xi)", None),
     "sgd-pp": (_sgd_pp_cases, 1e-3, 20_000, 1e-2, 3_000,
                "synthetic heterogeneous logistic regression, lam = 0.1; minibatches "
                "of half the rows; SGD steps "
                "derived (docs/maths.rst, 'Stochastic gradients'): the SGD runs stop "
                "in a neighbourhood and may not reach the tolerance; PP with p = 0.5, "
-               "independent participation, gamma_pp"),
+               "independent participation, gamma_pp", None),
+    "heterogeneity": (_heterogeneity_cases, 1e-3, 50_000, 1e-2, 10_000,
+                      "this package's synthetic linear regression (n = 2000, d = 20, 5 "
+                      "rows per client; quick n = 50), lam = 0.1, L_QM/L_AM swept by the "
+                      "generator's spread; saving.png plots bits(gQM)/bits(gAM) against "
+                      "L_var", _plot_saving),
+    "cloning": (_cloning_cases, 1e-4, 50_000, 1e-3, 10_000,
+                "synthetic heterogeneous logistic regression, lam = 0.1; the cloned "
+                "problem has N_i = ceil(L_i/L_AM) clones of client i, its bits are "
+                "counted per clone", None),
 }
 
 
@@ -147,7 +227,7 @@ def run_figure(name, out, *, quick=False, quiet=False, backend=None, iters=None,
 
     if name not in FIGURES:
         raise ValueError(f"figure must be one of {tuple(FIGURES)}, got {name!r}")
-    cases, rel_tol, cap, q_tol, q_cap, setup = FIGURES[name]
+    cases, rel_tol, cap, q_tol, q_cap, setup, post = FIGURES[name]
     rel_tol, cap = (q_tol, q_cap) if quick else (rel_tol, cap)
     if iters is not None:
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
@@ -173,6 +253,8 @@ def run_figure(name, out, *, quick=False, quiet=False, backend=None, iters=None,
     atomic_write_text(os.path.join(out, "table.md"),
                       format_rows(rows, markdown=True) + "\n\n" + note + "\n")
     atomic_write_text(os.path.join(out, "table.csv"), _rows_csv(rows))
+    if post is not None:
+        post(rows, out)
     wall = time.perf_counter() - t0
     atomic_write_json(os.path.join(out, "summary.json"), {
         "figure": name, "status": "interrupted" if interrupted else "completed",

@@ -26,6 +26,10 @@ def run_cli(capsys, *argv):
      ["EF21 gQM", "EF21 gRF", "EF21 adaptive"]),
     ("sgd-pp", ["synthetic-logreg"],
      ["EF21-SGD gQM", "EF21-W-SGD gAM", "EF21-PP gQM", "EF21-W-PP gAM"]),
+    ("heterogeneity", ["linreg-spread1.005", "linreg-spread1.5", "linreg-spread5"],
+     ["EF21 gQM", "EF21 gAM", "EF21-W gAM"]),
+    ("cloning", ["synthetic-logreg"],
+     ["EF21 gQM", "EF21 gAM", "EF21-W gAM", "EF21 cloned gQM"]),
 ])
 def test_figure_quick_end_to_end(tmp_path, capsys, name, cases, runs):
     out = tmp_path / name
@@ -49,6 +53,19 @@ def test_figure_quick_end_to_end(tmp_path, capsys, name, cases, runs):
             with open(out / c / (figures._slug(r) + ".csv"), newline="") as fh:
                 rows = list(csv.reader(fh))
             assert rows[0][:3] == ["iter", "bits", "grad_norm_sq"] and len(rows) > 2
+
+
+def test_heterogeneity_saving_grows_with_l_var(tmp_path):
+    res = figures.run_figure("heterogeneity", tmp_path, quick=True, quiet=True)
+    by = {}
+    for r in res["rows"]:
+        by.setdefault(r["case"], {})[r["run"]] = r
+    pts = sorted((runs["EF21 gQM"]["facts"]["L_var"],
+                  runs["EF21 gQM"]["bits"] / runs["EF21 gAM"]["bits"])
+                 for runs in by.values())
+    savings = [s for _, s in pts]
+    assert savings == sorted(savings) and savings[-1] > 2 * savings[0]
+    assert (tmp_path / "saving.png").read_bytes().startswith(PNG)
 
 
 def test_rare_features_figure_shows_the_larger_step(tmp_path):
