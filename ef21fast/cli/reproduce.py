@@ -62,9 +62,14 @@ def _cmd_figures(args) -> int:
     if args.figure != "all" and args.figure not in figures.FIGURES:
         raise UsageError(f"unknown figure {args.figure!r} (choose from "
                          f"{', '.join(figures.FIGURES)}, all)")
-    if args.data or args.clients is not None:
-        raise UsageError("--data and --clients apply to the main comparison, not to "
-                         "--figure")
+    if (args.data or args.clients is not None) and args.figure not in ("libsvm", "all"):
+        raise UsageError("--data and --clients apply to the main comparison and to "
+                         "--figure libsvm (or all) only")
+    if args.clients is not None and args.clients < 1:
+        raise UsageError(f"--clients must be at least 1, got {args.clients}")
+    for path in args.data:
+        if not os.path.isfile(path):
+            raise UsageError(f"no such file: {path}")
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters must be at least 1, got {args.iters}")
     make_outdir(args.out)
@@ -75,8 +80,15 @@ def _cmd_figures(args) -> int:
             load_backend(args.backend)
         for name in names:
             out = os.path.join(args.out, name) if len(names) > 1 else args.out
+            if name == "libsvm" and not figures.libsvm_files(args.data):
+                if args.figure == "libsvm":
+                    raise UsageError("--figure libsvm needs LIBSVM files: pass --data "
+                                     "FILE..., or run where ../shared/data holds them")
+                print("libsvm: skipped (no --data and no ../shared/data)\n")
+                continue
             result = figures.run_figure(name, out, quick=args.quick, quiet=args.quiet,
-                                        backend=args.backend, iters=args.iters)
+                                        backend=args.backend, iters=args.iters,
+                                        data_files=args.data, clients=args.clients)
             rc = _report(f"{name}:\n{figures.format_rows(result['rows'])}", result,
                          out, "case")
             if rc:
@@ -105,7 +117,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--backend", default=None, metavar="B", help="kernel backend")
     r.add_argument("--figure", default=None, metavar="NAME",
                    help="instead of the main comparison, one of the paper-style "
-                        "figures: rare-features, sgd-pp, heterogeneity, cloning, or all")
+                        "figures: rare-features, sgd-pp, heterogeneity, cloning, libsvm "
+                        "(with --data), or all")
     r.add_argument("--quick", action="store_true",
                    help="small problems and a loose tolerance (seconds)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")

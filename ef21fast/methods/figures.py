@@ -14,6 +14,13 @@ or a cap on the rounds. A figure writes, under its folder, one plot per case
 * ``sgd-pp``: heterogeneous synthetic logistic regression; EF21-SGD at the derived SGD
   step with ``L_QM`` and EF21-W-SGD with ``L_AM`` (:mod:`ef21fast.methods.theory_sgd`),
   EF21-PP and EF21-W-PP with ``p = 0.5`` at ``gamma_pp``.
+* ``heterogeneity``: synthetic linear regression with n = 2000 clients, ``L_QM / L_AM``
+  swept so that ``L_var`` covers five orders of magnitude; EF21 at ``gamma_QM`` and
+  ``gamma_AM``, EF21-W at ``gamma_AM``; ``saving.png`` plots the saving against
+  ``L_var``.
+* ``cloning``: EF21 on the cloned problem against EF21 and EF21-W at ``gamma_AM``.
+* ``libsvm``: LIBSVM files (given, or ``../shared/data/*.txt``), up to 1000 clients,
+  contiguous and heterogeneous splits, ``L_var`` in the table.
 
 The formulas are in docs/maths.rst ("Stochastic gradients", "Rare features",
 "Step sizes"); the set-ups are this package's choices (the papers' exact set-ups were
@@ -32,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FIGURES", "run_figure", "format_rows"]
+__all__ = ["FIGURES", "run_figure", "format_rows", "libsvm_files"]
 
 
 @dataclass
@@ -45,7 +52,7 @@ class Case:
     runs: list = field(default_factory=list)
 
 
-def _rare_feature_cases(quick: bool):
+def _rare_feature_cases(quick: bool, opts: dict):
     from ef21fast.methods.data_sparse import make_rare_features
     from ef21fast.methods.problems import LinearRegression
     from ef21fast.methods.rare_features import rare_step
@@ -63,7 +70,7 @@ def _rare_feature_cases(quick: bool):
         ])
 
 
-def _sgd_pp_cases(quick: bool):
+def _sgd_pp_cases(quick: bool, opts: dict):
     from ef21fast.methods import theory
     from ef21fast.methods.data import make_synthetic
     from ef21fast.methods.problems import LogisticRegression
@@ -83,7 +90,7 @@ def _sgd_pp_cases(quick: bool):
     ])
 
 
-def _cloning_cases(quick: bool):
+def _cloning_cases(quick: bool, opts: dict):
     from ef21fast.methods import theory
     from ef21fast.methods.data import make_synthetic
     from ef21fast.methods.problems import LogisticRegression
@@ -107,7 +114,7 @@ SPREADS = (1.0005, 1.005, 1.05, 1.5, 5.0, 15.0)
 SPREADS_QUICK = (1.005, 1.5, 5.0)
 
 
-def _heterogeneity_cases(quick: bool):
+def _heterogeneity_cases(quick: bool, opts: dict):
     from ef21fast.methods import theory
     from ef21fast.methods.data import make_synthetic
     from ef21fast.methods.problems import LinearRegression
@@ -124,6 +131,49 @@ def _heterogeneity_cases(quick: bool):
             ("EF21 gAM", "ef21", {"gamma": "theory-am"}),
             ("EF21-W gAM", "ef21-w", {"gamma": "theory-am"}),
         ])
+
+
+#: Clients of the LIBSVM figure (at most; every client gets at least 5 rows).
+LIBSVM_CLIENTS, LIBSVM_CLIENTS_QUICK = 1000, 50
+
+
+def libsvm_files(data_files=()) -> list:
+    """The files of the ``libsvm`` figure: those given, else the ``*.txt`` files of
+    ``../shared/data`` (relative to the working directory) when that folder exists."""
+    if data_files:
+        return [str(f) for f in data_files]
+    folder = os.path.join(os.pardir, "shared", "data")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".txt"))
+
+
+def _libsvm_cases(quick: bool, opts: dict):
+    from ef21fast.methods import theory
+    from ef21fast.methods.data import load_libsvm, split_clients
+    from ef21fast.methods.problems import LogisticRegression
+
+    files = libsvm_files(opts.get("data_files", ()))
+    if not files:
+        raise ValueError("the libsvm figure needs LIBSVM files: pass data_files (--data), "
+                         "or run where ../shared/data holds *.txt files")
+    for path in files:
+        A, b = load_libsvm(path)
+        base = os.path.splitext(os.path.basename(path))[0]
+        n = opts.get("clients") or min(LIBSVM_CLIENTS_QUICK if quick else LIBSVM_CLIENTS,
+                                       max(1, A.shape[0] // 5))
+        if n > A.shape[0]:
+            raise ValueError(f"clients = {n} is more than the {A.shape[0]} rows of {path}")
+        for how in ("contiguous", "heterogeneous"):
+            prob = LogisticRegression(split_clients(A, b, n, how=how, name=base), lam=0.1)
+            L_i = np.asarray(prob.L_i)
+            yield Case(f"{base}-{how}", prob, {"n": n, "L_var": theory.l_var(L_i),
+                                               "L_QM/L_AM": theory.l_qm(L_i)
+                                               / theory.l_am(L_i)}, [
+                ("EF21 gQM", "ef21", {"gamma": "theory-qm"}),
+                ("EF21 gAM", "ef21", {"gamma": "theory-am"}),
+                ("EF21-W gAM", "ef21-w", {"gamma": "theory-am"}),
+            ])
 
 
 def _plot_saving(rows, out) -> None:
@@ -172,6 +222,11 @@ FIGURES = {
                       "rows per client; quick n = 50), lam = 0.1, L_QM/L_AM swept by the "
                       "generator's spread; saving.png plots bits(gQM)/bits(gAM) against "
                       "L_var", _plot_saving),
+    "libsvm": (_libsvm_cases, 1e-3, 20_000, 1e-2, 3_000,
+               "LIBSVM files, logistic regression, lam = 0.1, at most 1000 clients "
+               "(quick 50) with at least 5 rows each, contiguous split (the EF21 "
+               "authors') and this package's heterogeneous split (rows sorted by norm)",
+               None),
     "cloning": (_cloning_cases, 1e-4, 50_000, 1e-3, 10_000,
                 "synthetic heterogeneous logistic regression, lam = 0.1; the cloned "
                 "problem has N_i = ceil(L_i/L_AM) clones of client i, its bits are "
@@ -189,7 +244,7 @@ def _slug(label: str) -> str:
 
 
 def run_figure(name, out, *, quick=False, quiet=False, backend=None, iters=None,
-               threads=1) -> dict:
+               threads=1, data_files=(), clients=None) -> dict:
     """Run the figure ``name`` and write its results under ``out``.
 
     Parameters
@@ -210,6 +265,10 @@ def run_figure(name, out, *, quick=False, quiet=False, backend=None, iters=None,
         Kernel threads during the runs (restored after; None: leave them as they
         are). The figures' problems are small, and one thread gives the same bits and
         avoids the cost of synchronising threads, large on a busy machine.
+    data_files : sequence of str
+        ``libsvm`` only: the LIBSVM files (default :func:`libsvm_files`).
+    clients : int or None
+        ``libsvm`` only: the number of clients (default ``min(1000, m // 5)``).
 
     Returns
     -------
@@ -220,7 +279,9 @@ def run_figure(name, out, *, quick=False, quiet=False, backend=None, iters=None,
     Raises
     ------
     ValueError
-        An unknown ``name`` or an ``iters`` below 1.
+        An unknown ``name``, an ``iters`` below 1, ``libsvm`` without files or with
+        more clients than rows; :class:`ef21fast.methods.data.DataError` for a
+        malformed file.
     """
     from ef21fast.backends.registry import default_backend, get_num_threads, set_num_threads
     from ef21fast.methods.trace import atomic_write_json, atomic_write_text, versions
@@ -236,12 +297,12 @@ def run_figure(name, out, *, quick=False, quiet=False, backend=None, iters=None,
     t0 = time.perf_counter()
     backend = default_backend() if backend is None else backend
     os.makedirs(out, exist_ok=True)
+    cases = list(cases(quick, {"data_files": data_files, "clients": clients}))
     prev = get_num_threads(backend)
     if threads is not None:
         set_num_threads(threads)
     try:
-        rows, interrupted = _run_cases(name, cases(quick), out, rel_tol, cap, quiet,
-                                       backend)
+        rows, interrupted = _run_cases(name, cases, out, rel_tol, cap, quiet, backend)
     finally:
         if threads is not None:
             set_num_threads(prev)

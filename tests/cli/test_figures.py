@@ -7,6 +7,7 @@ import csv
 import json
 import time
 
+import numpy as np
 import pytest
 
 from ef21fast import cli
@@ -114,3 +115,42 @@ def test_run_flags_sgd_theory_and_adaptive_step(tmp_path, capsys):
                          "--clients", "6", "--iters", "3", "--sgd-theory", "--quiet",
                          "--out", tmp_path / "d")
     assert rc == 2 and "A_i > 0" in err
+
+
+def _libsvm_file(path, m=120, d=8, seed=0):
+    from sklearn.datasets import dump_svmlight_file
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, d)) * (rng.random((m, d)) < 0.6) * np.arange(1, d + 1)
+    y = (rng.random(m) < 0.5).astype(float)
+    dump_svmlight_file(X, y, str(path), zero_based=False)
+    return path
+
+
+def test_libsvm_figure_quick(tmp_path, capsys):
+    f = _libsvm_file(tmp_path / "tiny.txt")
+    out = tmp_path / "lib"
+    rc, stdout, err = run_cli(capsys, "reproduce", "--figure", "libsvm", "--data", f,
+                              "--quick", "--quiet", "--out", out)
+    assert rc == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    cases = {r["case"] for r in summary["rows"]}
+    assert cases == {"tiny-contiguous", "tiny-heterogeneous"}
+    assert all(r["facts"]["n"] == 24 and "L_var" in r["facts"] for r in summary["rows"])
+    assert (out / "tiny-heterogeneous.png").read_bytes().startswith(PNG)
+
+
+def test_libsvm_figure_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    rc, _, err = run_cli(capsys, "reproduce", "--figure", "libsvm", "--quick", "--out",
+                         tmp_path / "o")
+    assert rc == 2 and "needs LIBSVM files" in err
+    rc, _, err = run_cli(capsys, "reproduce", "--figure", "libsvm", "--data",
+                         tmp_path / "missing.txt", "--out", tmp_path / "o")
+    assert rc == 2 and "no such file" in err
+    f = _libsvm_file(tmp_path / "t.txt", m=20)
+    rc, _, err = run_cli(capsys, "reproduce", "--figure", "libsvm", "--data", f,
+                         "--clients", "50", "--quick", "--quiet", "--out", tmp_path / "o")
+    assert rc == 2 and "more than the 20 rows" in err
+    with pytest.raises(ValueError, match="needs LIBSVM files"):
+        figures.run_figure("libsvm", tmp_path / "p")
