@@ -111,8 +111,9 @@ class Method:
 
     Notes
     -----
-    The options are checked in this order: backend, the problem (cloning), ``k``,
-    ``bits``, the participation, the step size, then the batch sizes.
+    The options are checked in this order: backend, ``sgd_theory`` and
+    ``adaptive_step``, the problem (cloning), ``k``, ``bits``, the participation, the
+    step size, then the batch sizes.
     """
 
     #: The method's name in :data:`ef21fast.methods.algorithms.METHODS`.

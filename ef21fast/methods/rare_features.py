@@ -1,9 +1,9 @@
 """Step sizes of EF21 when features are rare.
 
 Formulas and sources: docs/maths.rst, "Rare features" (Richtárik, Gasanov,
-Burlachenko, "Error Feedback Shines when Features are Rare", arXiv 2305.15264; the
-step sizes are those of the authors' experiment code, the theorem number could not be
-verified)::
+Burlachenko, "Error Feedback Shines when Features are Rare", arXiv 2305.15264, its main
+theorem, numbered Theorem 2 by a published review and not verified against the paper's
+text; the step sizes are those of the authors' experiment code)::
 
     gamma    = 1 / (L + L_plus sqrt(c / n) xi(alpha)),
     L_plus   = sqrt(lambda_max((1/n) sum_i M_i^2)),
@@ -129,8 +129,9 @@ def _check_c(c, n) -> tuple[int, int]:
 def gamma_rare(L, L_plus, c, n, alpha) -> float:
     """Rare-features step size ``1 / (L + L_plus sqrt(c / n) xi(alpha))``.
 
-    Source: docs/maths.rst, "Rare features" (arXiv 2305.15264, theorem number not
-    verified; the step of the authors' code). It is at least ``gamma_qm`` whenever
+    Source: docs/maths.rst, "Rare features" (arXiv 2305.15264, its main theorem,
+    Theorem 2 by a published review, number not verified; the step of the authors'
+    code). It is at least ``gamma_qm`` whenever
     ``L_plus <= L_QM`` (always true of :func:`l_plus`), larger when ``c < n``.
 
     Parameters
