@@ -37,7 +37,8 @@ examples:
 
 Step sizes: theory-qm = 1/(L + L_QM xi(alpha)), theory-am = 1/(L + L_AM xi(alpha)),
 alpha = k/d (TopK); PP methods use gamma_pp (Bells & Whistles Th. 7); for the SGD
-methods and EF14 the same two formulas are defaults, not theorems for them.
+methods and EF14 the same two formulas are defaults, not theorems for them
+(--sgd-theory: the SGD methods' derived stochastic step instead).
 Bits are counted per client: 32 per sent value (as the EF21 code), plus
 ceil(log2 d) index bits per value with --bits values+indices.
 """
@@ -117,7 +118,8 @@ def parse_run_args(args):
     options = dict(k=args.k, gamma=gamma, gamma_mult=mult, iters=args.iters, tol=args.tol,
                    x0=x0, seed=args.seed, backend=args.backend, bits=args.bits,
                    p=args.p, batch=args.batch, participation=args.participation,
-                   progress=not args.quiet)
+                   progress=not args.quiet, sgd_theory=args.sgd_theory,
+                   adaptive_step=args.adaptive_step)
     return problem, data, options
 
 
@@ -296,6 +298,11 @@ def add_parser(subparsers) -> None:
                         "uniform subset of round(p n) clients")
     p.add_argument("--batch", type=int, default=None,
                    help="SGD methods: minibatch per client (default 10%% of its rows)")
+    p.add_argument("--sgd-theory", action="store_true",
+                   help="SGD methods: the theory rules use the derived step of the "
+                        "stochastic analysis (logistic regression; docs/maths.rst)")
+    p.add_argument("--adaptive-step", action="store_true",
+                   help="ef21: the rare-features adaptive step of each round")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=terminate_as_interrupt(cmd_run))

@@ -92,7 +92,8 @@ def method_class(method: str) -> type[Method]:
 
 
 def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, *,
-              k: int = 1, p=None, participation: str = "independent"):
+              k: int = 1, p=None, participation: str = "independent", batch=None,
+              sgd_theory: bool = False):
     """The step size :func:`run` uses, and a description of how it was chosen.
 
     Parameters
@@ -110,6 +111,9 @@ def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, 
         TopK parameter (``alpha = k/d``); not used by ``gd``.
     p, participation
         Participation of the PP methods.
+    batch, sgd_theory
+        The SGD methods' minibatches, and whether their theory rules use the
+        stochastic analysis (:mod:`ef21fast.methods.theory_sgd`).
 
     Returns
     -------
@@ -123,9 +127,13 @@ def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, 
         Unknown method or rule, non-positive gamma or multiplier.
     """
     cls = method_class(method)
+    if sgd_theory and not cls.stochastic:
+        raise ValueError(f"sgd_theory applies to the SGD methods only, not to {method}")
+    extra = {"batch": batch, "sgd_theory": True} if sgd_theory else {}
     return choose_gamma(gamma, gamma_mult,
                         lambda am: cls.theory_step(problem, am, k=k, p=p,
-                                                   participation=participation))
+                                                   participation=participation,
+                                                   **extra))
 
 
 class _Rows:
@@ -156,7 +164,8 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         iters: int = 1000, tol: float | None = None, x0=None, seed: int | None = 0,
         backend: str | None = None, bits: str = "values", p=None, batch=None,
         participation: str = "independent", progress: bool = False,
-        callback=None, on_row=None) -> Trace:
+        callback=None, on_row=None, sgd_theory: bool = False,
+        adaptive_step: bool = False) -> Trace:
     """Run one method of the EF21 family and record its trace.
 
     Parameters
@@ -204,6 +213,11 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         ``on_row(t, bits, grad_norm_sq, f, time_s, x)`` as soon as row ``t`` is
         recorded, row 0 included (for example :class:`ef21fast.methods.trace.TraceLog`
         streaming the rows to disk); ``x`` is the iterate, not to be modified.
+    sgd_theory : bool
+        SGD methods: the theory rules use the stochastic analysis
+        (:mod:`ef21fast.methods.theory_sgd`; default off: the deterministic formulas).
+    adaptive_step : bool
+        ``ef21``: the rare-features adaptive step of each round (default off).
 
     Returns
     -------
@@ -231,7 +245,8 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         if not tol >= 0:
             raise ValueError(f"tol must be non-negative, got {tol!r}")
     m = cls(problem, k=k, gamma=gamma, gamma_mult=gamma_mult, bits=bits, backend=backend,
-            p=p, batch=batch, participation=participation)
+            p=p, batch=batch, participation=participation, sgd_theory=sgd_theory,
+            adaptive_step=adaptive_step)
     x = start_point(x0, m.d)
     rng = np.random.default_rng(seed)
 

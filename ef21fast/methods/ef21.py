@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ef21fast import api
-from ef21fast.methods import theory
+from ef21fast.methods import rare_features, theory, theory_sgd
 from ef21fast.methods.method import Method, Round, mean_rows
 from ef21fast.methods.options import batch_sizes, participation_probs
 from ef21fast.methods.problems import ClonedProblem
@@ -40,6 +40,16 @@ class EF21(Method):
     (:meth:`~ef21fast.methods.method.Method.theory_step`). A client sends ``k``
     values per round; the gradients at ``x_0`` are not counted.
 
+    With ``adaptive_step=True`` (off by default) the step of each round is the
+    rare-features adaptive one (docs/maths.rst, "Rare features")::
+
+        gamma_t = gamma_mult / (L + min(L_QM, sqrt(q_t) max_i L_i) sqrt(q_t) xi(alpha)),
+        q_t = ||mean_i e_i||^2 / mean_i ||e_i||^2,   e_i = g_i - grad f_i(x_t),
+
+    with ``q = 1`` before the first round and whenever every ``e_i`` is zero; ``gamma``
+    must then be a theory rule (it is replaced), the trace's ``gamma`` is the first
+    step, and ``extra`` records ``gamma_min``, ``gamma_max`` and ``gamma_last``.
+
     Parameters
     ----------
     problem : Problem
@@ -61,9 +71,13 @@ class EF21(Method):
     name = "ef21"
     #: Whether the server weighs client i by ``w_i = L_i / sum_j L_j`` (EF21-W).
     weighted = False
+    adaptive_ok = True
 
     def __init__(self, problem, **options):
         super().__init__(problem, **options)
+        if self.adaptive_step:
+            self._init_adaptive(options.get("gamma", "theory-am"),
+                                options.get("gamma_mult", 1.0))
         if self.weighted:
             # As the state is computed: a zero L_i gives an infinite scale, no warning.
             with np.errstate(all="ignore"):
@@ -75,8 +89,39 @@ class EF21(Method):
             self.weights = self.scale = None
             self._server_weights = 1.0 / self.n
 
+    def _init_adaptive(self, gamma, gamma_mult) -> None:
+        if not isinstance(gamma, str):
+            raise ValueError(f"adaptive_step computes its own step size: gamma must be "
+                             f"a theory rule, got {gamma!r}")
+        self._adaptive = (float(self.problem.L),
+                          np.asarray(self.problem.L_i, dtype=np.float64),
+                          theory.topk_alpha(self.k, self.d), float(gamma_mult))
+        self.gamma = self._adaptive_gamma(1.0)
+        mult = "" if gamma_mult == 1 else f"{gamma_mult:g} x "
+        self.gamma_rule = (f"{mult}rare-features adaptive (1/(L + min(L_QM, sqrt(q_t) "
+                           f"max L_i) sqrt(q_t) xi)), q_0 = 1")
+        self.extra.update(gamma_min=self.gamma, gamma_max=self.gamma,
+                          gamma_last=self.gamma)
+
+    def _adaptive_gamma(self, q: float) -> float:
+        L, L_i, alpha, mult = self._adaptive
+        return mult * rare_features.gamma_rare_adaptive(L, L_i, alpha, q)
+
+    def _adapt(self, G) -> None:
+        """The next step from the errors ``e_i = g_i - G_i`` of this round."""
+        E = self.state - G
+        den = float(np.einsum("ij,ij->", E, E)) / self.n
+        e = E.mean(axis=0)
+        q = float(e @ e) / den if den > 0 else 1.0
+        self._gamma_t = g = self._adaptive_gamma(min(q, 1.0))
+        ex = self.extra
+        ex.update(gamma_min=min(ex["gamma_min"], g), gamma_max=max(ex["gamma_max"], g),
+                  gamma_last=g)
+
     def start(self, x0, rng=None):
         self._rng = rng
+        if self.adaptive_step:
+            self._gamma_t = self.gamma
         G = self.problem.client_grads(x0)
         grad = mean_rows(G)
         # g_i = grad f_i(x0), times 1/(n w_i) when weighted, rounded as ef21_step does.
@@ -86,12 +131,16 @@ class EF21(Method):
         return grad
 
     def step(self, x):
+        if self.adaptive_step:
+            return x - self._gamma_t * self.g
         return x - self.gamma * self.g
 
     def round(self, x):
         G = self.problem.client_grads(x)
         grad = mean_rows(G)
         self._exchange(G)
+        if self.adaptive_step:
+            self._adapt(G)
         return Round(grad, self.bits_per_round)
 
     def _exchange(self, G, clients=None) -> None:
@@ -133,6 +182,7 @@ class EF21W(EF21):
 
     name = "ef21-w"
     weighted = True
+    adaptive_ok = False
 
 
 class EF21SGD(EF21):
@@ -142,9 +192,15 @@ class EF21SGD(EF21):
     minibatch estimate: ``batch[i]`` of client i's samples, drawn without
     replacement from the run's generator. The state starts at the full gradients at
     ``x_0``, so the estimator starts without error. The trace's ``||grad f||^2`` uses
-    the full gradient ``problem.grad``. The theory rules give the deterministic EF21
-    formulas, as defaults: the SGD step sizes need the constants of the
-    stochastic-gradient assumption, which a problem does not provide.
+    the full gradient ``problem.grad``. By default the theory rules give the
+    deterministic EF21 formulas. With ``sgd_theory=True`` they give the derived step
+    of the stochastic analysis, ``1/(L + L_QM xi(alpha_rho))`` (``theory-qm``) or
+    ``1/(L + L_AM xi(alpha_rho))`` (``theory-am``),
+    :func:`ef21fast.methods.theory_sgd.gamma_sgd` with the default ``rho``, and
+    ``extra`` records the neighbourhood it reaches
+    (:func:`ef21fast.methods.theory_sgd.sgd_neighbourhood`); this needs an estimator
+    whose variance is bounded uniformly (``A_i = 0`` in
+    :func:`ef21fast.methods.theory_sgd.minibatch_abc`: logistic regression).
 
     Parameters
     ----------
@@ -162,12 +218,41 @@ class EF21SGD(EF21):
 
     name = "ef21-sgd"
     step_note = ", deterministic formula as default"
+    stochastic = True
+    adaptive_ok = False
 
     def __init__(self, problem, *, batch=None, **options):
-        super().__init__(problem, **options)
+        super().__init__(problem, batch=batch, **options)
         self.batch = batch_sizes(self.problem.m_i, batch)
         b = self.batch
         self.extra["batch"] = int(b[0]) if np.all(b == b[0]) else b
+        if self.sgd_theory and isinstance(options.get("gamma", "theory-am"), str):
+            self.extra["sgd_neighbourhood"] = self._neighbourhood(
+                self.problem, options.get("gamma", "theory-am") == "theory-am",
+                self.k, self.batch)
+
+    @staticmethod
+    def _neighbourhood(problem, am, k, batch) -> float:
+        A, _, C = theory_sgd.minibatch_abc(problem, batch_sizes(problem.m_i, batch))
+        if np.any(A > 0):
+            raise ValueError(f"sgd_theory: the minibatch estimator of {problem.kind} has "
+                             f"A_i > 0 (no uniform variance bound), for which no step "
+                             f"size is derived; pass a numeric gamma")
+        return theory_sgd.sgd_neighbourhood(problem.L_i, theory.topk_alpha(k, problem.d),
+                                            C, weighted=am)
+
+    @classmethod
+    def theory_step(cls, problem, am, *, k, p=None, participation="independent",
+                    batch=None, sgd_theory=False):
+        """The deterministic EF21 formulas, or with ``sgd_theory`` the derived step of
+        the stochastic analysis (:func:`ef21fast.methods.theory_sgd.gamma_sgd`)."""
+        if not sgd_theory:
+            return super().theory_step(problem, am, k=k, p=p, participation=participation)
+        cls._neighbourhood(problem, am, k, batch)  # refuses an estimator with A_i > 0
+        g = theory_sgd.gamma_sgd(float(problem.L), problem.L_i,
+                                 theory.topk_alpha(k, problem.d), weighted=am)
+        return g, ("1/(L + L_AM xi(alpha/2)), SGD (derived)" if am
+                   else "1/(L + L_QM xi(alpha/2)), SGD (derived)")
 
     def round(self, x):
         G = self.problem.client_stochastic_grads(x, self.batch, self._rng)
@@ -219,6 +304,7 @@ class EF21PP(EF21):
     """
 
     name = "ef21-pp"
+    adaptive_ok = False
 
     def _set_participation(self, p, participation):
         self.probs, self.size = participation_probs(p, self.n, participation)
@@ -276,6 +362,7 @@ class EF21Clone(EF21):
     """
 
     name = "ef21-clone"
+    adaptive_ok = False
 
     def _prepare_problem(self, problem):
         cloned = ClonedProblem(problem, theory.clone_counts(problem.L_i))

@@ -76,6 +76,13 @@ class Method:
     batch
         Minibatch sizes of the SGD methods (ignored by the others); see
         :func:`ef21fast.methods.options.batch_sizes`.
+    sgd_theory : bool
+        SGD methods only (:attr:`stochastic`): the theory rules give the step size of
+        the stochastic analysis (:mod:`ef21fast.methods.theory_sgd`) instead of the
+        deterministic formulas. Default off.
+    adaptive_step : bool
+        ``ef21`` only (:attr:`adaptive_ok`): the rare-features adaptive step of each
+        round (:class:`ef21fast.methods.ef21.EF21`). Default off.
 
     Attributes
     ----------
@@ -104,8 +111,9 @@ class Method:
 
     Notes
     -----
-    The options are checked in this order: backend, the problem (cloning), ``k``,
-    ``bits``, the participation, the step size, then the batch sizes.
+    The options are checked in this order: backend, ``sgd_theory`` and
+    ``adaptive_step``, the problem (cloning), ``k``, ``bits``, the participation, the
+    step size, then the batch sizes.
     """
 
     #: The method's name in :data:`ef21fast.methods.algorithms.METHODS`.
@@ -114,12 +122,25 @@ class Method:
     compresses: ClassVar[bool] = True
     #: Appended to the description of a theory step size.
     step_note: ClassVar[str] = ""
+    #: Whether the clients use stochastic gradients (the ``sgd_theory`` option).
+    stochastic: ClassVar[bool] = False
+    #: Whether the method takes the ``adaptive_step`` option.
+    adaptive_ok: ClassVar[bool] = False
 
     def __init__(self, problem, *, k=1, gamma="theory-am", gamma_mult=1.0,
                  bits="values", backend=None, p=None, batch=None,
-                 participation="independent"):
+                 participation="independent", sgd_theory=False, adaptive_step=False):
         self.backend = default_backend() if backend is None else backend
         load_backend(self.backend)  # unknown / unavailable backend: fail before any work
+        for name, flag, ok, who in (("sgd_theory", sgd_theory, self.stochastic,
+                                     "the SGD methods (ef21-sgd, ef21-w-sgd)"),
+                                    ("adaptive_step", adaptive_step, self.adaptive_ok,
+                                     "ef21")):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+            if flag and not ok:
+                raise ValueError(f"{name} applies to {who} only, not to {self.name}")
+        self.sgd_theory, self.adaptive_step = sgd_theory, adaptive_step
         self.extra: dict = {}
         self.problem = problem = self._prepare_problem(problem)
         self.n, self.d = int(problem.n), int(problem.d)
@@ -130,7 +151,9 @@ class Method:
         self.gamma, self.gamma_rule = choose_gamma(
             gamma, gamma_mult,
             lambda am: self.theory_step(problem, am, k=self.k, p=p,
-                                        participation=participation))
+                                        participation=participation,
+                                        **({"batch": batch, "sgd_theory": True}
+                                           if sgd_theory else {})))
 
     # ------------------------------------------------------------ per-method hooks
 

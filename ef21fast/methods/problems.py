@@ -32,15 +32,10 @@ import math
 import numpy as np
 
 from ef21fast.methods.data import ClientData
+from ef21fast.methods.data_sparse import ownership
+from ef21fast.methods.spectra import client_lmax, lmax_gram, single_threaded_blas
 
 __all__ = ["Problem", "LogisticRegression", "LinearRegression", "ClonedProblem"]
-
-# Gram matrices of at most this side are formed densely for lambda_max; larger ones use
-# ARPACK (scipy.sparse.linalg.eigsh) on the implicit product.
-_DENSE_GRAM_MAX = 2048
-# Elements per chunk when client blocks are densified for a batched eigvalsh.
-_CHUNK_ELEMS = 1 << 23
-
 
 def _expit(t):
     from scipy.special import expit
@@ -48,83 +43,8 @@ def _expit(t):
     return expit(t)
 
 
-def _single_threaded_blas():
-    """Limit BLAS/LAPACK to one thread (threadpoolctl, shipped with scikit-learn) for
-    batches of tiny dense problems, where threads only add synchronisation; a no-op
-    without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _errstate():
     return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
-
-
-# ------------------------------------------------------------------ lambda_max helpers
-
-def _lmax_gram(B) -> float:
-    """lambda_max(B^T B) = sigma_max(B)^2 for a dense or sparse (p, d) matrix B."""
-    import scipy.sparse as sp
-
-    p, d = B.shape
-    if p == 0 or d == 0:
-        return 0.0
-    k = min(p, d)
-    if k <= _DENSE_GRAM_MAX:
-        if sp.issparse(B):
-            G = (B @ B.T) if p <= d else (B.T @ B)
-            G = G.toarray()
-        else:
-            G = (B @ B.T) if p <= d else (B.T @ B)
-        return max(float(np.linalg.eigvalsh(G)[-1]), 0.0)
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
-    if p <= d:
-        op = LinearOperator((p, p), matvec=lambda v: B @ (B.T @ v), dtype=np.float64)
-    else:
-        op = LinearOperator((d, d), matvec=lambda v: B.T @ (B @ v), dtype=np.float64)
-    val = eigsh(op, k=1, which="LA", v0=np.ones(op.shape[0]), return_eigenvectors=False)
-    return max(float(val[0]), 0.0)
-
-
-def _client_lmax(A, offsets: np.ndarray) -> np.ndarray:
-    """lambda_max(A_i^T A_i) for every client, shape (n,).
-
-    Clients of equal size are densified together (in chunks) and their small Gram
-    matrices (m_i x m_i or d x d, whichever is smaller) go through one batched
-    ``np.linalg.eigvalsh``; clients too large for that use :func:`_lmax_gram`.
-    """
-    import scipy.sparse as sp
-
-    sparse = sp.issparse(A)
-    d = A.shape[1]
-    m_i = np.diff(offsets)
-    out = np.empty(m_i.size)
-    for size in np.unique(m_i):
-        size = int(size)
-        clients = np.flatnonzero(m_i == size)
-        k = min(size, d)
-        if k > _DENSE_GRAM_MAX or size * d > _CHUNK_ELEMS:
-            for i in clients:
-                out[i] = _lmax_gram(A[offsets[i]:offsets[i + 1]])
-            continue
-        per_chunk = max(1, _CHUNK_ELEMS // max(size * d + k * k, 1))
-        for c0 in range(0, clients.size, per_chunk):
-            cl = clients[c0:c0 + per_chunk]
-            rows = (offsets[cl][:, None] + np.arange(size)).ravel()
-            blk = A[rows]
-            blk = (blk.toarray() if sparse else blk).reshape(cl.size, size, d)
-            if size <= d:
-                G = blk @ blk.transpose(0, 2, 1)
-            else:
-                G = blk.transpose(0, 2, 1) @ blk
-            out[cl] = np.linalg.eigvalsh(G)[:, -1]
-    return np.maximum(out, 0.0)
 
 
 # ----------------------------------------------------------------------- regulariser
@@ -135,6 +55,14 @@ def _reg_value(lam: float, x: np.ndarray) -> float:
         x2 = x * x
         t = 1.0 / (1.0 + x2)
         return lam * float(np.sum(np.where(x2 <= 1.0, x2 * t, 1.0 - t)))
+
+
+def _reg_terms(lam: float, x: np.ndarray) -> np.ndarray:
+    """lam * x_k^2 / (1 + x_k^2) per coordinate, as :func:`_reg_value` sums them."""
+    with _errstate():
+        x2 = x * x
+        t = 1.0 / (1.0 + x2)
+        return lam * np.where(x2 <= 1.0, x2 * t, 1.0 - t)
 
 
 def _reg_grad(lam: float, x: np.ndarray) -> np.ndarray:
@@ -186,6 +114,12 @@ class Problem:
         "Problems".
     L_i : ndarray, shape (n,), float64
         ``c * lambda_max(A_i^T A_i) / m_i + 2 lam``.
+    regulariser : {"all", "owned"}
+        ``"owned"``: client i's regulariser sums over the features it owns only
+        (docs/maths.rst, "Rare features"); then ``L_i`` has ``2 lam`` only if client i
+        owns a feature, and ``L`` has ``2 lam c / n`` in place of ``2 lam``.
+    curvature : float
+        The ``c`` of the formulas above.
     m_i : ndarray, shape (n,), int64
         Samples per client.
     name : str
@@ -200,6 +134,17 @@ class Problem:
     oracle : {None, "numpy", "c"}
         None: ``"c"`` where it applies, else ``"numpy"``. ``"c"`` where it does not
         apply raises ValueError.
+    regulariser : {"all", "owned"}, default "all"
+        Which features a client's regulariser covers: all of them (the EF21 papers'
+        problem), or those the client owns (column of ``A_i`` with a non-zero), so that
+        the client gradients keep the data's sparsity.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not a ClientData.
+    ValueError
+        On a bad ``lam``, ``oracle`` or ``regulariser``.
     """
 
     #: c in L_i = c * lambda_max(A_i^T A_i) / m_i + 2 lam.
@@ -208,7 +153,8 @@ class Problem:
     #: The fused C oracle's kind for this loss (None: no fused oracle).
     _c_kind: str | None = None
 
-    def __init__(self, data: ClientData, lam: float = 0.1, oracle: str | None = None):
+    def __init__(self, data: ClientData, lam: float = 0.1, oracle: str | None = None,
+                 regulariser: str = "all"):
         import scipy.sparse as sp
 
         if not isinstance(data, ClientData):
@@ -216,6 +162,12 @@ class Problem:
         lam = float(lam)
         if not (math.isfinite(lam) and lam >= 0):
             raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
+        if regulariser not in ("all", "owned"):
+            raise ValueError(f"regulariser must be 'all' or 'owned', got {regulariser!r}")
+        self.regulariser = regulariser
+        # (n, d) 0/1 mask of owned features; None: every client has every feature.
+        self._own = (ownership(data).toarray().astype(np.float64)
+                     if regulariser == "owned" else None)
         self.data = data
         self.lam = lam
         self.n, self.d = data.n, data.d
@@ -254,11 +206,16 @@ class Problem:
             self._nnz_row = rows
             self._nnz_flat = self._owner[rows] * self.d + A.indices.astype(np.int64)
         c = self._curvature
-        with _single_threaded_blas():  # many tiny eigenproblems: threads only hurt
-            self.L_i = c * _client_lmax(A, off) / self.m_i + 2.0 * lam
+        # Regulariser part of the constants (docs/maths.rst, "Rare features" for owned).
+        reg_i, reg = 2.0 * lam, 2.0 * lam
+        if self._own is not None:
+            reg_i = 2.0 * lam * (self._own.max(axis=1) if self.d else 0.0)
+            reg = 2.0 * lam * (self._own.sum(axis=0).max() if self.d else 0.0) / self.n
+        with single_threaded_blas():  # many tiny eigenproblems: threads only hurt
+            self.L_i = c * client_lmax(A, off) / self.m_i + reg_i
         w = np.sqrt(self._inv_m_row / self.n)
         Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
-        self.L = float(c * _lmax_gram(Bw) + 2.0 * lam)
+        self.L = float(c * lmax_gram(Bw) + reg)
         self._fused = None
         self.oracle = self._choose_oracle(oracle)
 
@@ -294,7 +251,20 @@ class Problem:
         """Per-sample derivative s such that the sample's loss gradient is ``s * a``."""
         raise NotImplementedError
 
+    @property
+    def curvature(self) -> float:
+        """The ``c`` of ``L_i = c lambda_max(A_i^T A_i) / m_i + 2 lam``."""
+        return self._curvature
+
     # --- helpers ----------------------------------------------------------------------
+    def _reg_rows(self, x, src=None):
+        """The regulariser's gradient of every client (row ``v``: client ``src[v]``):
+        one (d,) row for all when every client has every feature, else (V, d)."""
+        g = _reg_grad(self.lam, x)
+        if self._own is None:
+            return g
+        return (self._own if src is None else self._own[src]) * g
+
     def _x(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.d,):
@@ -334,7 +304,9 @@ class Problem:
         x = self._x(x)
         with _errstate():
             ell = self._sample_losses(self._A @ x, self._b)
-            return np.add.reduceat(ell, self._starts) / self.m_i + _reg_value(self.lam, x)
+            reg = (_reg_value(self.lam, x) if self._own is None
+                   else self._own @ _reg_terms(self.lam, x))
+            return np.add.reduceat(ell, self._starts) / self.m_i + reg
 
     def loss(self, x) -> float:
         """f(x) = (1/n) sum_i f_i(x)."""
@@ -346,7 +318,10 @@ class Problem:
         with _errstate():
             s = self._sample_slopes(self._A @ x, self._b)
             g = self._A.T @ (s * self._inv_m_row) / self.n
-            return np.asarray(g).reshape(self.d) + _reg_grad(self.lam, x)
+            reg = _reg_grad(self.lam, x)
+            if self._own is not None:
+                reg = self._own.mean(axis=0) * reg
+            return np.asarray(g).reshape(self.d) + reg
 
     def client_grads(self, x) -> np.ndarray:
         """All client gradients ∇f_i(x) in one batched call.
@@ -361,12 +336,18 @@ class Problem:
         """
         x = self._x(x)
         if self._fused is not None:
-            return self._fused(self._A, self._b, self._offsets64, np.ascontiguousarray(x),
-                               _reg_grad(self.lam, x), self._c_kind)
+            if self._own is None:
+                return self._fused(self._A, self._b, self._offsets64,
+                                   np.ascontiguousarray(x), _reg_grad(self.lam, x),
+                                   self._c_kind)
+            G = self._fused(self._A, self._b, self._offsets64, np.ascontiguousarray(x),
+                            np.zeros(self.d), self._c_kind)
+            G += self._reg_rows(x)
+            return G
         with _errstate():
             s = self._sample_slopes(self._A @ x, self._b)
             G = self._weighted_row_sums(s * self._inv_m_row)
-            G += _reg_grad(self.lam, x)
+            G += self._reg_rows(x)
         return G
 
     def client_stochastic_grads(self, x, batch, rng) -> np.ndarray:
@@ -430,7 +411,7 @@ class Problem:
             W = sp.csr_matrix((s / sizes[vc], rows, indptr), shape=(V, self._A.shape[0]))
             G = W @ self._A
             G = G.toarray() if sp.issparse(G) else np.asarray(G)
-            G += _reg_grad(self.lam, x)
+            G += self._reg_rows(x, src)
         return np.ascontiguousarray(G)
 
     def __repr__(self):
@@ -453,6 +434,8 @@ class LogisticRegression(Problem):
     data : ClientData
     lam : float, default 0.1
     oracle : {None, "numpy", "c"}
+        See :class:`Problem`.
+    regulariser : {"all", "owned"}, default "all"
         See :class:`Problem`.
     """
 
@@ -478,6 +461,8 @@ class LinearRegression(Problem):
     data : ClientData
     lam : float, default 0.1
     oracle : {None, "numpy", "c"}
+        See :class:`Problem`.
+    regulariser : {"all", "owned"}, default "all"
         See :class:`Problem`.
     """
 
@@ -544,6 +529,7 @@ class ClonedProblem(Problem):
         self.counts = counts
         self.data = base.data
         self.lam = base.lam
+        self.regulariser = base.regulariser
         self.d = base.d
         N = int(counts.sum())
         self.n = N
