@@ -5,10 +5,11 @@ comma list of ``width:layers`` (an MLP of ``layers`` square ``width`` x ``width`
 linear layers), FRACTIONS the k / size fractions. For each model and each
 communication: DDP without a hook (all-reduce), torch's PowerSGD hook (rank 4), EF21
 on ``torch.topk`` (the hook below, the same maths written plainly) and
-``ef21fast.ddp`` — a fresh model and DDP, ``WARMUP`` untimed steps (past DDP's bucket
-rebuild and each hook's dense start), then ``STEPS`` timed steps, each after a
-barrier. Rank 0 writes a JSON list of rows: the median wall time of a step, the bytes
-this rank handed to collectives per step, and the time per step spent in the hook's
+``ef21fast.ddp`` - a fresh model and DDP (one bucket, see BUCKET_CAP_MB), ``WARMUP``
+untimed steps (past DDP's bucket rebuild and each hook's dense start), then ``STEPS``
+timed steps, each after a barrier, one torch and one ef21fast thread per process.
+Rank 0 writes a JSON list of rows: the median wall time of a step, the bytes this rank
+handed to collectives per step, and the median time per step spent in the hook's
 synchronous part (the compression).
 """
 import json
@@ -23,9 +24,15 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import ef21fast
 from ef21fast.ddp import EFState, ef_hook
 
 BATCH = 32
+# One bucket for every model here: torch's PowerSGD hook issues collectives from its
+# callbacks (gloo threads), which with several buckets interleave differently on the
+# two ranks under gloo and abort the job ("collective mismatch"); the ef21fast hook
+# issues all of its collectives from the hook itself, in bucket order.
+BUCKET_CAP_MB = 64
 _gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
@@ -93,7 +100,7 @@ def timed_hook(hook, acc):
 def run(width, layers, comm, fraction, warmup, steps, rank):
     model = make_model(width, layers)
     n = sum(p.numel() for p in model.parameters())
-    ddp = DDP(model)
+    ddp = DDP(model, bucket_cap_mb=BUCKET_CAP_MB)
     acc = [0.0]
     counted = [0]
     state = None
@@ -150,6 +157,7 @@ def main():
     rank, world, port, outfile, sizes, fractions, warmup, steps = sys.argv[1:9]
     rank, world, warmup, steps = int(rank), int(world), int(warmup), int(steps)
     torch.set_num_threads(1)
+    ef21fast.set_num_threads(1)  # two ranks on the cores, as torch
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=120))
     rows = []

@@ -25,7 +25,7 @@ import ddp_jobs  # noqa: E402
 pytest.importorskip("torch", reason="torch is not installed (pip install ef21fast[torch])")
 
 PROGRAM = Path(__file__).resolve().parent / "ddp_step.py"
-FULL = dict(sizes="1000:1,1000:10", fractions="0.01,0.001", warmup=3, steps=5)
+FULL = dict(sizes="1000:1,1000:10", fractions="0.01,0.001", warmup=3, steps=7)
 SMOKE = dict(sizes="64:2", fractions="0.01", warmup=3, steps=1)
 
 
