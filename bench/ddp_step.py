@@ -7,7 +7,7 @@ communication: DDP without a hook (all-reduce), torch's PowerSGD hook (rank 4), 
 on ``torch.topk`` (the hook below, the same maths written plainly) and
 ``ef21fast.ddp`` - a fresh model and DDP (one bucket, see BUCKET_CAP_MB), ``WARMUP``
 untimed steps (past DDP's bucket rebuild and each hook's dense start), then ``STEPS``
-timed steps, each after a barrier, one torch and one ef21fast thread per process.
+timed steps, each after a barrier, one OpenMP thread per process.
 Rank 0 writes a JSON list of rows: the median wall time of a step, the bytes this rank
 handed to collectives per step, and the median time per step spent in the hook's
 synchronous part (the compression).
@@ -24,7 +24,6 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-import ef21fast
 from ef21fast.ddp import EFState, ef_hook
 
 BATCH = 32
@@ -156,8 +155,11 @@ def run(width, layers, comm, fraction, warmup, steps, rank):
 def main():
     rank, world, port, outfile, sizes, fractions, warmup, steps = sys.argv[1:9]
     rank, world, warmup, steps = int(rank), int(world), int(warmup), int(steps)
+    # one thread per rank: OMP_NUM_THREADS=1 from the test (torch's and the C kernels'
+    # OpenMP). Not ef21fast.set_num_threads(1): it launches Numba's threading layer,
+    # which raises torch's OpenMP thread count back to the core count here and made
+    # the steps several times slower.
     torch.set_num_threads(1)
-    ef21fast.set_num_threads(1)  # two ranks on the cores, as torch
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=120))
     rows = []

@@ -2,7 +2,7 @@
 PowerSGD hook (rank 4), EF21 on ``torch.topk`` (written plainly in
 ``bench/ddp_step.py``) and ``ef21fast.ddp``, for MLPs of about 1M and 10M parameters
 and k = 1% and 0.1% of each bucket. Time per step (median over the timed steps, each
-after a barrier, one torch thread per process), bytes each rank hands to collectives
+after a barrier, one OpenMP thread per process), bytes each rank hands to collectives
 per step, and the time per step in the hook's synchronous part (the compression).
 
 With ``--benchmark-enable`` the full sizes run (a few minutes on 2 cores); without it
@@ -14,6 +14,8 @@ With ``--benchmark-enable`` the full sizes run (a few minutes on 2 cores); witho
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,14 +37,14 @@ def _enabled(request) -> bool:
 
 
 def _job(tmp_path, cfg):
-    import subprocess
-
     out = tmp_path / "rows.json"
     port = ddp_jobs.free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, str(PROGRAM), str(r), "2", str(port),
                                str(out), cfg["sizes"], cfg["fractions"],
                                str(cfg["warmup"]), str(cfg["steps"])],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env)
              for r in range(2)]
     for rank, (code, text) in enumerate(ddp_jobs.finish(procs, deadline_s=1500)):
         assert code == 0, f"rank {rank} ended with {code}:\n{text}"
