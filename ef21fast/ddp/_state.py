@@ -78,6 +78,9 @@ class EFState:
         Bits this rank contributed: the dense buckets of the all-reduce iterations
         (size x bits per value) and the compressed messages
         (k x (bits per value + 32 or 64 bits per index)).
+    weights : ndarray or None
+        Every rank's weight w_r (float64, rank order), known from the first
+        iteration on (``1/W`` each except for ``"ef21-w"``).
 
     Raises
     ------
