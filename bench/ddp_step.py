@@ -27,9 +27,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ef21fast.ddp import EFState, ef_hook
 
 BATCH = 32
-# One bucket for every model here: torch's PowerSGD hook issues collectives from its
-# callbacks (gloo threads), which with several buckets interleave differently on the
-# two ranks under gloo and abort the job ("collective mismatch"); the ef21fast hook
+# One bucket for every model here: with several buckets torch's PowerSGD hook aborted
+# the gloo job ("collective mismatch"); it issues collectives from its callbacks (gloo
+# threads), which can interleave differently on the two ranks. The ef21fast hook
 # issues all of its collectives from the hook itself, in bucket order.
 BUCKET_CAP_MB = 64
 _gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
