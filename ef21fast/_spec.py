@@ -205,6 +205,7 @@ class Kernel:
         lines = [self.summary, "", self.contract.strip(), ""]
         if self.doc_notes:
             lines += [self.doc_notes.strip(), ""]
+        lines += [TENSORS.strip(), ""]
         lines += ["Parameters", "----------"]
         for p in self.params:
             lines.append(f"{p.name} : {p.type}")
@@ -216,6 +217,18 @@ class Kernel:
         lines += ["Raises", "------"] + self.raises.strip().splitlines()
         return "\n".join(lines) + "\n"
 
+
+#: How every kernel takes ``torch.Tensor`` arguments (:mod:`ef21fast._tensors`); part
+#: of every kernel's docstring.
+TENSORS = """Every array argument may also be a CPU ``torch.Tensor`` of the same dtype (read-only
+arguments may be non-contiguous; tensors and arrays may be mixed). Nothing is copied:
+the kernel works on ``tensor.numpy()`` views, the updated argument is updated inside its
+tensor, and ``idx``/``val`` come back as tensors (indices int64) when the data or the
+updated argument is a tensor. A tensor that cannot be served raises before any work,
+naming the argument: ``TypeError`` for a tensor off the CPU (CUDA) or not dense, or of
+float16/bfloat16 (or any dtype the argument cannot take); ``ValueError`` for an updated
+tensor that requires grad or is not contiguous. ``import ef21fast`` never imports
+torch."""
 
 _ORDER = """Selection order: larger ``|x|`` first; NaN ranks above +inf and all NaNs rank
 equal; -0.0 equals +0.0; ties go to the smaller index. The selected set is exactly

@@ -31,8 +31,8 @@ def float_array(name: str, a) -> np.ndarray:
         if isinstance(a, (list, tuple, np.generic)):
             a = np.asarray(a)
         else:
-            raise TypeError(f"{name} must be a numpy array of {_DTYPE_NAMES}, "
-                            f"got {type(a).__name__}")
+            raise TypeError(f"{name} must be a numpy array (or a CPU torch.Tensor) of "
+                            f"{_DTYPE_NAMES}, got {type(a).__name__}")
     a = plain(name, a)
     if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8) or a.dtype.fields:
         raise TypeError(f"{name} must have dtype {_DTYPE_NAMES}, got {a.dtype}")
@@ -93,8 +93,8 @@ def writable_state(name: str, a, like: np.ndarray) -> np.ndarray:
         If its shape differs, or it is read-only or not C-contiguous.
     """
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array updated in place, "
-                        f"got {type(a).__name__}")
+        raise TypeError(f"{name} must be a numpy array (or a CPU torch.Tensor) updated "
+                        f"in place, got {type(a).__name__}")
     a = float_array(name, a)
     if a.dtype.newbyteorder("=") != like.dtype.newbyteorder("="):
         raise TypeError(f"{name} must have the same dtype as the input "

@@ -1,6 +1,9 @@
 """The public kernels: validate once, normalise, dispatch to a backend.
 
-Every function takes ``backend=None`` (see :mod:`ef21fast.backends.registry`). Backends receive
+Every function takes ``backend=None`` (see :mod:`ef21fast.backends.registry`) and, for
+its array arguments, CPU ``torch.Tensor`` as well as numpy arrays
+(:mod:`ef21fast._tensors`: tensors become numpy views, results come back as tensors,
+nothing is copied). Backends receive
 normalised arguments: C-contiguous native arrays, always 2-D (one row per client; a
 1-D input is one row and the results are returned 1-D again), ``k`` an ``int``,
 per-row factors as length-n arrays of the data dtype, scalars as numpy scalars of it.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ef21fast import _tensors
 from ef21fast import _validation as v
 from ef21fast._spec import KERNELS
 from ef21fast.backends.registry import get_kernel
@@ -18,9 +22,12 @@ __all__ = ["topk", "ef21_step", "ef_step", "scatter_add"]
 
 
 def _documented(fn):
-    """Give a public kernel the docstring of its entry in the kernel table."""
-    fn.__doc__ = KERNELS[fn.__name__].docstring()
-    return fn
+    """Make ``fn`` a public kernel: it takes tensors too, and gets the docstring of its
+    entry in the kernel table."""
+    kernel = KERNELS[fn.__name__]
+    public = _tensors.accepting(kernel, fn)
+    public.__doc__ = kernel.docstring()
+    return public
 
 
 def _unrows(one_d: bool, idx: np.ndarray, val: np.ndarray):
@@ -73,8 +80,8 @@ def ef_step(grad, error, k, lr=1.0, *, backend=None):
 @_documented
 def scatter_add(out, idx, val, weights=None, *, backend=None):
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array updated in place, "
-                        f"got {type(out).__name__}")
+        raise TypeError(f"out must be a numpy array (or a CPU torch.Tensor) updated in "
+                        f"place, got {type(out).__name__}")
     target = v.float_array("out", out)  # a plain view of out (subclasses)
     if target.ndim != 1:
         raise ValueError(f"out must be 1-D, got shape {out.shape}")

@@ -7,13 +7,16 @@ less than it claims) when
   (``python -m pytest`` in the checkout after a plain ``pip install .``): see
   :mod:`ef21fast.backends.checkout`;
 - a backend named in ``$EF21FAST_EXPECT_BACKENDS`` (CI sets ``c,numba,numpy``) is
-  missing.
+  missing;
+- ``$EF21FAST_EXPECT_TORCH=1`` (CI sets it) and torch cannot be imported: the tensor
+  and ``ef21fast.ddp`` tests would skip.
 
 Hypothesis profiles: ``quick`` (default) and ``slow`` (many examples), chosen with
 ``EF21FAST_HYPOTHESIS=slow`` (or pytest's ``--hypothesis-profile=slow``). The kernel x
 backend table the tests iterate is ``tests/registry_params.py``.
 """
 
+import importlib.util
 import os
 
 import pytest
@@ -38,6 +41,11 @@ def pytest_configure(config):
         lines = "; ".join(f"{name}: {why}" for name, why in missing.items())
         raise pytest.UsageError(f"backends expected by $EF21FAST_EXPECT_BACKENDS are "
                                 f"missing: {lines}")
+    if (os.environ.get("EF21FAST_EXPECT_TORCH", "") == "1"
+            and importlib.util.find_spec("torch") is None):
+        raise pytest.UsageError("$EF21FAST_EXPECT_TORCH=1 but torch is not installed: "
+                                "pip install \"torch==2.13.0+cpu\"")
+
 
 settings.register_profile(
     "quick", max_examples=60, deadline=None,
