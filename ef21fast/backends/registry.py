@@ -18,9 +18,11 @@ registry reports them and the tests skip those pairs with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import numbers
 import os
+import sys
 import threading
 
 from ef21fast._spec import KERNEL_NAMES
@@ -69,10 +71,28 @@ def load_backend(name: str):
                     _errors[name] += f" ({why})"
             else:
                 _loaded[name] = module
-                _apply_thread_request(module)
+                with _torch_threads_kept():
+                    _apply_thread_request(module)
     if name in _errors:
         raise RuntimeError(f"backend {name!r} is not available: {_errors[name]}")
     return _loaded[name]
+
+
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """Give torch back its intra-op thread count if the block changed it.
+
+    Both torch and the compiled backends run on OpenMP; with the C module loaded,
+    starting Numba's OpenMP threading layer (at its first thread request) also set
+    torch's count (torch 2.13, Numba 0.68: 1 -> 2 threads, DDP steps 3-5x slower).
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if before is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _apply_thread_request(module) -> None:
@@ -219,7 +239,7 @@ def set_num_threads(n: int) -> None:
     The count applies to the Numba and C backends, now if they are loaded and when they
     load later. Without a call, each backend uses its own default: ``NUMBA_NUM_THREADS``
     for Numba and ``OMP_NUM_THREADS`` for OpenMP (else all cores). Results never depend
-    on the count.
+    on the count. torch's own thread count (``torch.set_num_threads``) is left as it was.
 
     Raises
     ------
@@ -234,10 +254,11 @@ def set_num_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _requested_threads = int(n)
-    for name in BACKENDS:
-        module = _loaded.get(name)
-        if module is not None and hasattr(module, "set_num_threads"):
-            module.set_num_threads(_requested_threads)
+    with _torch_threads_kept():
+        for name in BACKENDS:
+            module = _loaded.get(name)
+            if module is not None and hasattr(module, "set_num_threads"):
+                module.set_num_threads(_requested_threads)
 
 
 def requested_num_threads() -> int | None:

@@ -197,3 +197,27 @@ def test_tensors_that_cannot_be_served_are_rejected_naming_the_argument(case):
 def test_is_tensor_needs_no_torch_import():
     assert not _tensors.is_tensor(np.zeros(3))
     assert _tensors.is_tensor(torch.zeros(3))
+
+
+def test_backends_leave_torchs_thread_count_alone():
+    """Loading the backends and setting their thread count leave torch's own count as it
+    was (with the C module loaded first, Numba's OpenMP layer starting up set torch's
+    count to NUMBA_NUM_THREADS), in a fresh interpreter, where the layers start."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = (
+        "import numpy as np, torch, ef21fast\n"
+        "from ef21fast.backends import registry\n"
+        "torch.set_num_threads(1)\n"
+        "ef21fast.set_num_threads(2)\n"
+        "for name in registry.BACKENDS:\n"
+        "    assert torch.get_num_threads() == 1, (name, torch.get_num_threads())\n"
+        "    registry.load_backend(name)\n"
+        "    ef21fast.topk(np.ones((64, 20000)), 3, backend=name)\n"
+        "ef21fast.set_num_threads(1)\n"
+        "assert torch.get_num_threads() == 1, torch.get_num_threads()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False, cwd=tempfile.gettempdir())
+    assert proc.returncode == 0, proc.stderr[-3000:]
