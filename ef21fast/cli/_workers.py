@@ -41,12 +41,14 @@ def _check(args) -> None:
                          "lacks")
 
 
-def cmd_run_workers(args) -> int:
-    """``ef21fast run --workers N``: start the ranks, or be one of them."""
+def cmd_run_workers(args, run_module) -> int:
+    """``ef21fast run --workers N``: start the ranks, or be one of them.
+    ``run_module``: :mod:`ef21fast.cli.run` (passed in, not imported: it imports
+    this module)."""
     _check(args)
     if "RANK" not in os.environ:
         return spawn(args.argv, args.workers, args.timeout)
-    return _rank(args)
+    return _rank(args, run_module)
 
 
 def _free_port() -> int:
@@ -100,9 +102,7 @@ def spawn(argv, workers: int, timeout: float) -> int:
     return next((c for c in codes if c), 0)
 
 
-def _rank(args) -> int:
-    from ef21fast.cli import run as R
-
+def _rank(args, R) -> int:
     rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "0"))
     if args.workers != world:
         raise UsageError(f"--workers {args.workers} does not match the job's "

@@ -57,7 +57,7 @@ def cmd_run(args) -> int:
     if getattr(args, "workers", None) is not None:
         from ef21fast.cli import _workers
 
-        return _workers.cmd_run_workers(args)
+        return _workers.cmd_run_workers(args, sys.modules[__name__])
     problem, data, options = parse_run_args(args)
     with user_errors():
         make_outdir(args.out)
