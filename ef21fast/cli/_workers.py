@@ -29,7 +29,7 @@ GRACE_S = 10.0
 def _check(args) -> None:
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if not args.timeout > 0:
+    if not 0 < args.timeout < float("inf"):
         raise UsageError(f"--timeout must be a positive number of seconds, "
                          f"got {args.timeout}")
     try:

@@ -241,9 +241,12 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
 
     Parameters
     ----------
-    problem, method, k, gamma, gamma_mult, iters, tol, x0, seed, backend, bits, p, \
-batch, participation, sgd_theory
+    problem, method, k, gamma, gamma_mult, iters, tol, x0, backend, bits, p, batch, \
+participation, sgd_theory
         As :func:`ef21fast.methods.algorithms.run`; the same on every rank.
+    seed : int or None
+        As :func:`~ef21fast.methods.algorithms.run`; None: rank 0 draws a fresh seed
+        for all ranks (the trace records it).
     progress : bool
         A progress bar (pass True on one rank only).
     callback : callable or None
@@ -293,6 +296,10 @@ batch, participation, sgd_theory
         off = blocks(m.n, world)
         block = _Block(m, off, rank, _Exchange(off, m.k, m.d, rank, None, float(timeout)))
         m.extra["workers"] = world
+        if seed is None:  # one fresh seed for all ranks: they must draw the same
+            drawn = torch.tensor([np.random.SeedSequence().entropy % 2**63])
+            dist.broadcast(drawn, src=0)
+            seed = int(drawn.item())
         return run_method(block, method, T=int(iters), tol=tol, x0=x0, seed=seed,
                           bits=bits, progress=progress, callback=callback, on_row=on_row)
     finally:

@@ -45,7 +45,7 @@ def jobs(tmp_path_factory):
     started = {w: ddp_jobs.start("workers.py", w, ["cases", 20], out / f"w{w}")
                for w in (2, 3)}
     started.update({mode: ddp_jobs.start("workers.py", 2, [mode, TIMEOUT_S], out)
-                    for mode in ("dead", "stall")})
+                    for mode in ("dead", "stall", "absent")})
     results = {key: ddp_jobs.finish(procs, deadline_s=90)
                for key, procs in started.items()}
     return out, results
@@ -58,6 +58,9 @@ def test_every_rank_equals_the_single_process_run(jobs, case, world):
     for rank, (code, text) in enumerate(results[world]):
         assert code == 0, f"rank {rank} exited with {code}:\n{text}"
     method, opts = scenario.CASES[case]
+    if "seed" in opts and opts["seed"] is None:  # rank 0 drew one for all ranks
+        with np.load(out / f"w{world}" / f"{case}-0.npz") as got:
+            opts = dict(opts, seed=int(got["seed"]))
     ref = algorithms.run(scenario.problem(), method, k=scenario.K, iters=scenario.ITERS,
                          **opts)
     for rank in range(world):
@@ -69,15 +72,18 @@ def test_every_rank_equals_the_single_process_run(jobs, case, world):
             assert int(got["workers"]) == world
 
 
-@pytest.mark.parametrize("mode", ["dead", "stall"])
-def test_a_dead_or_stalled_rank_makes_the_others_fail_within_the_timeout(jobs, mode):
+@pytest.mark.parametrize("mode", ["dead", "stall", "absent"])
+def test_a_dead_stalled_or_absent_rank_makes_the_others_fail_within_the_timeout(jobs, mode):
     out, results = jobs
     for rank, (code, text) in enumerate(results[mode]):
         assert code == 0, f"{mode}: rank {rank} ended with {code}:\n{text}"
     info = json.loads((out / f"{mode}-0.json").read_text())
     assert info["error"] == "RuntimeError", info
-    assert "the exchange of round 4 failed on rank 0" in info["message"], info
     assert info["seconds"] < TIMEOUT_S + 3, info
+    if mode == "absent":
+        assert "rank 0 could not join the job at 127.0.0.1:" in info["message"], info
+    else:
+        assert "the exchange of round 4 failed on rank 0" in info["message"], info
 
 
 def _cli(*extra):
@@ -156,6 +162,7 @@ def test_a_killed_rank_ends_the_command_and_keeps_the_rows(tmp_path):
     (["--workers", "6"], "workers must be an integer from 1 to the number of clients "
                          "n = 5, got 6"),
     (["--workers", "2", "--timeout", "0"], "--timeout must be a positive number"),
+    (["--workers", "2", "--timeout", "inf"], "--timeout must be a positive number"),
     (["--workers", "2", "--method", "gd"], "gd cannot run with workers"),
     (["--workers", "2", "--method", "ef21", "--adaptive-step"],
      "adaptive_step cannot run with workers"),

@@ -7,7 +7,8 @@ through the env:// variables, as under torchrun. MODE ``cases``: every case of
 (trace columns but time, last iterate). MODE ``dead`` / ``stall``: case ef21 for
 many rounds; after round 3 rank 1 exits, or sleeps past the timeout and then exits;
 rank 0 writes ``OUTDIR/MODE-0.json``: the error and the seconds from its last row to
-the error.
+the error. MODE ``absent``: rank 1 exits before joining; rank 0 writes
+``OUTDIR/absent-0.json`` likewise (seconds from the start of its run).
 """
 import json
 import os
@@ -27,6 +28,7 @@ CASES = {
     "ef21-w-pp": ("ef21-w-pp", {"p": 0.4, "participation": "fixed"}),
     "ef21-clone": ("ef21-clone", {}),
     "indices": ("ef21", {"bits": "values+indices", "tol": 0.05}),
+    "fresh-seed": ("ef21-pp", {"seed": None}),
 }
 K, ITERS = 3, 25
 
@@ -55,10 +57,12 @@ def main():
             tr = distributed.run(prob, method, k=K, iters=ITERS, timeout=timeout, **opts)
             np.savez(os.path.join(outdir, f"{case}-{rank}.npz"), iter=tr.iter,
                      bits=tr.bits, grad_norm_sq=tr.grad_norm_sq, f=tr.f, x=tr.x,
-                     status=tr.status, workers=tr.extra["workers"])
+                     status=tr.status, workers=tr.extra["workers"], seed=tr.seed)
         dist.destroy_process_group()
         return
     last = [time.monotonic()]
+    if mode == "absent" and rank == 1:
+        os._exit(0)
 
     def callback(t, x, gn):
         last[0] = time.monotonic()
