@@ -17,13 +17,21 @@ import subprocess
 import sys
 import time
 
-from ef21fast.cli._common import UsageError, make_outdir, user_errors
+from ef21fast.cli._common import (
+    UsageError,
+    interrupted_exit_code,
+    make_outdir,
+    user_errors,
+)
 
 __all__ = ["cmd_run_workers", "spawn"]
 
 #: Seconds, beyond ``--timeout``, that the starting process gives the ranks to end
 #: by themselves once one has failed or been stopped, before it kills them.
 GRACE_S = 10.0
+
+#: Set in the environment of the ranks that :func:`spawn` starts.
+_SPAWNED = "EF21FAST_WORKERS_SPAWNED"
 
 
 def _check(args) -> None:
@@ -65,7 +73,7 @@ def spawn(argv, workers: int, timeout: float) -> int:
     process is interrupted) is killed. Returns rank 0's exit code if it is not 0,
     else the first non-zero one, else 0.
     """
-    env = dict(os.environ, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers),
+    env = dict(os.environ, **{_SPAWNED: "1"}, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers),
                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     procs = []
     try:
@@ -103,22 +111,28 @@ def spawn(argv, workers: int, timeout: float) -> int:
 
 
 def _rank(args, R) -> int:
-    rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "0"))
-    if args.workers != world:
-        raise UsageError(f"--workers {args.workers} does not match the job's "
-                         f"WORLD_SIZE={world}")
-    problem, data, options = R.parse_run_args(args)
-    with user_errors():
-        from ef21fast.methods import distributed
+    from ef21fast.methods import distributed
 
-        options = dict(options, timeout=args.timeout, progress=options["progress"]
-                       and rank == 0)
-        n = problem.n
-        distributed.check_workers(world, n if args.method != "ef21-clone" else world,
-                                  args.method, args.adaptive_step)
+    rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "0"))
+    try:
+        if args.workers != world:
+            raise UsageError(f"--workers {args.workers} does not match the job's "
+                             f"WORLD_SIZE={world}")
+        problem, data, options = R.parse_run_args(args)
+        with user_errors():
+            distributed.check_workers(
+                world, problem.n if args.method != "ef21-clone" else world,
+                args.method, args.adaptive_step)
+    except UsageError:
+        if rank != 0 and os.environ.get(_SPAWNED) == "1":
+            return 2  # the same error on every rank: rank 0 prints it
+        raise
+    options = dict(options, timeout=args.timeout,
+                   progress=options["progress"] and rank == 0)
+    with user_errors():
         if rank != 0:
-            distributed.run(problem, args.method, **options)
-            return 0
+            trace = distributed.run(problem, args.method, **options)
+            return interrupted_exit_code() if trace.status == "interrupted" else 0
         from ef21fast.methods.trace import atomic_write_json
 
         make_outdir(args.out)
