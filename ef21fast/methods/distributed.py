@@ -156,11 +156,16 @@ class _Block:
         m._rng = rng
         G = m.problem.client_grads(x0)
         grad = mean_rows(G)
-        # As EF21.start, on every rank (the same bits), then only the block is kept.
-        full = np.array(G * m.scale[:, None] if m.weighted else G,
-                        dtype=np.float64, order="C", copy=True)
-        m.g = m.weights @ full if m.weighted else mean_rows(full)
-        self.state = full[self._lo:self._hi].copy()
+        # EF21.start's g from all the states, on every rank, in the states' layout
+        # (C-contiguous float64); G, freshly allocated, holds them without a second
+        # n x d array.
+        S = np.ascontiguousarray(G, dtype=np.float64)
+        if m.weighted:
+            np.multiply(S, m.scale[:, None], out=S)
+            m.g = m.weights @ S
+        else:
+            m.g = mean_rows(S)
+        self.state = S[self._lo:self._hi].copy()
         return grad
 
     def step(self, x):

@@ -61,7 +61,7 @@ def test_every_rank_equals_the_single_process_run(jobs, case, world):
     if "seed" in opts and opts["seed"] is None:  # rank 0 drew one for all ranks
         with np.load(out / f"w{world}" / f"{case}-0.npz") as got:
             opts = dict(opts, seed=int(got["seed"]))
-    ref = algorithms.run(scenario.problem(), method, k=scenario.K, iters=scenario.ITERS,
+    ref = algorithms.run(scenario.problem(case), method, k=scenario.K, iters=scenario.ITERS,
                          **opts)
     for rank in range(world):
         with np.load(out / f"w{world}" / f"{case}-{rank}.npz") as got:

@@ -29,13 +29,35 @@ CASES = {
     "ef21-clone": ("ef21-clone", {}),
     "indices": ("ef21", {"bits": "values+indices", "tol": 0.05}),
     "fresh-seed": ("ef21-pp", {"seed": None}),
+    "linreg-numpy": ("ef21-w", {}),
+    "owned-pp": ("ef21-pp", {"seed": 2}),
+    "owned-sgd": ("ef21-w-sgd", {"batch": 4}),
+    "sparse-ef14": ("ef14", {}),
+    "sparse-sgd": ("ef21-sgd", {"batch": 2}),
 }
 K, ITERS = 3, 25
 
 
-def problem():
+def problem(case="ef21"):
+    """Synthetic logistic regression, 7 clients, the fused C oracle where built; the
+    NumPy oracle on linear regression; linear regression with owned regularisers
+    (rare features); sparse (CSR) logistic regression."""
     from ef21fast.cli._common import build_problem
+    from ef21fast.methods import data, data_sparse, problems
 
+    if case == "linreg-numpy":
+        split = build_problem("linreg", "synthetic", clients=7, seed=3)[1]
+        return problems.LinearRegression(split, oracle="numpy")
+    if case.startswith("owned-pp"):
+        split = data_sparse.make_rare_features(n=7, d=40, m_per_client=6, seed=4)
+        return problems.LinearRegression(split, regulariser="owned")
+    if case.startswith("sparse"):
+        import scipy.sparse as sp
+
+        rng = np.random.default_rng(5)
+        A = sp.random(60, 30, density=0.2, format="csr", random_state=rng)
+        b = np.where(rng.random(60) < 0.5, -1.0, 1.0)
+        return problems.LogisticRegression(data.split_clients(A, b, 7))
     return build_problem("logreg", "synthetic", clients=7, seed=3)[0]
 
 
@@ -46,7 +68,6 @@ def main():
     rank, timeout = int(rank), float(timeout)
     from ef21fast.methods import distributed
 
-    prob = problem()
     if mode == "cases":
         import torch.distributed as dist
         from datetime import timedelta
@@ -54,15 +75,16 @@ def main():
         dist.init_process_group("gloo", init_method="env://",
                                 timeout=timedelta(seconds=timeout))
         for case, (method, opts) in CASES.items():
-            tr = distributed.run(prob, method, k=K, iters=ITERS, timeout=timeout, **opts)
+            tr = distributed.run(problem(case), method, k=K, iters=ITERS, timeout=timeout, **opts)
             np.savez(os.path.join(outdir, f"{case}-{rank}.npz"), iter=tr.iter,
                      bits=tr.bits, grad_norm_sq=tr.grad_norm_sq, f=tr.f, x=tr.x,
                      status=tr.status, workers=tr.extra["workers"], seed=tr.seed)
         dist.destroy_process_group()
         return
-    last = [time.monotonic()]
     if mode == "absent" and rank == 1:
         os._exit(0)
+    prob = problem()
+    last = [time.monotonic()]
 
     def callback(t, x, gn):
         last[0] = time.monotonic()
