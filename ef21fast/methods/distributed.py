@@ -10,11 +10,15 @@ last iterate of the single-process run, bit for bit (docs/maths.rst, "The method
 across processes"). Called on every rank of the job; ``ef21fast run --workers N``
 starts the ranks (or joins a ``torchrun`` job).
 
-What every rank still does in full: the problem's oracles (the client gradients of
-all clients, the loss), the random draws (minibatches, participants, from the same
-seeded generator) and the server's ``d``-vector; what is split is the per-client
-state (``n x d``), the compression, and what crosses the network (``k`` values per
-client instead of ``d``). Importing this module imports torch.
+What is split: the per-client state (``n x d``), the compression, what crosses the
+network (``k`` values per client instead of ``d``), and, with the fused C oracle
+(dense logistic or linear regression, regulariser on all features, not the SGD
+methods), the client gradients of each round: a rank evaluates its block's only, and
+the trace's full-gradient mean is a running sum passed from rank to rank in client
+order (:meth:`_Exchange.mean`). What every rank still does in full: the gradients at
+``x_0`` (once), the other oracles' gradients, the loss, the random draws
+(minibatches, participants, from the same seeded generator) and the server's
+``d``-vector. Importing this module imports torch.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ef21fast.methods.algorithms import method_class, run_method
 from ef21fast.methods.baselines import EF14
 from ef21fast.methods.ef21 import EF21, EF21PP, EF21SGD
 from ef21fast.methods.method import Round, mean_rows
+from ef21fast.methods.problems import LinearRegression, LogisticRegression, _reg_grad
 from ef21fast.methods.trace import Trace
 
 __all__ = ["DEFAULT_TIMEOUT_S", "run", "blocks", "check_workers"]
@@ -91,21 +96,43 @@ class _Exchange:
         self.out = [torch.empty_like(self.buf) for _ in range(len(off) - 1)]
         self.round = 0
 
-    def gather(self, idx, val, counts) -> tuple[np.ndarray, np.ndarray]:
-        """Send this rank's ``(m, k)`` message rows; return every rank's rows
-        (``counts[r]`` of rank ``r``), in rank order: int64 indices, float64 values."""
-        self.round += 1
-        b = self.buf.numpy()
-        m = idx.shape[0]
-        b[:self.ibytes].view(self.itype).reshape(self.rows, self.k)[:m] = idx
-        b[self.ibytes:].view(np.float64).reshape(self.rows, self.k)[:m] = val
+    def _call(self, collective, *args):
         try:
-            dist.all_gather(self.out, self.buf, group=self.group)
+            collective(*args, group=self.group)
         except RuntimeError as exc:
             raise RuntimeError(
                 f"ef21fast workers: the exchange of round {self.round} failed on rank "
                 f"{self.rank} (another rank died, or did not answer within the timeout "
                 f"of {self.timeout:g} s): {' '.join(str(exc).split())[:300]}") from None
+
+    def mean(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """``mean_rows`` of all clients' rows, this rank holding its block's ``rows``:
+        a running sum passed from rank to rank (one broadcast each), adding the rows
+        one by one in client order, then divided by ``n`` on the last rank; shape
+        (d,), float64, the same bits on every rank."""
+        acc = torch.empty(rows.shape[1], dtype=torch.float64)
+        a = acc.numpy()
+        for r in range(len(self.off) - 1):
+            if r == self.rank:
+                first = 0
+                if r == 0:
+                    a[:] = rows[0]
+                    first = 1
+                for row in rows[first:]:
+                    a += row
+                if r == len(self.off) - 2:
+                    a /= n
+            self._call(dist.broadcast, acc, r)
+        return a.copy()
+
+    def gather(self, idx, val, counts) -> tuple[np.ndarray, np.ndarray]:
+        """Send this rank's ``(m, k)`` message rows; return every rank's rows
+        (``counts[r]`` of rank ``r``), in rank order: int64 indices, float64 values."""
+        b = self.buf.numpy()
+        m = idx.shape[0]
+        b[:self.ibytes].view(self.itype).reshape(self.rows, self.k)[:m] = idx
+        b[self.ibytes:].view(np.float64).reshape(self.rows, self.k)[:m] = val
+        self._call(dist.all_gather, self.out, self.buf)
         idxs, vals = [], []
         for o, c in zip(self.out, counts):
             o = o.numpy()
@@ -123,6 +150,41 @@ class _Block:
         self._m, self._off, self._ex = m, off, exchange
         self._lo, self._hi = int(off[rank]), int(off[rank + 1])
         self._ef14 = isinstance(m, EF14)
+        pb = m.problem
+        # The block's own gradients where they are the same bits as those rows of the
+        # full call: the fused C oracle computes each client alone, in a fixed order.
+        self._split = (len(off) > 2 and not isinstance(m, EF21SGD) and m.d >= 2
+                       and type(pb) in (LogisticRegression, LinearRegression)
+                       and pb._fused is not None and pb._own is None)
+        self._row0 = 0  # the client of row 0 of the gradients this rank holds
+
+    def _client_grads(self, x):
+        """This rank's client gradients at ``x``: the block's, else all clients'."""
+        pb = self._m.problem
+        if not self._split:
+            self._row0 = 0
+            return pb.client_grads(x)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        self._row0 = self._lo
+        return pb._fused(pb._A, pb._b, pb._offsets64[self._lo:self._hi + 1], x,
+                         _reg_grad(pb.lam, x), pb._c_kind)
+
+    def _mean(self, G):
+        """``mean_rows`` over all clients of what :meth:`_client_grads` returned."""
+        return self._ex.mean(G, self._m.n) if self._row0 or self._split else mean_rows(G)
+
+    def _check_split(self, G, grad) -> None:
+        """Keep the block oracle only if the chained sum of :meth:`_Exchange.mean`
+        gives ``mean_rows``'s bits on these gradients (NumPy adds the rows of a
+        C-contiguous ``(n, d)`` array one by one for ``d >= 2``; checked here, on
+        every rank alike, rather than assumed)."""
+        if self._split:
+            acc = G[0].copy()
+            for row in G[1:]:
+                acc += row
+            acc /= G.shape[0]
+            self._split = acc.tobytes() == grad.tobytes()
+        self._m.extra["block_oracle"] = self._split
 
     def __getattr__(self, name):
         return getattr(self._m, name)
@@ -137,12 +199,15 @@ class _Block:
         m = self._m
         self._grads = m.problem.client_grads(x0)
         self.errors = np.zeros((self._hi - self._lo, m.d))
-        return mean_rows(self._grads)
+        grad = mean_rows(self._grads)
+        self._check_split(self._grads, grad)
+        return grad
 
     def _step_ef14(self, x):
         m = self._m
-        idx, val = api.ef_step(self._grads[self._lo:self._hi], self.errors, m.k,
-                               lr=m.gamma, backend=m.backend)
+        r0 = self._row0
+        idx, val = api.ef_step(self._grads[self._lo - r0:self._hi - r0], self.errors,
+                               m.k, lr=m.gamma, backend=m.backend)
         idx, val = self._ex.gather(idx, val, self._counts())
         x_new = x.copy()
         api.scatter_add(x_new, idx, val, weights=-1.0 / m.n, backend=m.backend)
@@ -156,6 +221,7 @@ class _Block:
         m._rng = rng
         G = m.problem.client_grads(x0)
         grad = mean_rows(G)
+        self._check_split(G, grad)
         # EF21.start's g from all the states, on every rank, in the states' layout
         # (C-contiguous float64); G, freshly allocated, holds them without a second
         # n x d array.
@@ -169,20 +235,21 @@ class _Block:
         return grad
 
     def step(self, x):
+        self._ex.round += 1  # the loop's round t: step to x_t, then round at x_t
         return self._step_ef14(x) if self._ef14 else self._m.step(x)
 
     def round(self, x):
         m = self._m
         if self._ef14:
-            self._grads = m.problem.client_grads(x)
-            return Round(mean_rows(self._grads), m.bits_per_round)
+            self._grads = self._client_grads(x)
+            return Round(self._mean(self._grads), m.bits_per_round)
         if isinstance(m, EF21SGD):
             G = m.problem.client_stochastic_grads(x, m.batch, m._rng)
             self._exchange(G)
             return Round(np.asarray(m.problem.grad(x), dtype=np.float64),
                          m.bits_per_round)
-        G = m.problem.client_grads(x)
-        grad = mean_rows(G)
+        G = self._client_grads(x)
+        grad = self._mean(G)
         if isinstance(m, EF21PP):
             S = m.participants()
             if S.size:
@@ -198,7 +265,7 @@ class _Block:
         mine = (np.arange(lo, hi) if clients is None
                 else clients[(clients >= lo) & (clients < hi)])
         rows = self.state[mine - lo]
-        idx, val = api.ef21_step(G[mine], rows, m.k,
+        idx, val = api.ef21_step(G[mine - self._row0], rows, m.k,
                                  None if m.scale is None else m.scale[mine],
                                  backend=m.backend)
         self.state[mine - lo] = rows

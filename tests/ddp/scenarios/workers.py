@@ -78,7 +78,8 @@ def main():
             tr = distributed.run(problem(case), method, k=K, iters=ITERS, timeout=timeout, **opts)
             np.savez(os.path.join(outdir, f"{case}-{rank}.npz"), iter=tr.iter,
                      bits=tr.bits, grad_norm_sq=tr.grad_norm_sq, f=tr.f, x=tr.x,
-                     status=tr.status, workers=tr.extra["workers"], seed=tr.seed)
+                     status=tr.status, workers=tr.extra["workers"], seed=tr.seed,
+                     block_oracle=tr.extra["block_oracle"])
         dist.destroy_process_group()
         return
     if mode == "absent" and rank == 1:
