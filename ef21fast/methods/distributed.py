@@ -15,7 +15,7 @@ network (``k`` values per client instead of ``d``), and, with the fused C oracle
 (dense logistic or linear regression, regulariser on all features, not the SGD
 methods), the client gradients of each round: a rank evaluates its block's only, and
 the trace's full-gradient mean is a running sum passed from rank to rank in client
-order (:meth:`_Exchange.mean`). What every rank still does in full: the gradients at
+order (``_Exchange.mean``). What every rank still does in full: the gradients at
 ``x_0`` (once), the other oracles' gradients, the loss, the random draws
 (minibatches, participants, from the same seeded generator) and the server's
 ``d``-vector. Importing this module imports torch.
