@@ -68,12 +68,16 @@ def _free_port() -> int:
 def spawn(argv, workers: int, timeout: float) -> int:
     """Run ``ef21fast <argv>`` as ``workers`` local ranks and wait for them.
 
-    A rank that fails makes the others fail within ``timeout`` seconds; any still
-    running ``timeout + GRACE_S`` seconds after the first failure (or after this
+    Each rank gets ``OMP_NUM_THREADS`` = cores // ``workers`` unless the environment
+    sets it. A rank that fails makes the others fail within ``timeout`` seconds; any
+    still running ``timeout + GRACE_S`` seconds after the first failure (or after this
     process is interrupted) is killed. Returns rank 0's exit code if it is not 0,
     else the first non-zero one, else 0.
     """
-    env = dict(os.environ, **{_SPAWNED: "1"}, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers),
+    env = dict(os.environ)
+    # The ranks share this machine's cores (torchrun sets 1); the user's value wins.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    env.update({_SPAWNED: "1"}, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers),
                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     procs = []
     try:
