@@ -171,7 +171,7 @@ class _Block:
 
     def _mean(self, G):
         """``mean_rows`` over all clients of what :meth:`_client_grads` returned."""
-        return self._ex.mean(G, self._m.n) if self._row0 or self._split else mean_rows(G)
+        return self._ex.mean(G, self._m.n) if self._split else mean_rows(G)
 
     def _check_split(self, G, grad) -> None:
         """Keep the block oracle only if the chained sum of :meth:`_Exchange.mean`
