@@ -19,6 +19,7 @@ import time
 
 from ef21fast.cli._common import (
     UsageError,
+    _stop_signal,
     interrupted_exit_code,
     make_outdir,
     user_errors,
@@ -85,7 +86,9 @@ def spawn(argv, workers: int, timeout: float) -> int:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "ef21fast"] + list(argv),
                 env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
-                stdout=None if r == 0 else subprocess.DEVNULL))
+                stdout=None if r == 0 else subprocess.DEVNULL,
+                # Ctrl-C reaches this process only; it passes the signal on once
+                start_new_session=True))
         deadline = None
         while True:
             try:
@@ -98,10 +101,11 @@ def spawn(argv, workers: int, timeout: float) -> int:
                     break
                 time.sleep(0.05)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the ranks stop as a run does
-                for p in procs:
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGTERM)
                 if deadline is None:
+                    sig = _stop_signal[-1] if _stop_signal else signal.SIGINT
+                    for p in procs:
+                        if p.poll() is None:
+                            p.send_signal(sig)
                     deadline = time.monotonic() + timeout + GRACE_S
     finally:
         for p in procs:

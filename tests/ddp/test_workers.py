@@ -130,7 +130,8 @@ def test_the_command_spawns_its_ranks_or_joins_a_torchrun_job(tmp_path):
     assert not (tmp_path / "t" / "x.npy").with_name("rank1").exists()
 
 
-def test_a_killed_rank_ends_the_command_and_keeps_the_rows(tmp_path):
+@pytest.mark.parametrize("stop", ["kill rank 1", "SIGTERM"])
+def test_a_killed_rank_or_a_stopped_command_ends_it_and_keeps_the_rows(tmp_path, stop):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env.pop("RANK", None)
     out = tmp_path / "k"
@@ -149,18 +150,26 @@ def test_a_killed_rank_ends_the_command_and_keeps_the_rows(tmp_path):
         with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
             children = f.read().split()
         assert len(children) == 2
-        os.kill(int(children[1]), 9)
-        killed = time.monotonic()
+        if stop == "SIGTERM":
+            proc.terminate()
+        else:
+            os.kill(int(children[1]), 9)
+        stopped = time.monotonic()
         text, _ = proc.communicate(timeout=TIMEOUT_S + 20)
-        assert time.monotonic() - killed < TIMEOUT_S + 5
+        assert time.monotonic() - stopped < TIMEOUT_S + 5
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode not in (0, None), text
-    assert "the exchange of round" in text, text
     rows = (out / "trace.csv").read_text().splitlines()
     assert len(rows) > 5 and rows[0].startswith("iter,")
+    if stop == "SIGTERM":  # as a single-process run: every file, marked interrupted
+        assert proc.returncode == 143, text
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and summary["rounds"] == len(rows) - 2
+    else:
+        assert proc.returncode not in (0, None), text
+        assert "the exchange of round" in text, text
 
 
 @pytest.mark.parametrize("extra, message", [
