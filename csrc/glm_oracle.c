@@ -218,3 +218,124 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
         or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
     return EF21_GLM_OK;
 }
+
+/* ------------------------------------------------------------------------------ CSR
+ *
+ * ef21_glm_csr_client_grads: the same gradients for A in CSR form (sparse LIBSVM data).
+ * Client i's row of G is first set to reg (or 0), then each of its rows j, in order,
+ * adds (s_j / m_i) a_j at its stored columns, in stored order; z_j = a_j . x is summed
+ * in stored order too. A row costs its non-zeros twice (margin, then scatter into G_i,
+ * which stays in cache for the client's rows) and one exp: a single pass over the CSR
+ * arrays, where scipy needs A @ x, then a scatter through a (client * d + column) key
+ * per stored value. The loss of the row comes from the same exp (log1p(e) with e =
+ * exp(-|t|), t = -b z: logaddexp(0, t) as NumPy forms it), so the trace's f costs one
+ * log1p per row instead of a second pass.
+ *
+ * Every index is checked against its range as it is read: a bad one stops its client
+ * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
+
+/* One client's gradient (and loss sum) for index type IT; 0, or 1 on a bad index. */
+#define OR_CSR_CLIENT(NAME, IT)                                                        \
+    EF_INLINE int NAME(const double *data, const IT *indices, const IT *indptr,         \
+                       int64_t nnz, const double *b, int64_t lo, int64_t hi, int64_t d, \
+                       const double *x, const double *reg, int kind, double *g,         \
+                       double *loss)                                                    \
+    {                                                                                  \
+        if (reg != NULL)                                                               \
+            memcpy(g, reg, (size_t)d * sizeof *g);                                     \
+        else                                                                           \
+            memset(g, 0, (size_t)d * sizeof *g);                                       \
+        double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;                        \
+        double lsum = 0.0;                                                             \
+        for (int64_t j = lo; j < hi; j++) {                                            \
+            int64_t p0 = (int64_t)indptr[j], p1 = (int64_t)indptr[j + 1];              \
+            if (p0 < 0 || p1 < p0 || p1 > nnz)                                         \
+                return 1;                                                              \
+            double z = 0.0;                                                            \
+            for (int64_t p = p0; p < p1; p++) {                                        \
+                int64_t col = (int64_t)indices[p];                                     \
+                if ((uint64_t)col >= (uint64_t)d)                                      \
+                    return 1;                                                          \
+                z += data[p] * x[col];                                                 \
+            }                                                                          \
+            double bj = b[j], c;                                                       \
+            if (kind == EF21_GLM_LOGREG) {                                             \
+                double t = -(bj * z);                                                  \
+                double e = or_exp_nonpos(-fabs(t));                                    \
+                double sig = (t >= 0.0 ? 1.0 : e) / (1.0 + e);                         \
+                c = (-bj * (t != t ? t : sig)) * inv_m;                                \
+                if (loss != NULL)                                                      \
+                    lsum += t != t ? t : (t > 0.0 ? t : 0.0) + log1p(e);               \
+            } else {                                                                   \
+                double r = z - bj;                                                     \
+                c = (2.0 * r) * inv_m;                                                 \
+                if (loss != NULL)                                                      \
+                    lsum += r * r;                                                     \
+            }                                                                          \
+            for (int64_t p = p0; p < p1; p++)                                          \
+                g[indices[p]] += c * data[p];                                          \
+        }                                                                              \
+        if (loss != NULL)                                                              \
+            *loss = lsum;                                                              \
+        return 0;                                                                      \
+    }
+OR_CSR_CLIENT(or_csr_client_i32, int32_t)
+OR_CSR_CLIENT(or_csr_client_i64, int64_t)
+
+/* All clients for index type IT, on nt threads (each client on one); the OR of the
+ * clients' bad-index flags. */
+#define OR_CSR_ALL(NAME, CLIENT, IT)                                                   \
+    static int NAME(const double *data, const IT *indices, const IT *indptr,            \
+                    int64_t nnz, const double *b, const int64_t *offsets, int64_t n,    \
+                    int64_t d, const double *x, const double *reg, int kind, int nt,    \
+                    double *G, double *losses)                                         \
+    {                                                                                  \
+        int bad = 0;                                                                   \
+        if (nt <= 1) {                                                                 \
+            for (int64_t i = 0; i < n && !bad; i++)                                    \
+                bad = CLIENT(data, indices, indptr, nnz, b, offsets[i], offsets[i + 1], \
+                             d, x, reg, kind, G + i * d,                               \
+                             losses != NULL ? losses + i : NULL);                       \
+            return bad;                                                                \
+        }                                                                              \
+        OR_CSR_PARALLEL_FOR                                                            \
+        for (int64_t i = 0; i < n; i++)                                                \
+            bad |= CLIENT(data, indices, indptr, nnz, b, offsets[i], offsets[i + 1],   \
+                          d, x, reg, kind, G + i * d, losses != NULL ? losses + i : NULL); \
+        return bad;                                                                    \
+    }
+#ifdef _OPENMP
+#define OR_CSR_PARALLEL_FOR _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")
+#else
+#define OR_CSR_PARALLEL_FOR
+#endif
+OR_CSR_ALL(or_csr_all_i32, or_csr_client_i32, int32_t)
+OR_CSR_ALL(or_csr_all_i64, or_csr_client_i64, int64_t)
+
+/* No clones: the loops are scalar gathers and scatters, which the wider ISAs do not
+ * speed up (and could not change: no FMA is formed). */
+int ef21_glm_csr_client_grads(const double *data, const void *indices, const void *indptr,
+                              int index_type, int64_t nnz, const double *b,
+                              const int64_t *offsets, int64_t n, int64_t d, const double *x,
+                              const double *reg, int kind, int nthreads, double *G,
+                              double *losses)
+{
+    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
+        nnz < 0 || nthreads < 1)
+        return EF21_GLM_EINVAL;
+    if (index_type != EF21_GLM_INDEX_I32 && index_type != EF21_GLM_INDEX_I64)
+        return EF21_GLM_ETYPE;
+    int nt = nthreads;
+    if (nt > n)
+        nt = n < 1 ? 1 : (int)n;
+    if (nnz + n * d < OR_PAR_MIN)
+        nt = 1;
+    int bad;
+    if (index_type == EF21_GLM_INDEX_I32)
+        bad = or_csr_all_i32(data, (const int32_t *)indices, (const int32_t *)indptr, nnz,
+                             b, offsets, n, d, x, reg, kind, nt, G, losses);
+    else
+        bad = or_csr_all_i64(data, (const int64_t *)indices, (const int64_t *)indptr, nnz,
+                             b, offsets, n, d, x, reg, kind, nt, G, losses);
+    return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
+}

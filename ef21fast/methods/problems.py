@@ -14,11 +14,12 @@ f(x) = (1/n) sum_i f_i(x), where client i holds rows A_i (m_i, d) and labels b_i
 Hessian is bounded by 2 lam in norm.) ``client_grads`` evaluates all n gradients in one
 call: one product ``A @ x`` for the margins, then one sparse (n x m) client-averaging
 matrix, carrying the per-sample coefficients, times A (a batched matmul when dense
-clients are equal-sized). There is no Python loop over clients. On dense float64 data,
-when the C backend is built, ``client_grads`` of the logistic and linear problems is one
-fused C pass over A instead (``oracle="c"``, the default there; equal to the NumPy
-oracle up to rounding, checked in the tests): each row is read once for its margin and
-its share of its client's gradient.
+clients are equal-sized). There is no Python loop over clients. On float64 data, dense
+or CSR, when the C backend is built, ``client_grads`` of the logistic and linear
+problems is one fused C pass over A instead (``oracle="c"``, the default there; equal to
+the NumPy/scipy oracle up to rounding, checked in the tests): each row is read once for
+its margin and its share of its client's gradient. On CSR data the same pass also gives
+the client losses, which ``client_losses``/``loss`` at the same x then reuse.
 
 Oracles never warn: non-finite iterates (a diverging run) give non-finite outputs
 silently, and the logistic terms use ``logaddexp`` and ``expit`` so that margins of any
@@ -124,8 +125,9 @@ class Problem:
         Samples per client.
     name : str
     oracle : {"numpy", "c"}
-        What computes ``client_grads``: NumPy, or the fused C pass (dense float64
-        data, logistic or linear regression, C backend built).
+        What computes ``client_grads``: NumPy (scipy.sparse on CSR data), or the
+        fused C pass (float64 data, dense or CSR, logistic or linear regression, C
+        backend built; :mod:`ef21fast.methods.oracle`).
 
     Parameters
     ----------
@@ -217,6 +219,7 @@ class Problem:
         Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
         self.L = float(c * lmax_gram(Bw) + reg)
         self._fused = None
+        self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
         self.oracle = self._choose_oracle(oracle)
 
     def _choose_oracle(self, oracle):
@@ -227,8 +230,8 @@ class Problem:
         why = None
         if self._c_kind is None:
             why = f"{type(self).__name__} has no fused C oracle"
-        elif self._sparse or self._A.dtype != np.float64:
-            why = "the fused C oracle needs dense float64 data"
+        elif self._A.dtype != np.float64:
+            why = "the fused C oracle needs float64 data"
         else:
             try:
                 from ef21fast.methods import oracle as c_backend
@@ -238,8 +241,8 @@ class Problem:
             if oracle == "c":
                 raise ValueError(f"oracle='c' is not available: {why}")
             return "numpy"
-        self._offsets64 = np.ascontiguousarray(self._offsets, dtype=np.int64)
-        self._fused = c_backend.glm_client_grads
+        self._fused = c_backend.bind(self._A, self._b, np.ascontiguousarray(
+            self._offsets, dtype=np.int64), self._c_kind)
         return "c"
 
     # --- per-sample terms (subclasses) ---------------------------------------------
@@ -302,11 +305,16 @@ class Problem:
         ndarray, shape (n,), float64
         """
         x = self._x(x)
+        last = self._ell
         with _errstate():
-            ell = self._sample_losses(self._A @ x, self._b)
+            if last is not None and np.array_equal(last[0], x):
+                ell = last[1]
+            else:
+                ell = np.add.reduceat(self._sample_losses(self._A @ x, self._b),
+                                      self._starts)
             reg = (_reg_value(self.lam, x) if self._own is None
                    else self._own @ _reg_terms(self.lam, x))
-            return np.add.reduceat(ell, self._starts) / self.m_i + reg
+            return ell / self.m_i + reg
 
     def loss(self, x) -> float:
         """f(x) = (1/n) sum_i f_i(x)."""
@@ -336,13 +344,12 @@ class Problem:
         """
         x = self._x(x)
         if self._fused is not None:
-            if self._own is None:
-                return self._fused(self._A, self._b, self._offsets64,
-                                   np.ascontiguousarray(x), _reg_grad(self.lam, x),
-                                   self._c_kind)
-            G = self._fused(self._A, self._b, self._offsets64, np.ascontiguousarray(x),
-                            np.zeros(self.d), self._c_kind)
-            G += self._reg_rows(x)
+            G, ell = self._fused(np.ascontiguousarray(x),
+                                 _reg_grad(self.lam, x) if self._own is None else None)
+            if ell is not None:  # the losses of the same pass, for loss(x) next
+                self._ell = (x.copy(), ell)
+            if self._own is not None:
+                G += self._reg_rows(x)
             return G
         with _errstate():
             s = self._sample_slopes(self._A @ x, self._b)
