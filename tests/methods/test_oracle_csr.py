@@ -153,6 +153,27 @@ def test_huge_margins(margin):
     assert_close(L, want_L)
 
 
+def test_logistic_slope_and_loss_accuracy_over_the_whole_range():
+    """One row per client, a_j = t_j, x = 1, b = -1: G_j / t_j is expit(t_j) and the
+    loss log(1 + exp(t_j)), as far as the inline exp and log1p allow (a few ulp)."""
+    t = np.concatenate([np.linspace(-800, 800, 4001), [-746, -745.1, -709.5, -37.0,
+                        -1e-3, -1e-300, 1e-300, 1e-3, 0.34657, 0.3466, 36.8, 710]])
+    m = t.size
+    arrays = (t.copy(), np.zeros(m, np.int32), np.arange(m + 1, dtype=np.int32))
+    G, L = c_backend.glm_csr_client_grads(*arrays, -np.ones(m), np.arange(m + 1),
+                                          np.ones(1), None, "logreg", losses=True)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(t))
+    sig = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    tiny = np.finfo(float).smallest_subnormal
+    ok = t != 0
+    assert np.all(np.abs(G[ok, 0] / t[ok] - sig[ok])
+                  <= 4 * np.spacing(np.maximum(sig[ok], tiny)))
+    want = np.logaddexp(0.0, t)
+    assert np.all(np.abs(L - want) <= 4 * np.spacing(np.maximum(want, tiny))), \
+        t[np.abs(L - want) > 4 * np.spacing(np.maximum(want, tiny))]
+
+
 def test_nan_propagates():
     arrays = csr(20, 4, 1.0, seed=7)
     off = np.array([0, 10, 20], dtype=np.int64)
