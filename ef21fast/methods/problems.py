@@ -202,11 +202,7 @@ class Problem:
         self._q = None
         if not self._sparse and self.n > 1 and np.all(self.m_i[:-1] == self.m_i[0]):
             self._q = int(self.m_i[0])
-        if self._sparse:
-            # For the sparse oracle: owning client * d + column of every stored value.
-            rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(A.indptr))
-            self._nnz_row = rows
-            self._nnz_flat = self._owner[rows] * self.d + A.indices.astype(np.int64)
+        self._nnz_keys = None  # (row, owner * d + column) per stored value, on first use
         c = self._curvature
         # Regulariser part of the constants (docs/maths.rst, "Rare features" for owned).
         reg_i, reg = 2.0 * lam, 2.0 * lam
@@ -278,7 +274,11 @@ class Problem:
         """(n, d): row i = sum_{j in client i} coef_j a_j (coef already divided by m_i)."""
         if self._sparse:
             A = self._A
-            return np.bincount(self._nnz_flat, weights=A.data * coef[self._nnz_row],
+            if self._nnz_keys is None:  # only the scipy path needs these 16 bytes per value
+                rows = np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(A.indptr))
+                self._nnz_keys = (rows, self._owner[rows] * self.d + A.indices.astype(np.int64))
+            rows, flat = self._nnz_keys
+            return np.bincount(flat, weights=A.data * coef[rows],
                                minlength=self.n * self.d).reshape(self.n, self.d)
         if self._q is not None:
             A, n, q, d = self._A, self.n, self._q, self.d
