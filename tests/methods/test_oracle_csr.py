@@ -271,3 +271,21 @@ def test_argument_errors():
     for ptr in ([0, 3, 2, 9, 12], [0, 3, 6, 9, 13], [-1, 3, 6, 9, 12]):
         bad(IndexError, r"indptr must be non-decreasing within \[0, 12\]",
             indptr=np.array(ptr, dtype=np.int32))
+
+
+def test_without_the_c_module_the_scipy_path_runs(monkeypatch):
+    import sys
+
+    import ef21fast.methods as methods
+
+    data, indices, indptr = csr(40, 6, 0.3, seed=15)
+    cd = ClientData(sp.csr_matrix((data, indices, indptr), shape=(40, 6)), labels(40, 1),
+                    np.array([0, 10, 40]), "s")
+    monkeypatch.setitem(sys.modules, "ef21fast.methods.oracle", None)
+    monkeypatch.delattr(methods, "oracle", raising=False)
+    prob = LogisticRegression(cd)
+    assert prob.oracle == "numpy"
+    x = np.linspace(-1, 1, 6)
+    assert prob.client_grads(x).shape == (2, 6) and np.isfinite(prob.loss(x))
+    with pytest.raises(ValueError, match="oracle='c' is not available"):
+        LogisticRegression(cd, oracle="c")
