@@ -98,7 +98,7 @@ class Problem:
 
     Subclasses define the per-sample loss through ``_sample_losses`` and
     ``_sample_slopes``. All oracles take
-    ``x`` of shape (d,) (converted to float64) and return float64.
+    ``x`` of shape (d,) (converted to ``dtype``) and return arrays of ``dtype``.
 
     Attributes
     ----------
@@ -140,13 +140,18 @@ class Problem:
         Which features a client's regulariser covers: all of them (the EF21 papers'
         problem), or those the client owns (column of ``A_i`` with a non-zero), so that
         the client gradients keep the data's sparsity.
+    dtype : {"float64", "float32"}, default "float64"
+        Of the data as the oracles use it, of x inside them and of their results.
+        float32 halves the memory of the data and of the methods' (n, d) states;
+        L and L_i are computed from the float64 data either way; the oracle is the
+        NumPy/scipy one (the fused C oracles are float64).
 
     Raises
     ------
     TypeError
         If ``data`` is not a ClientData.
     ValueError
-        On a bad ``lam``, ``oracle`` or ``regulariser``.
+        On a bad ``lam``, ``oracle``, ``regulariser`` or ``dtype``.
     """
 
     #: c in L_i = c * lambda_max(A_i^T A_i) / m_i + 2 lam.
@@ -156,7 +161,7 @@ class Problem:
     _c_kind: str | None = None
 
     def __init__(self, data: ClientData, lam: float = 0.1, oracle: str | None = None,
-                 regulariser: str = "all"):
+                 regulariser: str = "all", dtype="float64"):
         import scipy.sparse as sp
 
         if not isinstance(data, ClientData):
@@ -166,6 +171,9 @@ class Problem:
             raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
         if regulariser not in ("all", "owned"):
             raise ValueError(f"regulariser must be 'all' or 'owned', got {regulariser!r}")
+        if dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = np.dtype(dtype)
         self.regulariser = regulariser
         # (n, d) 0/1 mask of owned features; None: every client has every feature.
         self._own = (ownership(data).toarray().astype(np.float64)
@@ -214,6 +222,8 @@ class Problem:
         w = np.sqrt(self._inv_m_row / self.n)
         Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
         self.L = float(c * lmax_gram(Bw) + reg)
+        if self.dtype != np.float64:  # the constants above come from the float64 data
+            self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
         self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
         self.oracle = self._choose_oracle(oracle)
@@ -265,7 +275,7 @@ class Problem:
         return (self._own if src is None else self._own[src]) * g
 
     def _x(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x, dtype=self.dtype)
         if x.shape != (self.d,):
             raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
         return x
@@ -353,7 +363,8 @@ class Problem:
             return G
         with _errstate():
             s = self._sample_slopes(self._A @ x, self._b)
-            G = self._weighted_row_sums(s * self._inv_m_row)
+            G = self._weighted_row_sums((s * self._inv_m_row).astype(self.dtype, copy=False))
+            G = G.astype(self.dtype, copy=False)
             G += self._reg_rows(x)
         return G
 
@@ -419,7 +430,7 @@ class Problem:
             G = W @ self._A
             G = G.toarray() if sp.issparse(G) else np.asarray(G)
             G += self._reg_rows(x, src)
-        return np.ascontiguousarray(G)
+        return np.ascontiguousarray(G, dtype=self.dtype)
 
     def __repr__(self):
         return (f"{type(self).__name__}(name={self.name!r}, n={self.n}, d={self.d}, "
