@@ -548,6 +548,7 @@ class ClonedProblem(Problem):
         self.data = base.data
         self.lam = base.lam
         self.regulariser = base.regulariser
+        self.dtype = base.dtype
         self.d = base.d
         N = int(counts.sum())
         self.n = N
