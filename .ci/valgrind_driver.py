@@ -8,8 +8,9 @@ selection (``EF21FAST_C_FORCE``: none, radix, nosmall, rows, within) and per thr
 count (1 and 2) as listed in ``PLAN`` ("stream" is left out: it changes only the AVX-512
 candidate pass, and valgrind runs no AVX-512 code), plus long rows built to take the paths only rows
 longer than ``EF_SMALL`` reach (each outcome of the sample-select), the parallel
-scatter_add, and the fused GLM oracle (module ``ef21fast._coracle``, csrc/glm_oracle.c:
-every tile remainder, empty clients, the parallel path) against plain NumPy.
+scatter_add, and the fused GLM oracles (module ``ef21fast._coracle``, csrc/glm_oracle.c:
+dense, every tile remainder, empty clients, the parallel path; CSR, the same cases with
+unsorted and repeated columns and int32/int64 indices) against plain NumPy.
 Exits 1 on any mismatch with the reference (memcheck errors make valgrind exit 99).
 
 ``--canary`` instead loads ``CANARY_SO`` (built by .ci/valgrind) and makes one heap
@@ -185,6 +186,71 @@ def run_glm(seed: int) -> int:
     return bad
 
 
+def csr_of(A, rng, density, index_dtype, shuffle, repeat):
+    """(data, indices, indptr) holding A's entries kept with probability ``density``,
+    each row's columns in random order (``shuffle``), and with every kept value of a
+    row split into two stored values at the same column (``repeat``)."""
+    import numpy as np
+
+    m, d = A.shape
+    data, indices, indptr = [np.zeros(0)], [np.zeros(0, np.int64)], [0]
+    for j in range(m):
+        cols = np.flatnonzero(rng.random(d) < density)
+        if shuffle:
+            cols = rng.permutation(cols)
+        vals = A[j, cols]
+        if repeat:
+            cols, vals = np.repeat(cols, 2), np.repeat(vals * 0.5, 2)
+        data.append(vals)
+        indices.append(cols)
+        indptr.append(indptr[-1] + cols.size)
+    return (np.concatenate(data), np.concatenate(indices).astype(index_dtype),
+            np.array(indptr, dtype=index_dtype))
+
+
+def run_glm_csr(seed: int) -> int:
+    """The fused CSR oracle (csrc/glm_oracle.c) on the CSR forms of glm_cases (sparse,
+    unsorted, repeated columns, int32 and int64; dense for the parallel case), both
+    kinds, with and without reg and losses, against glm_reference on the dense A."""
+    import numpy as np
+
+    import ef21fast
+    from ef21fast.methods import oracle as c_backend
+
+    if not hasattr(c_backend, "glm_csr_client_grads"):
+        print("fused CSR oracle: not in this version", flush=True)
+        return 0
+    rng = np.random.default_rng(seed)
+    bad = runs = 0
+    t0 = time.perf_counter()
+    for v, (label, A, b, off, x, reg, threads) in enumerate(glm_cases(seed)):
+        ef21fast.set_num_threads(threads)
+        density = 1.0 if threads > 1 else 0.4
+        arrays = csr_of(A, rng, density, (np.int32, np.int64)[v % 2], v % 3 != 0,
+                        v % 3 == 2)
+        dense = np.zeros_like(A)
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(arrays[2]))
+        np.add.at(dense, (rows, arrays[1].astype(np.int64)), arrays[0])
+        for kind in ("logreg", "linreg"):
+            for r in (reg, None):
+                runs += 1
+                res = c_backend.glm_csr_client_grads(*arrays, b, off, x, r, kind,
+                                                     losses=r is None)
+                got, ell = res if r is None else (res, None)
+                want = glm_reference(dense, b, off, x, 0.0 if r is None else r, kind)
+                z = dense @ x
+                loss = np.logaddexp(0.0, -b * z) if kind == "logreg" else (z - b) ** 2
+                want_ell = np.array([loss[off[i]:off[i + 1]].sum()
+                                     for i in range(off.size - 1)])
+                if not (np.allclose(got, want, rtol=1e-10, atol=1e-12) and
+                        (r is not None or np.allclose(ell, want_ell, rtol=1e-10))):
+                    print(f"fused CSR oracle {kind} {label}: differs from NumPy", flush=True)
+                    bad += 1
+    print(f"fused CSR oracle: {runs} runs, {bad} mismatches "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    return bad
+
+
 def run(work: str, max_size: int, seed: int) -> int:
     import numpy as np
 
@@ -243,6 +309,7 @@ def run(work: str, max_size: int, seed: int) -> int:
     print("parallel scatter_add (2 threads, both dtypes, with and without weights): "
           f"{'mismatch' if bad else 'ok'}", flush=True)
     bad += run_glm(seed)
+    bad += run_glm_csr(seed)
     return 1 if bad else 0
 
 

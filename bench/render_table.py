@@ -134,15 +134,20 @@ def rounds_table(doc: dict) -> str:
             if {"impl", "shape"} <= set(b.get("extra_info", {}))]
     loop = {b["extra_info"]["shape"]: b["stats"]["median"] for b in rows
             if b["extra_info"]["impl"].startswith("per-client")}
+    read = {b["extra_info"]["shape"]: b["stats"]["median"] for b in rows
+            if b["extra_info"]["impl"].startswith("one streaming read")}
     lines = ["| data (n = 1000 clients, Top1) | implementation | kernel threads | median "
-             "| speed-up vs loop |", "|" + "---|" * 5]
+             "| speed-up vs loop | x stream read |", "|" + "---|" * 6]
     for b in rows:
         i = b["extra_info"]
         med = b["stats"]["median"]
-        ref = loop.get(i["shape"])
-        speed = "" if ref is None or i["impl"].startswith("per-client") else f"{ref / med:.1f}x"
+        anchor = i["impl"].startswith(("per-client", "one streaming read"))
+        ref, rd = loop.get(i["shape"]), read.get(i["shape"])
+        speed = "" if ref is None or anchor else f"{ref / med:.1f}x"
+        times = "" if rd is None or anchor else f"{med / rd:.2f}"
         lines.append(f"| {b.get('group') or i['shape']} | {i['impl']} "
-                     f"| {i.get('threads', '')} | {format_seconds(med)} | {speed} |")
+                     f"| {i.get('threads', '')} | {format_seconds(med)} | {speed} "
+                     f"| {times} |")
     return "\n".join(lines) if rows else ""
 
 

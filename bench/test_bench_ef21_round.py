@@ -4,7 +4,12 @@ Two data shapes (synthetic, so the suite never skips for want of a file):
 
 * mushrooms-sized dense: 8124 x 112, 1000 clients (8 rows each, the remainder to the
   last client, as the EF21 authors' split);
-* w8a-sized sparse: 49749 x 300 CSR with about 4% non-zeros (binary features).
+* w8a-sized sparse: 49749 x 300 CSR with about 4% non-zeros (binary features); its
+  client gradients are the fused CSR oracle by default, and the scipy.sparse path
+  (``oracle="numpy"``) is timed beside it.
+
+Each group also times one streaming read of what a round reads at least (the data as
+stored, plus the n x d state): ``np.sum`` of each array.
 
 "package" is what :func:`ef21fast.methods.algorithms.run` does in a round: one batched
 ``problem.client_grads`` call, one ``ef21_step`` for all clients, one ``scatter_add``
@@ -45,6 +50,8 @@ N_CLIENTS = 1000
 K = 1
 GAMMA = 1e-3
 MIN_SPEEDUP = 30.0
+#: The ``impl`` of the streaming-read anchor (bench/render_table.py divides by it).
+STREAM_IMPL = "one streaming read (data as stored + n x d state)"
 
 SHAPES = {
     "dense": dict(m=8124, d=112, density=None),   # mushrooms
@@ -73,7 +80,7 @@ def fastest_backend():
 
 
 @functools.lru_cache(maxsize=None)
-def problem_for(shape: str) -> LogisticRegression:
+def problem_for(shape: str, oracle: str | None = None) -> LogisticRegression:
     spec = SHAPES[shape]
     rng = np.random.default_rng(2024)
     m, d = spec["m"], spec["d"]
@@ -85,7 +92,21 @@ def problem_for(shape: str) -> LogisticRegression:
     b = np.where(rng.random(m) < 0.5, -1.0, 1.0)
     off = np.arange(N_CLIENTS + 1, dtype=np.int64) * (m // N_CLIENTS)
     off[-1] = m
-    return LogisticRegression(ClientData(A, b, off, f"{shape}-bench"), lam=0.1)
+    return LogisticRegression(ClientData(A, b, off, f"{shape}-bench"), lam=0.1,
+                              oracle=oracle)
+
+
+class StreamRead:
+    """One streaming read of what a round must read at least: the data as stored (the
+    CSR arrays data, indices, indptr; or the dense matrix) plus the n x d state."""
+
+    def __init__(self, problem):
+        A = problem.data.A
+        self.arrays = ([A] if isinstance(A, np.ndarray) else [A.data, A.indices, A.indptr])
+        self.arrays.append(np.random.default_rng(1).standard_normal((problem.n, problem.d)))
+
+    def __call__(self):
+        return sum(float(np.sum(a)) for a in self.arrays)
 
 
 class PackageRound:
@@ -167,6 +188,26 @@ def test_round_package(benchmark, shape, backend, threads):
             benchmark(rnd)
 
 
+def test_round_package_scipy_oracle(benchmark):
+    """The sparse round with the client gradients through scipy.sparse (oracle="numpy",
+    the path before the fused CSR oracle), kernels on the default backend."""
+    backend = fastest_backend()
+    if backend is None:
+        pytest.skip("no complete backend")
+    benchmark.group = GROUPS["sparse"]
+    benchmark.extra_info.update(impl=f"ef21fast[{backend}], scipy oracle", shape="sparse",
+                                n=N_CLIENTS, threads="default")
+    rnd = PackageRound(problem_for("sparse", "numpy"), backend)
+    benchmark(rnd)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_round_stream_read(benchmark, shape):
+    benchmark.group = GROUPS[shape]
+    benchmark.extra_info.update(impl=STREAM_IMPL, shape=shape, n=N_CLIENTS)
+    benchmark(StreamRead(problem_for(shape)))
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_round_loop(benchmark, shape):
     benchmark.group = GROUPS[shape]
@@ -206,11 +247,14 @@ def test_round_speedup(shape, capsys, request):
     with kernel_threads(1, backend):
         pkg1 = _median_time(PackageRound(problem, backend), repeats=reps, inner=5)
     loop = _median_time(LoopRound(problem), repeats=5 if measuring else 1)
+    read = _median_time(StreamRead(problem), repeats=reps, inner=5)
     ratio, ratio1 = loop / pkg, loop / pkg1
     text = (f"[{GROUPS[shape]}] backend {backend}: package {pkg * 1e3:.3f} ms "
             f"(kernel threads {ef21fast.get_num_threads(backend)}), "
             f"{pkg1 * 1e3:.3f} ms (1 kernel thread); per-client loop {loop * 1e3:.2f} ms; "
-            f"speed-up {ratio:.1f}x ({ratio1:.1f}x with 1 kernel thread)")
+            f"speed-up {ratio:.1f}x ({ratio1:.1f}x with 1 kernel thread); one streaming "
+            f"read of the data and state {read * 1e3:.3f} ms, package / read "
+            f"{pkg / read:.2f} ({pkg1 / read:.2f} with 1 kernel thread)")
     with capsys.disabled():
         print("\n" + text)
     if shape == "dense" and measuring:

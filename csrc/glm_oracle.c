@@ -218,3 +218,168 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
         or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
     return EF21_GLM_OK;
 }
+
+/* ------------------------------------------------------------------------------ CSR
+ *
+ * ef21_glm_csr_client_grads: the same gradients for A in CSR form (sparse LIBSVM data).
+ * Client i's row of G is first set to reg (or 0); its rows are then taken in tiles of
+ * up to OR_TILE, in order: the tile's margins z_j = a_j . x (stored order), then its
+ * slopes and losses (a loop without calls, so that it vectorises), then its share of
+ * G_i, (s_j / m_i) a_j scattered at the stored columns in stored order. A row costs its
+ * non-zeros twice (G_i stays in cache for the client's rows): a single pass over the
+ * CSR arrays, where scipy needs A @ x, then a scatter through a (client * d + column)
+ * key per stored value. The loss comes from the slope's exp: with t = -b z and e =
+ * exp(-|t|), log(1 + exp(t)) = max(t, 0) + log1p(e) (NumPy's logaddexp(0, t)), so the
+ * trace's f costs a few flops per row instead of a second pass.
+ *
+ * Every index is checked against its range as it is read: a bad one stops its client
+ * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
+
+#define OR_SQRT2 0x1.6a09e667f3bcdp0
+
+/* log1p(e) for e in [0, 1], branch-free (vectorises; NaN in, NaN out). u = 1 + e =
+ * 2^k mm with k in {0, 1} and mm in [sqrt(1/2), sqrt(2)) exactly; log(mm) =
+ * 2 atanh(s), s = (mm - 1)/(mm + 1), |s| < 0.172, by its odd series to s^23
+ * (truncation < 1e-17 relative); the rounding of u is put back by (e - (u - 1)) / u
+ * (u - 1 is exact). A few ulp from log1p. */
+EF_INLINE double or_log1p_unit(double e)
+{
+    const double ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c76730p-45;
+    double u = 1.0 + e;
+    double k = u >= OR_SQRT2 ? 1.0 : 0.0;
+    double mm = u * (u >= OR_SQRT2 ? 0.5 : 1.0);
+    double s = (mm - 1.0) / (mm + 1.0), s2 = s * s;
+    double p = 2.0 / 23.0;
+    p = p * s2 + 2.0 / 21.0;
+    p = p * s2 + 2.0 / 19.0;
+    p = p * s2 + 2.0 / 17.0;
+    p = p * s2 + 2.0 / 15.0;
+    p = p * s2 + 2.0 / 13.0;
+    p = p * s2 + 2.0 / 11.0;
+    p = p * s2 + 2.0 / 9.0;
+    p = p * s2 + 2.0 / 7.0;
+    p = p * s2 + 2.0 / 5.0;
+    p = p * s2 + 2.0 / 3.0;
+    p = p * s2 + 2.0;
+    return k * ln2_hi + (s * p + (k * ln2_lo + (e - (u - 1.0)) / u));
+}
+
+/* The slopes (times inv_m) and losses of nt rows from their margins z and labels b,
+ * in place: z becomes the slopes, l the losses. */
+EF_INLINE void or_csr_slopes(double *z, const double *b, int nt, int kind, double inv_m,
+                             double *l)
+{
+    if (kind == EF21_GLM_LOGREG) {
+        for (int t = 0; t < nt; t++) {
+            double bj = b[t], v = -(bj * z[t]);
+            double e = or_exp_nonpos(-fabs(v));
+            double sig = (v >= 0.0 ? 1.0 : e) / (1.0 + e);
+            double lv = (v > 0.0 ? v : 0.0) + or_log1p_unit(e);
+            int nan = v != v;
+            z[t] = (-bj * (nan ? v : sig)) * inv_m;
+            l[t] = nan ? v : lv;
+        }
+    } else {
+        for (int t = 0; t < nt; t++) {
+            double r = z[t] - b[t];
+            z[t] = (2.0 * r) * inv_m;
+            l[t] = r * r;
+        }
+    }
+}
+
+/* One client's gradient (and loss sum) for index type IT; 0, or 1 on a bad index. */
+#define OR_CSR_CLIENT(NAME, IT)                                                        \
+    EF_INLINE int NAME(const double *data, const IT *indices, const IT *indptr,         \
+                       int64_t nnz, const double *b, int64_t lo, int64_t hi, int64_t d, \
+                       const double *x, const double *reg, int kind, double *g,         \
+                       double *loss)                                                    \
+    {                                                                                  \
+        double c[OR_TILE], l[OR_TILE];                                                 \
+        if (reg != NULL)                                                               \
+            memcpy(g, reg, (size_t)d * sizeof *g);                                     \
+        else                                                                           \
+            memset(g, 0, (size_t)d * sizeof *g);                                       \
+        double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;                        \
+        double lsum = 0.0;                                                             \
+        for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {                                \
+            int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;                     \
+            for (int t = 0; t < nt; t++) {                                             \
+                int64_t p0 = (int64_t)indptr[j0 + t], p1 = (int64_t)indptr[j0 + t + 1]; \
+                if (p0 < 0 || p1 < p0 || p1 > nnz)                                     \
+                    return 1;                                                          \
+                double z = 0.0;                                                        \
+                for (int64_t p = p0; p < p1; p++) {                                    \
+                    int64_t col = (int64_t)indices[p];                                 \
+                    if ((uint64_t)col >= (uint64_t)d)                                  \
+                        return 1;                                                      \
+                    z += data[p] * x[col];                                             \
+                }                                                                      \
+                c[t] = z;                                                              \
+            }                                                                          \
+            or_csr_slopes(c, b + j0, nt, kind, inv_m, l);                              \
+            for (int t = 0; t < nt; t++) {                                             \
+                lsum += l[t];                                                          \
+                double ct = c[t];                                                      \
+                for (int64_t p = (int64_t)indptr[j0 + t]; p < (int64_t)indptr[j0 + t + 1]; \
+                     p++)                                                              \
+                    g[indices[p]] += ct * data[p];                                     \
+            }                                                                          \
+        }                                                                              \
+        if (loss != NULL)                                                              \
+            *loss = lsum;                                                              \
+        return 0;                                                                      \
+    }
+OR_CSR_CLIENT(or_csr_client_i32, int32_t)
+OR_CSR_CLIENT(or_csr_client_i64, int64_t)
+/* All clients with CLIENT (one of the above; IT its index type), on nt threads, each
+ * client on one; sets bad to the OR of the clients' bad-index flags. A statement of the
+ * entry point, so that the parallel region is compiled in each of its clones. */
+#define OR_CSR_SERIAL(CLIENT, IT)                                                      \
+    for (int64_t i = 0; i < n && !bad; i++)                                            \
+        bad = CLIENT(data, (const IT *)indices, (const IT *)indptr, nnz, b, offsets[i], \
+                     offsets[i + 1], d, x, reg, kind, G + i * d,                       \
+                     losses != NULL ? losses + i : NULL)
+#define OR_CSR_PARALLEL(CLIENT, IT)                                                    \
+    OR_CSR_PARALLEL_FOR                                                                \
+    for (int64_t i = 0; i < n; i++)                                                    \
+        bad |= CLIENT(data, (const IT *)indices, (const IT *)indptr, nnz, b, offsets[i], \
+                      offsets[i + 1], d, x, reg, kind, G + i * d,                      \
+                      losses != NULL ? losses + i : NULL)
+#ifdef _OPENMP
+#define OR_CSR_PARALLEL_FOR                                                            \
+    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")
+#else
+#define OR_CSR_PARALLEL_FOR
+#endif
+
+EF_CLONES
+int ef21_glm_csr_client_grads(const double *data, const void *indices, const void *indptr,
+                              int index_type, int64_t nnz, const double *b,
+                              const int64_t *offsets, int64_t n, int64_t d, const double *x,
+                              const double *reg, int kind, int nthreads, double *G,
+                              double *losses)
+{
+    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
+        nnz < 0 || nthreads < 1)
+        return EF21_GLM_EINVAL;
+    if (index_type != EF21_GLM_INDEX_I32 && index_type != EF21_GLM_INDEX_I64)
+        return EF21_GLM_ETYPE;
+    int nt = nthreads;
+    if (nt > n)
+        nt = n < 1 ? 1 : (int)n;
+    if (nnz + n * d < OR_PAR_MIN)
+        nt = 1;
+    int bad = 0;
+    if (nt <= 1) { /* outside any parallel region: a team of one still costs a futex wake */
+        if (index_type == EF21_GLM_INDEX_I32)
+            OR_CSR_SERIAL(or_csr_client_i32, int32_t);
+        else
+            OR_CSR_SERIAL(or_csr_client_i64, int64_t);
+    } else if (index_type == EF21_GLM_INDEX_I32) {
+        OR_CSR_PARALLEL(or_csr_client_i32, int32_t);
+    } else {
+        OR_CSR_PARALLEL(or_csr_client_i64, int64_t);
+    }
+    return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
+}

@@ -18,9 +18,20 @@ enum ef21_glm_kind {
 
 /* Return codes, one meaning each; ef21fast/methods/oracle.py maps each to one exception. */
 enum ef21_glm_status {
-    EF21_GLM_OK = 0,    /* done: G written */
-    EF21_GLM_EINVAL = 2 /* kind unknown, n or d < 0, or nthreads < 1: nothing was read or
-                           written (the Python layer checks first: a caller's bug) */
+    EF21_GLM_OK = 0,     /* done: G written */
+    EF21_GLM_EINVAL = 2, /* kind unknown, n or d < 0, or nthreads < 1: nothing was read or
+                            written (the Python layer checks first: a caller's bug) */
+    EF21_GLM_EINDEX = 3, /* CSR only: a column index outside [0, d), or an indptr entry
+                            outside [0, nnz] or below its predecessor; G and losses are
+                            partly written, nothing was read out of bounds */
+    EF21_GLM_ETYPE = 4   /* CSR only: index_type unknown; nothing read or written */
+};
+
+/* The integer type of a CSR matrix's indices and indptr (the `index_type` argument):
+ * scipy.sparse uses one type for both. */
+enum ef21_glm_index_type {
+    EF21_GLM_INDEX_I32 = 0,
+    EF21_GLM_INDEX_I64 = 1
 };
 
 /* G[i, :] = sum_j (s_j / m_i) a_j + reg for the rows j of client i, offsets[i] <= j <
@@ -31,6 +42,20 @@ enum ef21_glm_status {
 int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
                           int64_t n, int64_t d, const double *x, const double *reg,
                           int kind, int nthreads, double *G);
+
+/* The same for A in CSR form: row j holds data[p] at column indices[p] for indptr[j] <=
+ * p < indptr[j + 1] (p < nnz); indices and indptr are int32_t or int64_t (index_type).
+ * Column indices may be unsorted or repeated (repeats add up, as in scipy.sparse); an
+ * out-of-range index or indptr entry returns EF21_GLM_EINDEX. Also, when losses is not
+ * NULL, losses[i] = sum_j loss(a_j . x, b_j) over client i's rows (not divided by m_i;
+ * log(1 + exp(-b z)) or (z - b)^2), from the same pass. indptr: (m + 1,) with m >=
+ * offsets[n]. Rows and their stored values are taken in order, each client by one
+ * thread: the result does not depend on nthreads. */
+int ef21_glm_csr_client_grads(const double *data, const void *indices, const void *indptr,
+                              int index_type, int64_t nnz, const double *b,
+                              const int64_t *offsets, int64_t n, int64_t d, const double *x,
+                              const double *reg, int kind, int nthreads, double *G,
+                              double *losses);
 /* CDEF END */
 
 #endif

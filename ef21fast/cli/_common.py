@@ -115,13 +115,14 @@ def default_spread(n: int) -> float:
 
 
 def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous",
-                  lam=0.1, seed=0, default_clients=20, spread=None):
+                  lam=0.1, seed=0, default_clients=20, spread=None, dtype="float64"):
     """The problem a command runs on, and its :class:`~ef21fast.methods.data.ClientData`.
 
     ``data_spec`` is ``"synthetic"`` (the seeded heterogeneous generator of
     :func:`ef21fast.methods.data.make_synthetic` with ``L_QM / L_AM = spread``, default
     :func:`default_spread`; ``split`` does not apply) or the path of a LIBSVM file,
-    split into ``clients`` clients (default ``default_clients``).
+    split into ``clients`` clients (default ``default_clients``). ``dtype``: that of
+    the problem's oracles and of the methods' states (``"float64"`` or ``"float32"``).
     """
     from ef21fast.methods import data as D
     from ef21fast.methods import problems as P
@@ -150,7 +151,7 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
                              f"{data_spec}")
         cd = D.split_clients(A, b, n, how=split, seed=seed, name=name)
     cls = P.LogisticRegression if kind == "logreg" else P.LinearRegression
-    return cls(cd, lam=lam), cd
+    return cls(cd, lam=lam, dtype=dtype), cd
 
 
 def make_outdir(path: str) -> None:

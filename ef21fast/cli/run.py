@@ -114,7 +114,7 @@ def parse_run_args(args):
         x0 = None if args.x0 is None else _load_x0(args.x0)
         problem, data = build_problem(args.problem, args.data, clients=args.clients,
                                       split=args.split, lam=args.lam, seed=args.seed,
-                                      spread=args.spread)
+                                      spread=args.spread, dtype=args.dtype)
         if method != "gd" and args.k > problem.d:
             raise UsageError(f"--k {args.k} is larger than the dimension d = {problem.d}")
         if x0 is not None and x0.shape != (problem.d,):
@@ -169,6 +169,7 @@ def start_summary(args, problem, gamma_mult: float) -> dict:
         "d": int(problem.d),
         "k": int(args.k) if method != "gd" else int(problem.d),
         "backend": args.backend,
+        "dtype": args.dtype,
         "versions": versions(),
         "status": "running",
         "message": (f"started by process {os.getpid()}; if that process is gone, "
@@ -308,6 +309,9 @@ def add_parser(subparsers) -> None:
                         "stochastic analysis (logistic regression; docs/maths.rst)")
     p.add_argument("--adaptive-step", action="store_true",
                    help="ef21: the rare-features adaptive step of each round")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="of the data in the oracles and of the (n, d) states and "
+                        "kernels (float64; float32 halves their memory)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="split the clients over N processes (torch.distributed, gloo): "
                         "started alone, it starts them on this machine; under torchrun "

@@ -92,14 +92,15 @@ class EF14(Method):
 
     def start(self, x0, rng=None):
         self._grads = self.problem.client_grads(x0)
-        self.errors = np.zeros((self.n, self.d))
+        self.errors = np.zeros((self.n, self.d), dtype=self._grads.dtype)
         return mean_rows(self._grads)
 
     def step(self, x):
         idx, val = api.ef_step(self._grads, self.errors, self.k, lr=self.gamma,
                                backend=self.backend)
         x_new = x.copy()
-        api.scatter_add(x_new, idx, val, weights=-1.0 / self.n, backend=self.backend)
+        api.scatter_add(x_new, idx, val.astype(x_new.dtype, copy=False),
+                        weights=-1.0 / self.n, backend=self.backend)
         return x_new
 
     def round(self, x):

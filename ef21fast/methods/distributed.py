@@ -86,12 +86,14 @@ def check_workers(workers, n: int, method: str, adaptive_step: bool = False) -> 
 class _Exchange:
     """One all-gather of fixed-size messages per round over the process group."""
 
-    def __init__(self, off: np.ndarray, k: int, d: int, rank: int, group, timeout):
+    def __init__(self, off: np.ndarray, k: int, d: int, rank: int, group, timeout,
+                 vtype=np.float64):
         self.off, self.k, self.rank, self.group, self.timeout = off, k, rank, group, timeout
         self.rows = int(np.max(np.diff(off)))
         self.itype = np.int32 if d <= np.iinfo(np.int32).max else np.int64
+        self.vtype = np.dtype(vtype)  # the states' dtype: values cross unchanged
         self.ibytes = self.rows * k * np.dtype(self.itype).itemsize
-        size = self.ibytes + self.rows * k * 8
+        size = self.ibytes + self.rows * k * self.vtype.itemsize
         self.buf = torch.zeros(size, dtype=torch.uint8)
         self.out = [torch.empty_like(self.buf) for _ in range(len(off) - 1)]
         self.round = 0
@@ -127,17 +129,18 @@ class _Exchange:
 
     def gather(self, idx, val, counts) -> tuple[np.ndarray, np.ndarray]:
         """Send this rank's ``(m, k)`` message rows; return every rank's rows
-        (``counts[r]`` of rank ``r``), in rank order: int64 indices, float64 values."""
+        (``counts[r]`` of rank ``r``), in rank order: int64 indices, values of the
+        states' dtype."""
         b = self.buf.numpy()
         m = idx.shape[0]
         b[:self.ibytes].view(self.itype).reshape(self.rows, self.k)[:m] = idx
-        b[self.ibytes:].view(np.float64).reshape(self.rows, self.k)[:m] = val
+        b[self.ibytes:].view(self.vtype).reshape(self.rows, self.k)[:m] = val
         self._call(dist.all_gather, self.out, self.buf)
         idxs, vals = [], []
         for o, c in zip(self.out, counts):
             o = o.numpy()
             idxs.append(o[:self.ibytes].view(self.itype).reshape(self.rows, self.k)[:c])
-            vals.append(o[self.ibytes:].view(np.float64).reshape(self.rows, self.k)[:c])
+            vals.append(o[self.ibytes:].view(self.vtype).reshape(self.rows, self.k)[:c])
         return np.concatenate(idxs).astype(np.int64), np.concatenate(vals)
 
 
@@ -155,7 +158,11 @@ class _Block:
         # full call: the fused C oracle computes each client alone, in a fixed order.
         self._split = (len(off) > 2 and not isinstance(m, EF21SGD) and m.d >= 2
                        and type(pb) in (LogisticRegression, LinearRegression)
-                       and pb._fused is not None and pb._own is None)
+                       and pb.oracle == "c" and isinstance(pb._A, np.ndarray)
+                       and pb._A.dtype == np.float64 and pb._own is None)
+        if self._split:
+            self._offsets = np.ascontiguousarray(pb._offsets, dtype=np.int64)[
+                self._lo:self._hi + 1]
         self._row0 = 0  # the client of row 0 of the gradients this rank holds
 
     def _client_grads(self, x):
@@ -164,10 +171,12 @@ class _Block:
         if not self._split:
             self._row0 = 0
             return pb.client_grads(x)
+        from ef21fast.methods.oracle import glm_client_grads  # the C module: built
+
         x = np.ascontiguousarray(x, dtype=np.float64)
         self._row0 = self._lo
-        return pb._fused(pb._A, pb._b, pb._offsets64[self._lo:self._hi + 1], x,
-                         _reg_grad(pb.lam, x), pb._c_kind)
+        return glm_client_grads(pb._A, pb._b, self._offsets, x, _reg_grad(pb.lam, x),
+                                pb._c_kind)
 
     def _mean(self, G):
         """``mean_rows`` over all clients of what :meth:`_client_grads` returned."""
@@ -179,7 +188,7 @@ class _Block:
         C-contiguous ``(n, d)`` array one by one for ``d >= 2``; checked here, on
         every rank alike, rather than assumed)."""
         if self._split:
-            acc = G[0].copy()
+            acc = G[0].astype(np.float64)  # mean_rows adds in float64
             for row in G[1:]:
                 acc += row
             acc /= G.shape[0]
@@ -198,7 +207,7 @@ class _Block:
     def _start_ef14(self, x0):
         m = self._m
         self._grads = m.problem.client_grads(x0)
-        self.errors = np.zeros((self._hi - self._lo, m.d))
+        self.errors = np.zeros((self._hi - self._lo, m.d), dtype=self._grads.dtype)
         grad = mean_rows(self._grads)
         self._check_split(self._grads, grad)
         return grad
@@ -210,7 +219,8 @@ class _Block:
                                m.k, lr=m.gamma, backend=m.backend)
         idx, val = self._ex.gather(idx, val, self._counts())
         x_new = x.copy()
-        api.scatter_add(x_new, idx, val, weights=-1.0 / m.n, backend=m.backend)
+        api.scatter_add(x_new, idx, val.astype(x_new.dtype, copy=False),
+                        weights=-1.0 / m.n, backend=m.backend)
         return x_new
 
     # EF21 and its forms ---------------------------------------------------------
@@ -223,14 +233,15 @@ class _Block:
         grad = mean_rows(G)
         self._check_split(G, grad)
         # EF21.start's g from all the states, on every rank, in the states' layout
-        # (C-contiguous float64); G, freshly allocated, holds them without a second
+        # (C-contiguous, G's dtype); G, freshly allocated, holds them without a second
         # n x d array.
-        S = np.ascontiguousarray(G, dtype=np.float64)
+        S = np.ascontiguousarray(G)
         if m.weighted:
             np.multiply(S, m.scale[:, None], out=S)
-            m.g = m.weights @ S
+            g = m.weights @ S
         else:
-            m.g = mean_rows(S)
+            g = mean_rows(S)
+        m.g = g.astype(G.dtype, copy=False)
         self.state = S[self._lo:self._hi].copy()
         return grad
 
@@ -366,7 +377,8 @@ participation, sgd_theory
         world, rank = dist.get_world_size(), dist.get_rank()
         check_workers(world, m.n, method)
         off = blocks(m.n, world)
-        block = _Block(m, off, rank, _Exchange(off, m.k, m.d, rank, None, float(timeout)))
+        block = _Block(m, off, rank, _Exchange(off, m.k, m.d, rank, None, float(timeout),
+                                               getattr(m.problem, "dtype", np.float64)))
         m.extra["workers"] = world
         if seed is None:  # one fresh seed for all ranks: they must draw the same
             drawn = torch.tensor([np.random.SeedSequence().entropy % 2**63])

@@ -126,8 +126,9 @@ class EF21(Method):
         grad = mean_rows(G)
         # g_i = grad f_i(x0), times 1/(n w_i) when weighted, rounded as ef21_step does.
         self.state = np.array(G * self.scale[:, None] if self.weighted else G,
-                              dtype=np.float64, order="C", copy=True)
-        self.g = self.weights @ self.state if self.weighted else mean_rows(self.state)
+                              dtype=G.dtype, order="C", copy=True)
+        g = self.weights @ self.state if self.weighted else mean_rows(self.state)
+        self.g = g.astype(G.dtype, copy=False)  # the states' dtype (float32 problems)
         return grad
 
     def step(self, x):

@@ -14,11 +14,12 @@ f(x) = (1/n) sum_i f_i(x), where client i holds rows A_i (m_i, d) and labels b_i
 Hessian is bounded by 2 lam in norm.) ``client_grads`` evaluates all n gradients in one
 call: one product ``A @ x`` for the margins, then one sparse (n x m) client-averaging
 matrix, carrying the per-sample coefficients, times A (a batched matmul when dense
-clients are equal-sized). There is no Python loop over clients. On dense float64 data,
-when the C backend is built, ``client_grads`` of the logistic and linear problems is one
-fused C pass over A instead (``oracle="c"``, the default there; equal to the NumPy
-oracle up to rounding, checked in the tests): each row is read once for its margin and
-its share of its client's gradient.
+clients are equal-sized). There is no Python loop over clients. On float64 data, dense
+or CSR, when the C backend is built, ``client_grads`` of the logistic and linear
+problems is one fused C pass over A instead (``oracle="c"``, the default there; equal to
+the NumPy/scipy oracle up to rounding, checked in the tests): each row is read once for
+its margin and its share of its client's gradient. On CSR data the same pass also gives
+the client losses, which ``client_losses``/``loss`` at the same x then reuse.
 
 Oracles never warn: non-finite iterates (a diverging run) give non-finite outputs
 silently, and the logistic terms use ``logaddexp`` and ``expit`` so that margins of any
@@ -97,7 +98,7 @@ class Problem:
 
     Subclasses define the per-sample loss through ``_sample_losses`` and
     ``_sample_slopes``. All oracles take
-    ``x`` of shape (d,) (converted to float64) and return float64.
+    ``x`` of shape (d,) (converted to ``dtype``) and return arrays of ``dtype``.
 
     Attributes
     ----------
@@ -124,8 +125,9 @@ class Problem:
         Samples per client.
     name : str
     oracle : {"numpy", "c"}
-        What computes ``client_grads``: NumPy, or the fused C pass (dense float64
-        data, logistic or linear regression, C backend built).
+        What computes ``client_grads``: NumPy (scipy.sparse on CSR data), or the
+        fused C pass (float64 data, dense or CSR, logistic or linear regression, C
+        backend built; :mod:`ef21fast.methods.oracle`).
 
     Parameters
     ----------
@@ -138,13 +140,18 @@ class Problem:
         Which features a client's regulariser covers: all of them (the EF21 papers'
         problem), or those the client owns (column of ``A_i`` with a non-zero), so that
         the client gradients keep the data's sparsity.
+    dtype : {"float64", "float32"}, default "float64"
+        Of the data as the oracles use it, of x inside them and of their results.
+        float32 halves the memory of the data and of the methods' (n, d) states;
+        L and L_i are computed from the float64 data either way; the oracle is the
+        NumPy/scipy one (the fused C oracles are float64).
 
     Raises
     ------
     TypeError
         If ``data`` is not a ClientData.
     ValueError
-        On a bad ``lam``, ``oracle`` or ``regulariser``.
+        On a bad ``lam``, ``oracle``, ``regulariser`` or ``dtype``.
     """
 
     #: c in L_i = c * lambda_max(A_i^T A_i) / m_i + 2 lam.
@@ -154,7 +161,7 @@ class Problem:
     _c_kind: str | None = None
 
     def __init__(self, data: ClientData, lam: float = 0.1, oracle: str | None = None,
-                 regulariser: str = "all"):
+                 regulariser: str = "all", dtype="float64"):
         import scipy.sparse as sp
 
         if not isinstance(data, ClientData):
@@ -164,6 +171,9 @@ class Problem:
             raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
         if regulariser not in ("all", "owned"):
             raise ValueError(f"regulariser must be 'all' or 'owned', got {regulariser!r}")
+        if dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = np.dtype(dtype)
         self.regulariser = regulariser
         # (n, d) 0/1 mask of owned features; None: every client has every feature.
         self._own = (ownership(data).toarray().astype(np.float64)
@@ -200,11 +210,7 @@ class Problem:
         self._q = None
         if not self._sparse and self.n > 1 and np.all(self.m_i[:-1] == self.m_i[0]):
             self._q = int(self.m_i[0])
-        if self._sparse:
-            # For the sparse oracle: owning client * d + column of every stored value.
-            rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(A.indptr))
-            self._nnz_row = rows
-            self._nnz_flat = self._owner[rows] * self.d + A.indices.astype(np.int64)
+        self._nnz_keys = None  # (row, owner * d + column) per stored value, on first use
         c = self._curvature
         # Regulariser part of the constants (docs/maths.rst, "Rare features" for owned).
         reg_i, reg = 2.0 * lam, 2.0 * lam
@@ -216,7 +222,10 @@ class Problem:
         w = np.sqrt(self._inv_m_row / self.n)
         Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
         self.L = float(c * lmax_gram(Bw) + reg)
+        if self.dtype != np.float64:  # the constants above come from the float64 data
+            self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
+        self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
         self.oracle = self._choose_oracle(oracle)
 
     def _choose_oracle(self, oracle):
@@ -227,8 +236,8 @@ class Problem:
         why = None
         if self._c_kind is None:
             why = f"{type(self).__name__} has no fused C oracle"
-        elif self._sparse or self._A.dtype != np.float64:
-            why = "the fused C oracle needs dense float64 data"
+        elif self._A.dtype != np.float64:
+            why = "the fused C oracle needs float64 data"
         else:
             try:
                 from ef21fast.methods import oracle as c_backend
@@ -238,8 +247,8 @@ class Problem:
             if oracle == "c":
                 raise ValueError(f"oracle='c' is not available: {why}")
             return "numpy"
-        self._offsets64 = np.ascontiguousarray(self._offsets, dtype=np.int64)
-        self._fused = c_backend.glm_client_grads
+        self._fused = c_backend.bind(self._A, self._b, np.ascontiguousarray(
+            self._offsets, dtype=np.int64), self._c_kind)
         return "c"
 
     # --- per-sample terms (subclasses) ---------------------------------------------
@@ -266,7 +275,7 @@ class Problem:
         return (self._own if src is None else self._own[src]) * g
 
     def _x(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x, dtype=self.dtype)
         if x.shape != (self.d,):
             raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
         return x
@@ -275,7 +284,11 @@ class Problem:
         """(n, d): row i = sum_{j in client i} coef_j a_j (coef already divided by m_i)."""
         if self._sparse:
             A = self._A
-            return np.bincount(self._nnz_flat, weights=A.data * coef[self._nnz_row],
+            if self._nnz_keys is None:  # only the scipy path needs these 16 bytes per value
+                rows = np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(A.indptr))
+                self._nnz_keys = (rows, self._owner[rows] * self.d + A.indices.astype(np.int64))
+            rows, flat = self._nnz_keys
+            return np.bincount(flat, weights=A.data * coef[rows],
                                minlength=self.n * self.d).reshape(self.n, self.d)
         if self._q is not None:
             A, n, q, d = self._A, self.n, self._q, self.d
@@ -302,11 +315,16 @@ class Problem:
         ndarray, shape (n,), float64
         """
         x = self._x(x)
+        last = self._ell
         with _errstate():
-            ell = self._sample_losses(self._A @ x, self._b)
+            if last is not None and np.array_equal(last[0], x):
+                ell = last[1]
+            else:
+                ell = np.add.reduceat(self._sample_losses(self._A @ x, self._b),
+                                      self._starts)
             reg = (_reg_value(self.lam, x) if self._own is None
                    else self._own @ _reg_terms(self.lam, x))
-            return np.add.reduceat(ell, self._starts) / self.m_i + reg
+            return ell / self.m_i + reg
 
     def loss(self, x) -> float:
         """f(x) = (1/n) sum_i f_i(x)."""
@@ -336,17 +354,17 @@ class Problem:
         """
         x = self._x(x)
         if self._fused is not None:
-            if self._own is None:
-                return self._fused(self._A, self._b, self._offsets64,
-                                   np.ascontiguousarray(x), _reg_grad(self.lam, x),
-                                   self._c_kind)
-            G = self._fused(self._A, self._b, self._offsets64, np.ascontiguousarray(x),
-                            np.zeros(self.d), self._c_kind)
-            G += self._reg_rows(x)
+            G, ell = self._fused(np.ascontiguousarray(x),
+                                 _reg_grad(self.lam, x) if self._own is None else None)
+            if ell is not None:  # the losses of the same pass, for loss(x) next
+                self._ell = (x.copy(), ell)
+            if self._own is not None:
+                G += self._reg_rows(x)
             return G
         with _errstate():
             s = self._sample_slopes(self._A @ x, self._b)
-            G = self._weighted_row_sums(s * self._inv_m_row)
+            G = self._weighted_row_sums((s * self._inv_m_row).astype(self.dtype, copy=False))
+            G = G.astype(self.dtype, copy=False)
             G += self._reg_rows(x)
         return G
 
@@ -412,7 +430,7 @@ class Problem:
             G = W @ self._A
             G = G.toarray() if sp.issparse(G) else np.asarray(G)
             G += self._reg_rows(x, src)
-        return np.ascontiguousarray(G)
+        return np.ascontiguousarray(G, dtype=self.dtype)
 
     def __repr__(self):
         return (f"{type(self).__name__}(name={self.name!r}, n={self.n}, d={self.d}, "
@@ -530,6 +548,7 @@ class ClonedProblem(Problem):
         self.data = base.data
         self.lam = base.lam
         self.regulariser = base.regulariser
+        self.dtype = base.dtype
         self.d = base.d
         N = int(counts.sum())
         self.n = N

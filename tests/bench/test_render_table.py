@@ -114,10 +114,13 @@ def test_compact_batched_and_round_tables():
         b(dict(impl="per-client numpy loop", shape="dense", n=1000), 0.012, "round dense"),
         b(dict(impl="ef21fast[c]", shape="dense", n=1000, threads="default"), 0.0004,
           "round dense"),
+        b(dict(impl="one streaming read (data as stored + n x d state)", shape="dense",
+               n=1000), 0.0002, "round dense"),
     ]}
     text = render.render(doc, compact=True)
     main_table = text.split("One EF21 round")[0]
     assert "| c |" in main_table and "np.argpartition |" not in main_table.split("\n", 3)[3]
     assert "| numpy |" not in main_table
     assert "| ef21_step | 1000 | 112 | 1 | float32 | c | 100.0 us | 100x |" in text
-    assert "| round dense | ef21fast[c] | default | 400.0 us | 30.0x |" in text
+    assert "| round dense | ef21fast[c] | default | 400.0 us | 30.0x | 2.00 |" in text
+    assert "| round dense | per-client numpy loop |  | 12.00 ms |  |  |" in text

@@ -34,6 +34,9 @@ CASES = {
     "owned-sgd": ("ef21-w-sgd", {"batch": 4}),
     "sparse-ef14": ("ef14", {}),
     "sparse-sgd": ("ef21-sgd", {"batch": 2}),
+    "float32-ef21-w": ("ef21-w", {}),
+    "float32-ef14": ("ef14", {}),
+    "float32-pp": ("ef21-pp", {"seed": 3}),
 }
 K, ITERS = 3, 25
 
@@ -41,7 +44,7 @@ K, ITERS = 3, 25
 def problem(case="ef21"):
     """Synthetic logistic regression, 7 clients, the fused C oracle where built; the
     NumPy oracle on linear regression; linear regression with owned regularisers
-    (rare features); sparse (CSR) logistic regression."""
+    (rare features); sparse (CSR) logistic regression; float32 data and states."""
     from ef21fast.cli._common import build_problem
     from ef21fast.methods import data, data_sparse, problems
 
@@ -58,6 +61,8 @@ def problem(case="ef21"):
         A = sp.random(60, 30, density=0.2, format="csr", random_state=rng)
         b = np.where(rng.random(60) < 0.5, -1.0, 1.0)
         return problems.LogisticRegression(data.split_clients(A, b, 7))
+    if case.startswith("float32"):
+        return build_problem("logreg", "synthetic", clients=7, seed=3, dtype="float32")[0]
     return build_problem("logreg", "synthetic", clients=7, seed=3)[0]
 
 

@@ -1,0 +1,60 @@
+"""Interleaved timing of the w8a-sized sparse EF21 round (bench/test_bench_ef21_round.py):
+the package with the fused CSR oracle, with the scipy.sparse oracle, the per-client loop
+and one streaming read of the CSR arrays plus the n x d state, taken in turn for a fixed
+time so that a shared machine's load falls on all four alike. Prints min and median of
+each and their ratios, with the load average before and after.
+
+    OPENBLAS_NUM_THREADS=1 python bench/sparse_round.py [--threads N] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ef21fast  # noqa: E402
+import test_bench_ef21_round as B  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="kernel threads (1)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="time to run (60)")
+    args = ap.parse_args()
+    ef21fast.set_num_threads(args.threads)
+    backend = B.fastest_backend()
+    p = B.problem_for("sparse")
+    impls = {"csr oracle": (B.PackageRound(p, backend), 40),
+             "scipy oracle": (B.PackageRound(B.problem_for("sparse", "numpy"), backend), 20),
+             "stream read": (B.StreamRead(p), 40),
+             "loop": (B.LoopRound(p), 2)}
+    times: dict = {k: [] for k in impls}
+    print(f"backend {backend}, kernel threads {ef21fast.get_num_threads(backend)}, "
+          f"load before {os.getloadavg()}")
+    end = time.perf_counter() + args.seconds
+    while time.perf_counter() < end:
+        for name, (fn, reps) in impls.items():
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    print(f"load after {os.getloadavg()}")
+    for name, ts in times.items():
+        print(f"{name:13s} rounds {len(ts):6d}  min {min(ts) * 1e3:8.3f} ms  "
+              f"median {np.median(ts) * 1e3:8.3f} ms")
+    for stat, f in (("median", np.median), ("min", min)):
+        s = {k: f(v) for k, v in times.items()}
+        print(f"{stat:6s} ratios: loop / csr {s['loop'] / s['csr oracle']:.1f}x, "
+              f"loop / scipy {s['loop'] / s['scipy oracle']:.1f}x, "
+              f"csr / read {s['csr oracle'] / s['stream read']:.2f}, "
+              f"scipy / read {s['scipy oracle'] / s['stream read']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
