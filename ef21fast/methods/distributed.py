@@ -4,7 +4,7 @@
 one gloo process group: rank ``r`` holds the state of a contiguous block of clients
 (``g_i`` of EF21 and its forms, ``e_i`` of EF14) and compresses their messages; one
 all-gather per round exchanges the messages, fixed-size per client (indices as int32
-where ``d`` allows, values as float64), and every rank applies all of them in client
+where ``d`` allows, values in the states' dtype), and every rank applies them in client
 order, as the single-process server does. So every rank ends with the trace and the
 last iterate of the single-process run, bit for bit (docs/maths.rst, "The methods
 across processes"). Called on every rank of the job; ``ef21fast run --workers N``
