@@ -54,6 +54,10 @@ def cmd_run(args) -> int:
     raised as :class:`UsageError`, 128 + signal when interrupted)."""
     from ef21fast.methods.trace import atomic_write_json
 
+    if getattr(args, "workers", None) is not None:
+        from ef21fast.cli import _workers
+
+        return _workers.cmd_run_workers(args, sys.modules[__name__])
     problem, data, options = parse_run_args(args)
     with user_errors():
         make_outdir(args.out)
@@ -196,10 +200,11 @@ def finish_summary(summary: dict, trace) -> None:
 
 # ------------------------------------------------------------------ the files
 
-def run_streaming(problem, method: str, options: dict, out: str):
+def run_streaming(problem, method: str, options: dict, out: str, runner=None):
     """Run the method with every row appended to ``out/trace.csv`` as it is
     computed and the iterate saved to ``out/x.npy`` at most every
-    :data:`CHECKPOINT_S` seconds of the run; return the trace."""
+    :data:`CHECKPOINT_S` seconds of the run; return the trace. ``runner``: what
+    runs it (default :func:`ef21fast.methods.algorithms.run`)."""
     from ef21fast.methods import algorithms
     from ef21fast.methods.trace import TraceLog, atomic_write_bytes
 
@@ -213,7 +218,7 @@ def run_streaming(problem, method: str, options: dict, out: str):
                 atomic_write_bytes(x_path, _npy_bytes(x))
                 last_checkpoint[0] = time_s
 
-        return algorithms.run(problem, method, on_row=on_row, **options)
+        return (runner or algorithms.run)(problem, method, on_row=on_row, **options)
 
 
 def write_results(out: str, trace, summary: dict, *, tol, title: str) -> None:
@@ -307,6 +312,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                    help="of the data in the oracles and of the (n, d) states and "
                         "kernels (float64; float32 halves their memory)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="split the clients over N processes (torch.distributed, gloo): "
+                        "started alone, it starts them on this machine; under torchrun "
+                        "N must be the job's WORLD_SIZE. Same trace, bit for bit")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="--workers: seconds a process waits for the others before it "
+                        "fails (default 60)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=terminate_as_interrupt(cmd_run))

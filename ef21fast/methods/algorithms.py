@@ -58,7 +58,8 @@ from ef21fast.methods.options import (
 from ef21fast.methods.trace import Trace
 
 __all__ = ["METHODS", "METHOD_CLASSES", "GAMMA_RULES", "BITS_MODES", "PARTICIPATION",
-           "DIVERGED_MESSAGE", "Method", "Round", "method_class", "run", "step_size",
+           "DIVERGED_MESSAGE", "Method", "Round", "method_class", "run", "run_method",
+           "step_size",
            "bits_per_value"]
 
 #: Method name -> class, in the order of :data:`METHODS`.
@@ -247,6 +248,15 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
     m = cls(problem, k=k, gamma=gamma, gamma_mult=gamma_mult, bits=bits, backend=backend,
             p=p, batch=batch, participation=participation, sgd_theory=sgd_theory,
             adaptive_step=adaptive_step)
+    return run_method(m, method, T=T, tol=tol, x0=x0, seed=seed, bits=bits,
+                      progress=progress, callback=callback, on_row=on_row)
+
+
+def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bool,
+               callback, on_row) -> Trace:
+    """The round loop of :func:`run` on a built method object ``m`` (``T``, ``tol``
+    already checked); also drives the block methods of
+    :mod:`ef21fast.methods.distributed`."""
     x = start_point(x0, m.d)
     rng = np.random.default_rng(seed)
 
