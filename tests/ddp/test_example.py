@@ -4,6 +4,7 @@ what it promises."""
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp_digits.py"
 def test_the_digits_example_trains_with_both_hooks_under_torchrun():
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc-per-node", "2", str(EXAMPLE), "--steps", "5"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if "train loss" in ln]
     assert len(lines) == 2, proc.stdout

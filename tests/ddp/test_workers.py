@@ -108,14 +108,16 @@ def test_the_command_spawns_its_ranks_or_joins_a_torchrun_job(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env.pop("RANK", None)
     cmd = [sys.executable, "-m", "ef21fast"]
+    # cwd outside the source tree, whose ef21fast/ would shadow the installed package
     spawned = subprocess.Popen(cmd + _cli("--workers", "2", "--out", str(tmp_path / "w")),
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+                               text=True, cwd=tmp_path)
     tr_env = dict(env, WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                   MASTER_PORT=str(ddp_jobs.free_port()))
     joined = [subprocess.Popen(cmd + _cli("--workers", "2", "--out", str(tmp_path / "t")),
                                env=dict(tr_env, RANK=str(r), LOCAL_RANK=str(r)),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=tmp_path)
               for r in range(2)]
     assert main(_cli("--out", str(tmp_path / "s"))) == 0
     results = ddp_jobs.finish([spawned] + joined, deadline_s=60)
@@ -140,7 +142,7 @@ def test_a_killed_rank_or_a_stopped_command_ends_it_and_keeps_the_rows(tmp_path,
                              "--timeout", str(TIMEOUT_S), "--workers", "2",
                              "--out", str(out)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, cwd=tmp_path)
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end and not (
