@@ -20,20 +20,9 @@ import os
 
 import numpy as np
 
-#: Where setup.py records why ``ef21fast._ckernels`` did not build.
-BUILD_ERROR_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "_ckernels_build_error.txt")
+from ef21fast.backends.checkout import compiled
 
-try:
-    from ef21fast._ckernels import ffi, lib
-except ImportError as exc:  # not built, or the build failed
-    _msg = f"the C backend is not available: {exc}"
-    try:
-        with open(BUILD_ERROR_FILE) as _fh:
-            _msg += f" ({_fh.read().strip()})"
-    except OSError:  # no record: not built at all (e.g. imported from a source tree)
-        pass
-    raise ImportError(_msg) from exc
+ffi, lib = compiled("_ckernels", "the C backend")
 
 __all__ = ["topk", "ef21_step", "ef_step", "scatter_add",
            "set_num_threads", "get_num_threads", "describe", "parallel_call_threads"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["problem"]
+__all__ = ["problem", "compiled"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -55,3 +55,25 @@ def problem() -> str | None:
             f"copy, and {' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not "
             f"in place there. Run `pip install -e .` in {root} (development mode), or run "
             f"Python from another folder to use the installed copy.")
+
+
+def compiled(name: str, what: str):
+    """``(ffi, lib)`` of the compiled cffi module ``ef21fast.<name>``.
+
+    Raises
+    ------
+    ImportError
+        Saying that ``what`` is not available, with the reason the build recorded in
+        ``ef21fast/<name>_build_error.txt`` when there is one (none: not built at all,
+        e.g. imported from a source tree).
+    """
+    try:
+        module = importlib.import_module(f"ef21fast.{name}")
+    except ImportError as exc:  # not built, or the build failed
+        msg = f"{what} is not available: {exc}"
+        try:
+            msg += f" ({(_PACKAGE / f'{name}_build_error.txt').read_text().strip()})"
+        except OSError:
+            pass
+        raise ImportError(msg) from exc
+    return module.ffi, module.lib

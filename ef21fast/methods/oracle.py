@@ -14,26 +14,12 @@ or the C backend's).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-#: Where setup.py records why ``ef21fast._coracle`` did not build.
-BUILD_ERROR_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "_coracle_build_error.txt")
-
-try:
-    from ef21fast._coracle import ffi, lib
-except ImportError as exc:  # not built, or the build failed
-    _msg = f"the fused GLM oracle is not available: {exc}"
-    try:
-        with open(BUILD_ERROR_FILE) as _fh:
-            _msg += f" ({_fh.read().strip()})"
-    except OSError:  # no record: not built at all (e.g. imported from a source tree)
-        pass
-    raise ImportError(_msg) from exc
-
 from ef21fast.backends import registry as _registry
+from ef21fast.backends.checkout import compiled
+
+ffi, lib = compiled("_coracle", "the fused GLM oracle")
 
 try:  # through the registry: the count set by ef21fast.set_num_threads applies
     _c_backend = _registry.load_backend("c")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from registry_params import expected_backends
 
-from ef21fast.backends import registry
+from ef21fast.backends import checkout, registry
 
 try:
     c_backend = registry.load_backend("c")
@@ -185,6 +185,8 @@ def _import_copy(monkeypatch, tmp_path, module, subdir, missing, record):
         copy.write_text(fh.read())
     if record is not None:
         (pkg / f"{missing.rsplit('.', 1)[-1]}_build_error.txt").write_text(record + "\n")
+    # the glue reads the record through checkout.compiled, beside the package it serves
+    monkeypatch.setattr(checkout, "_PACKAGE", pkg)
     monkeypatch.setitem(sys.modules, missing, None)
     spec = importlib.util.spec_from_file_location("copy_of_" + module.replace(".", "_"), copy)
     mod = importlib.util.module_from_spec(spec)
