@@ -151,6 +151,33 @@ def rounds_table(doc: dict) -> str:
     return "\n".join(lines) if rows else ""
 
 
+#: How the DDP benchmark's communications are named in the table.
+_DDP_NAMES = {"allreduce": "all-reduce", "powersgd": "PowerSGD, rank 4"}
+
+
+def format_ddp(rows: list[dict]) -> str:
+    """Markdown table of the DDP step benchmark's rows (bench/ddp_step.py): time per
+    step, its ratio to the all-reduce step of the same model, bytes per step and rank,
+    and the hook's synchronous part (the compression; empty for the plain all-reduce)."""
+    base = {r["params"]: r["median_s"] for r in rows if r["comm"] == "allreduce"}
+    lines = ["| params | communication | k | median step | x all-reduce step "
+             "| bytes/step/rank | compression/step |", "|" + "---|" * 7]
+    for r in rows:
+        k = "" if r["k_fraction"] is None else f"{r['k_fraction']:.1%}"
+        ref = base.get(r["params"])
+        ratio = "" if ref is None else f"{r['median_s'] / ref:.2f}"
+        comp = "" if r["comm"] == "allreduce" else format_seconds(r["compress_s"])
+        lines.append(f"| {r['params'] / 1e6:.2f}M | {_DDP_NAMES.get(r['comm'], r['comm'])} "
+                     f"| {k} | {format_seconds(r['median_s'])} | {ratio} "
+                     f"| {r['bytes_per_step'] / 1e6:.3f} MB | {comp} |")
+    return "\n".join(lines) if rows else ""
+
+
+def ddp_table(doc: dict) -> str:
+    """The DDP step table of a run of bench/test_bench_ddp.py ("" without one)."""
+    return "\n\n".join(format_ddp(info["rows"]) for info, _ in _measured(doc, "ddp"))
+
+
 #: Rows dropped by --compact: the anchors (their ratios stay in the other rows) and
 #: the NumPy reference, which is there for correctness, not speed.
 _NOT_COMPACT = (STREAM, ARGPART, "numpy")
@@ -178,6 +205,9 @@ def render(doc: dict, kernels: list[str] | None = None, compact: bool = False) -
     if memory:
         parts.append("Peak extra resident memory of one call (fresh process, after a "
                      "warm-up):\n\n" + memory)
+    ddp = ddp_table(doc)
+    if ddp:
+        parts.append("DDP step, 2 processes (bench/test_bench_ddp.py):\n\n" + ddp)
     startup = format_startup(doc)
     if startup:
         parts.append("Start-up (fresh processes):\n\n" + startup)

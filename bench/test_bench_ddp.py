@@ -23,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import ddp_jobs  # noqa: E402
+from render_table import format_ddp  # noqa: E402  (bench/, on the path under pytest)
 
 pytest.importorskip("torch", reason="torch is not installed (pip install ef21fast[torch])")
 
@@ -51,27 +52,12 @@ def _job(tmp_path, cfg):
     return json.loads(out.read_text())
 
 
-def format_rows(rows) -> str:
-    base = {r["params"]: r["median_s"] for r in rows if r["comm"] == "allreduce"}
-    lines = ["| params | communication | k | median step | x all-reduce step | "
-             "bytes/step/rank | compression/step |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        k = "" if r["k_fraction"] is None else f"{r['k_fraction']:.1%}"
-        lines.append(f"| {r['params'] / 1e6:.2f}M | {r['comm']} | {k} | "
-                     f"{r['median_s'] * 1e3:.1f} ms | "
-                     f"{r['median_s'] / base[r['params']]:.2f} | "
-                     f"{r['bytes_per_step'] / 1e6:.3f} MB | "
-                     f"{r['compress_s'] * 1e3:.2f} ms |")
-    return "\n".join(lines)
-
-
 def test_ddp_step(benchmark, request, tmp_path):
     cfg = FULL if _enabled(request) else SMOKE
     rows = benchmark.pedantic(_job, args=(tmp_path, cfg), rounds=1, iterations=1)
     benchmark.group = "DDP step, 2 processes"
     benchmark.extra_info.update(measure="ddp", rows=rows)
-    print("\n" + format_rows(rows))
+    print("\n" + format_ddp(rows))
     ours = [r for r in rows if r["comm"] == "ef21fast.ddp"]
     assert ours and all(r["bytes_per_step"] > 0 for r in rows if r["comm"] != "allreduce")
     for r in ours:  # k values + k int32 indices per bucket: 8 bytes per value sent

@@ -124,3 +124,21 @@ def test_compact_batched_and_round_tables():
     assert "| ef21_step | 1000 | 112 | 1 | float32 | c | 100.0 us | 100x |" in text
     assert "| round dense | ef21fast[c] | default | 400.0 us | 30.0x | 2.00 |" in text
     assert "| round dense | per-client numpy loop |  | 12.00 ms |  |  |" in text
+
+
+def test_render_ddp_table():
+    def row(comm, median_s, k=None, params=10**6):
+        return {"params": params, "comm": comm, "k_fraction": k, "median_s": median_s,
+                "bytes_per_step": 8000, "compress_s": 0.0 if k is None else 0.001}
+
+    rows = [row("allreduce", 0.010), row("ef21fast.ddp", 0.005, 0.01),
+            row("torch.topk EF21", 0.030, 0.01, params=2 * 10**6)]  # no all-reduce row
+    doc = {"datetime": "2026-12-05T10:00:00", "machine_info": {},
+           "benchmarks": [_tagged("ddp", rows=rows)]}
+    render = _load_render()
+    table = render.ddp_table(doc)
+    assert "| 1.00M | all-reduce |  | 10.00 ms | 1.00 | 0.008 MB |  |" in table
+    assert "| 1.00M | ef21fast.ddp | 1.0% | 5.00 ms | 0.50 | 0.008 MB | 1.00 ms |" in table
+    assert "| 2.00M | torch.topk EF21 | 1.0% | 30.00 ms |  |" in table
+    assert "DDP step, 2 processes" in render.render(doc)
+    assert render.ddp_table({"benchmarks": []}) == ""
