@@ -23,7 +23,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import ddp_jobs  # noqa: E402
-from render_table import format_ddp  # noqa: E402  (bench/, on the path under pytest)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from render_table import format_ddp  # noqa: E402
 
 pytest.importorskip("torch", reason="torch is not installed (pip install ef21fast[torch])")
 
