@@ -67,6 +67,10 @@ class EFState:
         Iterations ``0 .. start_iter - 1`` are a plain mean all-reduce; for EF21 the
         last of them sets the states (``g_r`` = the rank's gradient, scaled for
         EF21-W) and the aggregate ``G``. ``start_iter=0``: EF21 from zero states.
+        The plain all-reduce is torch's: the same bits on every rank, but summed in
+        the order of the process group's algorithm, which for 3 or more ranks is not
+        always the rank order; EF21's initialisation and every compressed iteration
+        sum in rank order (the bits of a single-process simulation).
     backend : {"c", "numba", "numpy"} or None
         The ef21fast backend of the kernels (None: the default backend).
 

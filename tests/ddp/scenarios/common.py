@@ -19,6 +19,7 @@ CASES = {
     "ef21-ratio": dict(model="mlp", method="ef21", ratio=0.03, start_iter=2),
     "ef21-w": dict(model="mlp", method="ef21-w", k=7, start_iter=1),
     "ef14": dict(model="mlp", method="ef14", k=6, start_iter=1),
+    "ef14-0": dict(model="mlp", method="ef14", k=6, start_iter=0),
     "ef21-f64": dict(model="mlp", method="ef21", k=9, start_iter=1, dtype="float64"),
     "ties": dict(model="ties", method="ef21", k=4, start_iter=0),
 }
