@@ -175,9 +175,10 @@ class Method:
                     participation="independent") -> tuple[float, str]:
         """The theory step size of the method on ``problem``.
 
-        EF21 and its weighted and SGD forms (and EF14, as a heuristic):
+        EF21 and its weighted form (and EF14, as a heuristic):
         ``1/(L + L_AM xi(alpha))`` with ``am``, else ``1/(L + L_QM xi(alpha))``, with
-        ``alpha = k/d`` of TopK (docs/maths.rst, "Step sizes").
+        ``alpha = k/d`` of TopK (docs/maths.rst, "Step sizes"); the SGD and PP forms
+        override it.
 
         Parameters
         ----------
