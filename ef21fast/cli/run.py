@@ -36,9 +36,11 @@ examples:
       --method ef21 --k 1 --gamma theory-qm --gamma-mult 4 --iters 5000 --out res/
 
 Step sizes: theory-qm = 1/(L + L_QM xi(alpha)), theory-am = 1/(L + L_AM xi(alpha)),
-alpha = k/d (TopK); PP methods use gamma_pp (Bells & Whistles Th. 7); for the SGD
-methods and EF14 the same two formulas are defaults, not theorems for them
-(--sgd-theory: the SGD methods' derived stochastic step instead).
+alpha = k/d (TopK); PP methods use gamma_pp (Bells & Whistles Th. 7); the SGD
+methods use the derived stochastic step 1/(L + L_QM xi(alpha/2)) (L_AM for
+theory-am) where it is derived (logistic regression; full batches give the formulas
+above), else the formulas above as defaults (--no-sgd-theory: always); for EF14 the
+formulas are a heuristic.
 Bits are counted per client: 32 per sent value (as the EF21 code), plus
 ceil(log2 d) index bits per value with --bits values+indices.
 """
@@ -304,9 +306,12 @@ def add_parser(subparsers) -> None:
                         "uniform subset of round(p n) clients")
     p.add_argument("--batch", type=int, default=None,
                    help="SGD methods: minibatch per client (default 10%% of its rows)")
-    p.add_argument("--sgd-theory", action="store_true",
+    p.add_argument("--sgd-theory", action=argparse.BooleanOptionalAction, default=None,
                    help="SGD methods: the theory rules use the derived step of the "
-                        "stochastic analysis (logistic regression; docs/maths.rst)")
+                        "stochastic analysis, now the default where it is derived "
+                        "(logistic regression, or full batches; docs/maths.rst); "
+                        "--sgd-theory: an error elsewhere instead of the deterministic "
+                        "formula; --no-sgd-theory: the deterministic formula always")
     p.add_argument("--adaptive-step", action="store_true",
                    help="ef21: the rare-features adaptive step of each round")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"),

@@ -94,7 +94,7 @@ def method_class(method: str) -> type[Method]:
 
 def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, *,
               k: int = 1, p=None, participation: str = "independent", batch=None,
-              sgd_theory: bool = False):
+              sgd_theory=None):
     """The step size :func:`run` uses, and a description of how it was chosen.
 
     Parameters
@@ -114,7 +114,8 @@ def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, 
         Participation of the PP methods.
     batch, sgd_theory
         The SGD methods' minibatches, and whether their theory rules use the
-        stochastic analysis (:mod:`ef21fast.methods.theory_sgd`).
+        stochastic analysis (:mod:`ef21fast.methods.theory_sgd`): None (default)
+        where it is derived, True always (an error where it is not), False never.
 
     Returns
     -------
@@ -130,7 +131,7 @@ def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, 
     cls = method_class(method)
     if sgd_theory and not cls.stochastic:
         raise ValueError(f"sgd_theory applies to the SGD methods only, not to {method}")
-    extra = {"batch": batch, "sgd_theory": True} if sgd_theory else {}
+    extra = {"batch": batch, "sgd_theory": sgd_theory} if cls.stochastic else {}
     return choose_gamma(gamma, gamma_mult,
                         lambda am: cls.theory_step(problem, am, k=k, p=p,
                                                    participation=participation,
@@ -165,7 +166,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         iters: int = 1000, tol: float | None = None, x0=None, seed: int | None = 0,
         backend: str | None = None, bits: str = "values", p=None, batch=None,
         participation: str = "independent", progress: bool = False,
-        callback=None, on_row=None, sgd_theory: bool = False,
+        callback=None, on_row=None, sgd_theory=None,
         adaptive_step: bool = False) -> Trace:
     """Run one method of the EF21 family and record its trace.
 
@@ -214,9 +215,11 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         ``on_row(t, bits, grad_norm_sq, f, time_s, x)`` as soon as row ``t`` is
         recorded, row 0 included (for example :class:`ef21fast.methods.trace.TraceLog`
         streaming the rows to disk); ``x`` is the iterate, not to be modified.
-    sgd_theory : bool
-        SGD methods: the theory rules use the stochastic analysis
-        (:mod:`ef21fast.methods.theory_sgd`; default off: the deterministic formulas).
+    sgd_theory : bool or None
+        SGD methods: whether the theory rules use the stochastic analysis
+        (:mod:`ef21fast.methods.theory_sgd`): None (default) where it is derived
+        (else the deterministic formulas), True always (an error where it is not),
+        False never (the deterministic formulas).
     adaptive_step : bool
         ``ef21``: the rare-features adaptive step of each round (default off).
 

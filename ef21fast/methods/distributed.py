@@ -313,7 +313,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         iters: int = 1000, tol: float | None = None, x0=None, seed: int | None = 0,
         backend: str | None = None, bits: str = "values", p=None, batch=None,
         participation: str = "independent", progress: bool = False, callback=None,
-        on_row=None, sgd_theory: bool = False, adaptive_step: bool = False,
+        on_row=None, sgd_theory=None, adaptive_step: bool = False,
         timeout: float = DEFAULT_TIMEOUT_S) -> Trace:
     """:func:`ef21fast.methods.algorithms.run` with the clients split over the ranks
     of a gloo process group; called on every rank.

@@ -193,15 +193,19 @@ class EF21SGD(EF21):
     minibatch estimate: ``batch[i]`` of client i's samples, drawn without
     replacement from the run's generator. The state starts at the full gradients at
     ``x_0``, so the estimator starts without error. The trace's ``||grad f||^2`` uses
-    the full gradient ``problem.grad``. By default the theory rules give the
-    deterministic EF21 formulas. With ``sgd_theory=True`` they give the derived step
-    of the stochastic analysis, ``1/(L + L_QM xi(alpha_rho))`` (``theory-qm``) or
-    ``1/(L + L_AM xi(alpha_rho))`` (``theory-am``),
-    :func:`ef21fast.methods.theory_sgd.gamma_sgd` with the default ``rho``, and
-    ``extra`` records the neighbourhood it reaches
-    (:func:`ef21fast.methods.theory_sgd.sgd_neighbourhood`); this needs an estimator
-    whose variance is bounded uniformly (``A_i = 0`` in
-    :func:`ef21fast.methods.theory_sgd.minibatch_abc`: logistic regression).
+    the full gradient ``problem.grad``. The theory rules give the step of the
+    stochastic analysis (docs/maths.rst, "Stochastic gradients";
+    :func:`ef21fast.methods.theory_sgd.sgd_step`): ``1/(L + L_QM xi(alpha/2))``
+    (``theory-qm``) or ``1/(L + L_AM xi(alpha/2))`` (``theory-am``), **derived**,
+    for an estimator whose variance is bounded uniformly (``A_i = 0`` in
+    :func:`ef21fast.methods.theory_sgd.minibatch_abc`: logistic regression), the
+    deterministic formula when the variance is zero (full batches); ``extra``
+    records the neighbourhood it reaches (``sgd_neighbourhood``). Where no such step
+    is derived (``A_i > 0``: linear regression with minibatches; a problem without
+    the constants) the rules give the deterministic EF21 formulas, as a default, and
+    the rule says so. ``sgd_theory=True`` refuses those problems instead;
+    ``sgd_theory=False`` gives the deterministic formulas everywhere (the behaviour
+    before the stochastic step became the default).
 
     Parameters
     ----------
@@ -218,7 +222,6 @@ class EF21SGD(EF21):
     """
 
     name = "ef21-sgd"
-    step_note = ", deterministic formula as default"
     stochastic = True
     adaptive_ok = False
 
@@ -227,33 +230,51 @@ class EF21SGD(EF21):
         self.batch = batch_sizes(self.problem.m_i, batch)
         b = self.batch
         self.extra["batch"] = int(b[0]) if np.all(b == b[0]) else b
-        if self.sgd_theory and isinstance(options.get("gamma", "theory-am"), str):
-            self.extra["sgd_neighbourhood"] = self._neighbourhood(
-                self.problem, options.get("gamma", "theory-am") == "theory-am",
-                self.k, self.batch)
+        gamma = options.get("gamma", "theory-am")
+        if isinstance(gamma, str) and self.sgd_theory is not False:
+            step = self._sgd_step(self.problem, gamma == "theory-am", self.k, self.batch,
+                                  self.sgd_theory)
+            if step is not None:
+                self.extra["sgd_neighbourhood"] = step[1]
 
     @staticmethod
-    def _neighbourhood(problem, am, k, batch) -> float:
-        A, _, C = theory_sgd.minibatch_abc(problem, batch_sizes(problem.m_i, batch))
+    def _sgd_step(problem, am, k, batch, strict):
+        """``sgd_step`` on the problem's minibatch estimator, or None where no step
+        is derived (an error instead when ``strict``)."""
+        try:
+            A, _, C = theory_sgd.minibatch_abc(problem, batch_sizes(problem.m_i, batch))
+        except TypeError:
+            if strict:
+                raise ValueError(f"sgd_theory: no estimator constants for a "
+                                 f"{problem.kind} problem; pass a numeric gamma") from None
+            return None
         if np.any(A > 0):
-            raise ValueError(f"sgd_theory: the minibatch estimator of {problem.kind} has "
-                             f"A_i > 0 (no uniform variance bound), for which no step "
-                             f"size is derived; pass a numeric gamma")
-        return theory_sgd.sgd_neighbourhood(problem.L_i, theory.topk_alpha(k, problem.d),
-                                            C, weighted=am)
+            if strict:
+                raise ValueError(f"sgd_theory: the minibatch estimator of {problem.kind} "
+                                 f"has A_i > 0 (no uniform variance bound), for which no "
+                                 f"step size is derived; pass a numeric gamma")
+            return None
+        return theory_sgd.sgd_step(float(problem.L), problem.L_i,
+                                   theory.topk_alpha(k, problem.d), A, C, weighted=am)
 
     @classmethod
     def theory_step(cls, problem, am, *, k, p=None, participation="independent",
-                    batch=None, sgd_theory=False):
-        """The deterministic EF21 formulas, or with ``sgd_theory`` the derived step of
-        the stochastic analysis (:func:`ef21fast.methods.theory_sgd.gamma_sgd`)."""
-        if not sgd_theory:
-            return super().theory_step(problem, am, k=k, p=p, participation=participation)
-        cls._neighbourhood(problem, am, k, batch)  # refuses an estimator with A_i > 0
-        g = theory_sgd.gamma_sgd(float(problem.L), problem.L_i,
-                                 theory.topk_alpha(k, problem.d), weighted=am)
-        return g, ("1/(L + L_AM xi(alpha/2)), SGD (derived)" if am
-                   else "1/(L + L_QM xi(alpha/2)), SGD (derived)")
+                    batch=None, sgd_theory=None):
+        """The step of the stochastic analysis
+        (:func:`ef21fast.methods.theory_sgd.sgd_step`) where it is derived, else
+        (or with ``sgd_theory=False``) the deterministic EF21 formulas."""
+        mean = "L_AM" if am else "L_QM"
+        if sgd_theory is not False:
+            step = cls._sgd_step(problem, am, k, batch, sgd_theory)
+            if step is not None:
+                if step[2]:
+                    return step[0], f"1/(L + {mean} xi), SGD with zero variance"
+                return step[0], f"1/(L + {mean} xi(alpha/2)), SGD (derived)"
+            note = ", deterministic formula as default: no SGD step for this estimator"
+        else:
+            note = ", deterministic formula (sgd_theory off)"
+        g, how = super().theory_step(problem, am, k=k, p=p, participation=participation)
+        return g, how + note
 
     def round(self, x):
         G = self.problem.client_stochastic_grads(x, self.batch, self._rng)

@@ -81,7 +81,7 @@ def _sgd_pp_cases(quick: bool, opts: dict):
     L_i = np.asarray(prob.L_i)
     facts = {"L_QM": theory.l_qm(L_i), "L_AM": theory.l_am(L_i),
              "batch": "half the rows", "p": 0.5}
-    sgd = {"sgd_theory": True, "batch": spec["m_per_client"] // 2}
+    sgd = {"batch": spec["m_per_client"] // 2}  # the SGD step is the default rule
     yield Case("synthetic-logreg", prob, facts, [
         ("EF21-SGD gQM", "ef21-sgd", {"gamma": "theory-qm", **sgd}),
         ("EF21-W-SGD gAM", "ef21-w-sgd", {"gamma": "theory-am", **sgd}),

@@ -76,10 +76,11 @@ class Method:
     batch
         Minibatch sizes of the SGD methods (ignored by the others); see
         :func:`ef21fast.methods.options.batch_sizes`.
-    sgd_theory : bool
-        SGD methods only (:attr:`stochastic`): the theory rules give the step size of
-        the stochastic analysis (:mod:`ef21fast.methods.theory_sgd`) instead of the
-        deterministic formulas. Default off.
+    sgd_theory : bool or None
+        SGD methods only (:attr:`stochastic`). None (default): the theory rules give
+        the step size of the stochastic analysis (:mod:`ef21fast.methods.theory_sgd`)
+        where it is derived, else the deterministic formulas; True: that step, and an
+        error where it is not derived; False: the deterministic formulas.
     adaptive_step : bool
         ``ef21`` only (:attr:`adaptive_ok`): the rare-features adaptive step of each
         round (:class:`ef21fast.methods.ef21.EF21`). Default off.
@@ -129,14 +130,14 @@ class Method:
 
     def __init__(self, problem, *, k=1, gamma="theory-am", gamma_mult=1.0,
                  bits="values", backend=None, p=None, batch=None,
-                 participation="independent", sgd_theory=False, adaptive_step=False):
+                 participation="independent", sgd_theory=None, adaptive_step=False):
         self.backend = default_backend() if backend is None else backend
         load_backend(self.backend)  # unknown / unavailable backend: fail before any work
         for name, flag, ok, who in (("sgd_theory", sgd_theory, self.stochastic,
                                      "the SGD methods (ef21-sgd, ef21-w-sgd)"),
                                     ("adaptive_step", adaptive_step, self.adaptive_ok,
                                      "ef21")):
-            if not isinstance(flag, bool):
+            if not (isinstance(flag, bool) or (flag is None and name == "sgd_theory")):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
             if flag and not ok:
                 raise ValueError(f"{name} applies to {who} only, not to {self.name}")
@@ -152,8 +153,8 @@ class Method:
             gamma, gamma_mult,
             lambda am: self.theory_step(problem, am, k=self.k, p=p,
                                         participation=participation,
-                                        **({"batch": batch, "sgd_theory": True}
-                                           if sgd_theory else {})))
+                                        **({"batch": batch, "sgd_theory": sgd_theory}
+                                           if self.stochastic else {})))
 
     # ------------------------------------------------------------ per-method hooks
 
@@ -174,9 +175,10 @@ class Method:
                     participation="independent") -> tuple[float, str]:
         """The theory step size of the method on ``problem``.
 
-        EF21 and its weighted and SGD forms (and EF14, as a heuristic):
+        EF21 and its weighted form (and EF14, as a heuristic):
         ``1/(L + L_AM xi(alpha))`` with ``am``, else ``1/(L + L_QM xi(alpha))``, with
-        ``alpha = k/d`` of TopK (docs/maths.rst, "Step sizes").
+        ``alpha = k/d`` of TopK (docs/maths.rst, "Step sizes"); the SGD and PP forms
+        override it.
 
         Parameters
         ----------

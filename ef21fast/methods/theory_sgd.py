@@ -8,11 +8,15 @@ satisfies the assumption of "EF21 with Bells & Whistles" (arXiv 2110.03294, Assu
 
     E ||g_i(x)||^2 <= 2 A_i (f_i(x) - f_i^inf) + B_i ||grad f_i(x)||^2 + C_i
 
-with the constants of :func:`minibatch_abc`. The step size and the neighbourhood
-(:func:`gamma_sgd`, :func:`sgd_neighbourhood`) are **derived** for the case ``A_i = 0``
-(a variance bounded uniformly in x, which the logistic problem has): the theorem of
-Bells & Whistles for EF21-SGD could not be read when this module was written, so its
-constants are not the ones used here (docs/maths.rst says what was and was not read).
+with the constants of :func:`minibatch_abc` (applied to the whole minibatch mean, as
+one stochastic gradient; ``B_i = 1``). The step size and the neighbourhood
+(:func:`gamma_sgd`, :func:`sgd_neighbourhood`, both in :func:`sgd_step`) are
+**derived** for the case ``A_i = 0`` (a variance bounded uniformly in x, which the
+logistic problem has, and every problem with full batches): the theorem of Bells &
+Whistles for EF21-SGD, and Reloaded's for EF21-W-SGD, could not be read, so their
+constants are not the ones used here (docs/maths.rst says what was and was not read,
+and why no step is given for ``A_i > 0``). :func:`sgd_step` is what the theory rules of
+``ef21-sgd`` and ``ef21-w-sgd`` use by default.
 
 With ``rho > 0`` a free parameter and ``alpha_rho = 1 - (1 + rho)(1 - alpha)``::
 
@@ -24,7 +28,9 @@ With ``rho > 0`` a free parameter and ``alpha_rho = 1 - (1 + rho)(1 - alpha)``::
 where ``L_mean`` is ``L_QM`` (EF21-SGD) or ``L_AM`` (EF21-W-SGD, and EF21-SGD at the same
 step, whose iterates are the same) and ``sigma^2`` the mean of the clients' variance
 bounds ``C_i`` (weighted by ``L_AM / L_i`` for the weighted form). The default
-``rho = alpha / (2 (1 - alpha))`` gives ``alpha_rho = alpha / 2``.
+``rho = alpha / (2 (1 - alpha))`` gives ``alpha_rho = alpha / 2``. With every ``C_i``
+zero the noise term vanishes and :func:`sgd_step` gives EF21's step
+``1 / (L + L_mean xi(alpha))`` (the limit ``rho -> 0``).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 from ef21fast.methods import theory
 
 __all__ = ["sampling_factor", "minibatch_abc", "default_rho", "sgd_alpha", "gamma_sgd",
-           "sgd_neighbourhood"]
+           "sgd_neighbourhood", "sgd_step"]
 
 
 def sampling_factor(m_i, batch) -> np.ndarray:
@@ -282,3 +288,59 @@ def sgd_neighbourhood(L_i, alpha, C_i, rho=None, weighted=False) -> float:
     a_rho = 1.0 - (1.0 + r) * (1.0 - a)
     beta2 = (1.0 + r) * (1.0 - a) + 1.0 + 1.0 / r
     return beta2 / theory.theta(a_rho) * sigma2
+
+
+def sgd_step(L, L_i, alpha, A_i, C_i, weighted=False):
+    """The theory step of EF21-SGD (EF21-W-SGD when ``weighted``) for an estimator
+    with constants ``A_i``, ``C_i`` (:func:`minibatch_abc`), and its neighbourhood.
+
+    Every ``C_i`` zero (no noise, e.g. full batches): the deterministic EF21 step
+    ``1/(L + L_QM xi(alpha))`` (``L_AM`` when ``weighted``) with neighbourhood 0,
+    the limit ``rho -> 0`` of the derived bound (docs/maths.rst, "Stochastic
+    gradients"). Otherwise :func:`gamma_sgd` and :func:`sgd_neighbourhood` with the
+    default ``rho``.
+
+    Parameters
+    ----------
+    L : float
+        Smoothness constant of f, positive.
+    L_i : array_like, shape (n,)
+        Positive smoothness constants of the clients.
+    alpha : float
+        Contraction parameter in (0, 1].
+    A_i, C_i : array_like, shape (n,)
+        Non-negative constants of the estimators (the assumption of
+        :func:`minibatch_abc`).
+    weighted : bool
+        The weighted form (``L_AM``).
+
+    Returns
+    -------
+    gamma : float
+    neighbourhood : float, >= 0
+    noiseless : bool
+        Whether every ``C_i`` is zero (the deterministic step).
+
+    Raises
+    ------
+    ValueError
+        If some ``A_i > 0`` (the variance grows with f_i: no step is derived), or on
+        invalid inputs.
+    """
+    Li = theory._check_Li(L_i)
+    try:
+        A = np.asarray(A_i, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"A_i must be an array of {Li.size} non-negative numbers, "
+                         f"got {A_i!r}") from None
+    if A.shape != Li.shape or not np.all(np.isfinite(A)) or np.any(A < 0):
+        raise ValueError(f"A_i must be {Li.size} non-negative finite numbers, "
+                         f"got shape {A.shape}")
+    if np.any(A > 0):
+        raise ValueError("the estimator has A_i > 0 (its variance grows with f_i, no "
+                         "uniform bound): no SGD step size is derived for it")
+    neighbourhood = sgd_neighbourhood(Li, alpha, C_i, weighted=weighted)
+    if not np.any(np.asarray(C_i, dtype=np.float64) > 0):
+        fn = theory.gamma_am if weighted else theory.gamma_qm
+        return fn(L, Li, alpha), 0.0, True
+    return gamma_sgd(L, Li, alpha, weighted=weighted), neighbourhood, False

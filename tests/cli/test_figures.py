@@ -115,6 +115,16 @@ def test_run_flags_sgd_theory_and_adaptive_step(tmp_path, capsys):
                          "--clients", "6", "--iters", "3", "--sgd-theory", "--quiet",
                          "--out", tmp_path / "d")
     assert rc == 2 and "A_i > 0" in err
+    # without the flag: the derived step on logreg, the deterministic default on linreg
+    for problem, flag, needle in (("logreg", [], "SGD (derived)"),
+                                  ("linreg", [], "as default"),
+                                  ("logreg", ["--no-sgd-theory"], "sgd_theory off")):
+        out = tmp_path / f"e-{problem}-{len(flag)}"
+        rc, _, err = run_cli(capsys, "run", "--method", "ef21-sgd", "--problem", problem,
+                             "--clients", "6", "--iters", "3", "--backend", "numpy",
+                             "--quiet", "--out", out, *flag)
+        assert rc == 0, err
+        assert needle in json.loads((out / "summary.json").read_text())["gamma_rule"]
 
 
 def _libsvm_file(path, m=120, d=8, seed=0):

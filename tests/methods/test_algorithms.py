@@ -343,7 +343,14 @@ def test_step_size_rules(problem):
     g, _ = algorithms.step_size(problem, "ef21-w", "theory-am", k=2)
     assert g == pytest.approx(theory.gamma_am(L, L_i, a), rel=1e-14)
     g, rule = algorithms.step_size(problem, "ef21-sgd", "theory-am", k=2)
-    assert g == pytest.approx(theory.gamma_am(L, L_i, a)) and "default" in rule
+    if problem.kind == "logreg":  # the derived stochastic step, alpha/2 in xi
+        xi = math.sqrt(1 - a / 2) / (1 - math.sqrt(1 - a / 2))
+        assert g == pytest.approx(1 / (L + np.mean(L_i) * xi)) and "derived" in rule
+    else:  # A_i > 0: the deterministic formula stays the default
+        assert g == pytest.approx(theory.gamma_am(L, L_i, a)) and "default" in rule
+    g, rule = algorithms.step_size(problem, "ef21-sgd", "theory-am", k=2,
+                                   sgd_theory=False)
+    assert g == pytest.approx(theory.gamma_am(L, L_i, a)) and "off" in rule
     g, _ = algorithms.step_size(problem, "ef21-pp", "theory-qm", k=d, p=0.9)
     assert g == pytest.approx(theory.gamma_pp(L, L_i, 1.0, 0.9))
     g, _ = algorithms.step_size(problem, "ef21-w-pp", "theory-am", k=d, p=0.9)

@@ -278,3 +278,24 @@ def test_rare_features_dense_equals_sparse_and_bruteforce(seed, n, d):
     expect = (int(own.sum(0).max()), int(own.sum(1).max()))
     assert theory.rare_features(dense) == expect
     assert theory.rare_features(csr) == expect
+
+
+@pytest.mark.parametrize("p", [0.5, 0.8, [0.6, 0.9, 0.75, 1.0]])
+def test_gamma_pp_covers_the_pp_recursion_of_every_client(p):
+    """gamma_pp against the partial-participation recursion, client by client
+    (docs/maths.rst, "Step sizes"): a client taking part contracts its error by
+    (1+s)(1-alpha) and adds (1+1/s)(1-alpha) L_i^2 |dx|^2; one that does not adds
+    (1+rho) and (1+1/rho) L_i^2. The step 1/(L + sqrt(B/theta)) of the worst
+    contraction and the mean growth must be at least as large as gamma_pp's."""
+    L_i = np.array([1.0, 2.0, 0.5, 3.0])
+    alpha, s, rho, L = 0.6, 0.1, 0.05, 1.5
+    pv = np.broadcast_to(np.asarray(p, dtype=float), L_i.shape)
+    keep = pv * (1 + s) * (1 - alpha) + (1 - pv) * (1 + rho)
+    grow = pv * (1 + 1 / s) * (1 - alpha) + (1 - pv) * (1 + 1 / rho)
+    theta = 1 - keep.max()
+    B = float(np.max(grow)) * float(np.mean(L_i ** 2))
+    exact = 1 / (L + math.sqrt(B / theta))
+    g = theory.gamma_pp(L, L_i, alpha, p, s=s, rho=rho)
+    assert 0 < g <= exact * (1 + 1e-14)
+    if np.ndim(p) == 0:  # a scalar p: the recursion's step exactly
+        assert g == pytest.approx(exact, rel=1e-13)

@@ -165,10 +165,103 @@ def test_sgd_theory_sets_the_derived_step_and_neighbourhood():
             prob.L_i, alpha, C, weighted=weighted)
         g, _ = algorithms.step_size(prob, method, rule, batch=2, sgd_theory=True)
         assert g == tr.gamma
-    # off by default: the deterministic formula, as before
-    tr = algorithms.run(prob, "ef21-sgd", gamma="theory-qm", iters=1, backend="numpy")
+        # the default (sgd_theory=None) is the same step where it is derived
+        default = algorithms.run(prob, method, gamma=rule, iters=2, batch=2,
+                                 backend="numpy")
+        assert default.gamma == tr.gamma and default.gamma_rule == tr.gamma_rule
+        assert default.extra["sgd_neighbourhood"] == tr.extra["sgd_neighbourhood"]
+    # sgd_theory=False: the deterministic formula, as before the default changed
+    tr = algorithms.run(prob, "ef21-sgd", gamma="theory-qm", iters=1, backend="numpy",
+                        sgd_theory=False)
     assert tr.gamma == theory.gamma_qm(prob.L, prob.L_i, alpha)
+    assert "sgd_theory off" in tr.gamma_rule
     assert "sgd_neighbourhood" not in tr.extra
+
+
+def hand_xi(a):
+    return math.sqrt(1 - a) / (1 - math.sqrt(1 - a))
+
+
+@pytest.mark.parametrize("method, rule", [("ef21-sgd", "theory-qm"),
+                                          ("ef21-w-sgd", "theory-am")])
+def test_default_sgd_step_and_neighbourhood_by_hand(method, rule):
+    """The default theory step of the SGD methods on a logistic problem, computed here
+    from the data: L_i of the problem, kappa_i and the row norms by hand."""
+    data = tiny_data("logreg", seed=3, sizes=(6, 4, 5), d=4)
+    prob = LogisticRegression(data, lam=0.1, oracle="numpy")
+    k, tau = 1, 3
+    alpha = k / data.d
+    L_i = np.asarray(prob.L_i)
+    mean = math.sqrt(np.mean(L_i ** 2)) if rule == "theory-qm" else float(np.mean(L_i))
+    gamma = 1.0 / (prob.L + mean * hand_xi(alpha / 2))
+    rho = alpha / (2 * (1 - alpha))
+    beta2 = (1 + rho) * (1 - alpha) + 1 + 1 / rho
+    theta_rho = 1 - math.sqrt(1 - alpha / 2)
+    C = []
+    for i in range(data.n):
+        Ai, _ = data.client(i)
+        m = Ai.shape[0]
+        C.append((m - tau) / (tau * (m - 1)) * float(np.sum(Ai * Ai)) / m)
+    C = np.array(C)
+    sigma2 = float(np.mean(C)) if rule == "theory-qm" else float(
+        np.mean(C * np.mean(L_i) / L_i))
+    tr = algorithms.run(prob, method, gamma=rule, k=k, batch=tau, iters=1,
+                        backend="numpy")
+    assert tr.gamma == pytest.approx(gamma, rel=1e-12)
+    assert "SGD (derived)" in tr.gamma_rule
+    assert tr.extra["sgd_neighbourhood"] == pytest.approx(beta2 / theta_rho * sigma2,
+                                                          rel=1e-12)
+    assert 0 < tr.gamma < theory.gamma_qm(prob.L, prob.L_i, alpha) if rule == "theory-qm" \
+        else 0 < tr.gamma < theory.gamma_am(prob.L, prob.L_i, alpha)
+    assert math.isfinite(tr.gamma)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "linreg"])
+@pytest.mark.parametrize("method, rule", [("ef21-sgd", "theory-qm"),
+                                          ("ef21-sgd", "theory-am"),
+                                          ("ef21-w-sgd", "theory-am")])
+def test_full_batch_gives_the_deterministic_step(kind, method, rule):
+    cls = LogisticRegression if kind == "logreg" else LinearRegression
+    data = tiny_data(kind)
+    prob = cls(data, lam=0.1, oracle="numpy")
+    alpha = 1 / data.d
+    L_i = np.asarray(prob.L_i)
+    mean = math.sqrt(np.mean(L_i ** 2)) if rule == "theory-qm" else float(np.mean(L_i))
+    tr = algorithms.run(prob, method, gamma=rule, batch=max(data.m_i), iters=1,
+                        backend="numpy")
+    assert tr.gamma == pytest.approx(1 / (prob.L + mean * hand_xi(alpha)), rel=1e-12)
+    assert "zero variance" in tr.gamma_rule
+    assert tr.extra["sgd_neighbourhood"] == 0.0
+
+
+def test_default_keeps_the_deterministic_formula_where_no_step_is_derived():
+    lin = LinearRegression(tiny_data("linreg"), lam=0.1, oracle="numpy")
+    alpha = 1 / lin.d
+    tr = algorithms.run(lin, "ef21-sgd", gamma="theory-qm", batch=2, iters=1,
+                        backend="numpy")
+    assert tr.gamma == theory.gamma_qm(lin.L, lin.L_i, alpha)
+    assert "no SGD step" in tr.gamma_rule
+    assert "sgd_neighbourhood" not in tr.extra
+
+
+def test_sgd_step_hand_values_and_refusals():
+    # alpha = 0.5, L_QM = sqrt(5): the derived step; zero C: the EF21 step
+    g, nb, noiseless = theory_sgd.sgd_step(1.0, [1.0, 3.0], 0.5, [0, 0], [0.5, 1.5])
+    assert g == pytest.approx(1 / (1 + math.sqrt(5) * hand_xi(0.25)), rel=1e-13)
+    assert nb == pytest.approx(3.75 / (1 - math.sqrt(0.75)), rel=1e-13)
+    assert not noiseless
+    g, nb, noiseless = theory_sgd.sgd_step(1.0, [1.0, 3.0], 0.5, [0, 0], [0, 0],
+                                           weighted=True)
+    assert g == pytest.approx(1 / (1 + 2 * hand_xi(0.5)), rel=1e-13)
+    assert nb == 0.0 and noiseless
+    with pytest.raises(ValueError, match="A_i > 0"):
+        theory_sgd.sgd_step(1.0, [1.0, 3.0], 0.5, [0.0, 0.1], [1.0, 1.0])
+    with pytest.raises(ValueError, match="A_i"):
+        theory_sgd.sgd_step(1.0, [1.0, 3.0], 0.5, [-1.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="A_i"):
+        theory_sgd.sgd_step(1.0, [1.0, 3.0], 0.5, [0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="C_i"):
+        theory_sgd.sgd_step(1.0, [1.0, 3.0], 0.5, [0.0, 0.0], [1.0, -1.0])
 
 
 def test_sgd_theory_bound_holds_on_a_run():
@@ -193,6 +286,8 @@ def test_sgd_theory_refusals():
         algorithms.step_size(log, "ef21-pp", sgd_theory=True)
     with pytest.raises(TypeError, match="sgd_theory"):
         algorithms.run(log, "ef21-sgd", iters=1, sgd_theory="yes", backend="numpy")
+    with pytest.raises(ValueError, match="A_i > 0"):
+        algorithms.step_size(lin, "ef21-w-sgd", "theory-am", batch=2, sgd_theory=True)
     # a numeric gamma is used as given, whatever the estimator
     tr = algorithms.run(lin, "ef21-sgd", gamma=0.01, iters=1, sgd_theory=True,
                         backend="numpy")
