@@ -44,7 +44,9 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
                           int kind, int nthreads, double *G);
 
 /* The same for A in CSR form: row j holds data[p] at column indices[p] for indptr[j] <=
- * p < indptr[j + 1] (p < nnz); indices and indptr are int32_t or int64_t (index_type).
+ * p < indptr[j + 1] (p < nnz); data NULL: every stored value is 1 (a binary pattern,
+ * not read; the same result as an array of ones, bit for bit). indices and indptr are
+ * int32_t or int64_t (index_type).
  * Column indices may be unsorted or repeated (repeats add up, as in scipy.sparse); an
  * out-of-range index or indptr entry returns EF21_GLM_EINDEX. Also, when losses is not
  * NULL, losses[i] = sum_j loss(a_j . x, b_j) over client i's rows (not divided by m_i;

@@ -120,6 +120,17 @@ def _check_vector(name, arr, size=None):
         raise ValueError(f"{name} must have shape ({size},), got {arr.shape}")
 
 
+def _out(out, n, d):
+    """``out`` checked as the (n, d) float64 result, or a new array."""
+    if out is None:
+        return np.empty((n, d))
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (n, d)
+            and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writable C-contiguous float64 array of shape "
+                         f"({n}, {d})")
+    return out
+
+
 def _check_offsets(offsets, m):
     off = offsets
     if not (isinstance(off, np.ndarray) and off.dtype == np.int64 and off.ndim == 1
@@ -129,14 +140,18 @@ def _check_offsets(offsets, m):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
 
 
-def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses=False):
+def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses=False,
+                         out=None):
     """Every client's gradient of a GLM problem on CSR data in one fused pass (not a
     kernel of the registry: the accelerated oracle of
     :mod:`ef21fast.methods.problems` on sparse data).
 
     Parameters
     ----------
-    data : ndarray of float64, shape (nnz,), C-contiguous
+    data : ndarray of float64, shape (nnz,), C-contiguous, or None
+        The stored values; None: every stored value is 1 (a binary pattern, as in most
+        LIBSVM files: the values are not read, and the result is that of an array of
+        ones, bit for bit).
     indices : ndarray of int32 or int64, shape (nnz,), C-contiguous
         Column of each stored value, in ``[0, d)``; unsorted and repeated columns are
         allowed (repeats add up, as in scipy.sparse).
@@ -153,6 +168,8 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     kind : {"logreg", "linreg"}
     losses : bool, default False
         Also return each client's sum of sample losses, from the same pass.
+    out : ndarray of float64, shape (n, d), C-contiguous, or None
+        Where to write G (overwritten); None: a new array.
 
     Returns
     -------
@@ -176,10 +193,12 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     """
     if kind not in GLM_KINDS:
         raise ValueError(f"kind must be one of {sorted(GLM_KINDS)}, got {kind!r}")
-    _check_vector("data", data)
+    if data is not None:
+        _check_vector("data", data)
     _check_vector("x", x)
     _check_vector("b", b)
-    nnz, d, m = data.size, x.size, b.size
+    d, m = x.size, b.size
+    nnz = data.size if data is not None else getattr(indices, "size", 0)
     if reg is not None:
         _check_vector("reg", reg, d)
     for name, arr, size in (("indices", indices, nnz), ("indptr", indptr, m + 1)):
@@ -193,12 +212,13 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
                          f"got {indptr.dtype}")
     _check_offsets(offsets, m)
     n = offsets.size - 1
-    G = np.empty((n, d))
+    G = _out(out, n, d)
     ell = np.zeros(n)
     if n and d:
         code, itype = _INDEX_TYPES[indices.dtype]
         rc = lib.ef21_glm_csr_client_grads(
-            _ptr(data, _DOUBLES), _ptr(indices, itype), _ptr(indptr, itype), code, nnz,
+            ffi.NULL if data is None else _ptr(data, _DOUBLES), _ptr(indices, itype),
+            _ptr(indptr, itype), code, nnz,
             _ptr(b, _DOUBLES), _ptr(offsets, _INT64S), n, d, _ptr(x, _DOUBLES),
             ffi.NULL if reg is None else _ptr(reg, _DOUBLES), GLM_KINDS[kind],
             _c_backend.parallel_call_threads(), _ptr(G, _DOUBLES, True),
@@ -257,7 +277,9 @@ def bind(A, b, offsets, kind):
         order = np.lexsort((lengths, owner))
         if np.any(order != np.arange(order.size)):
             A, b = A[order], np.ascontiguousarray(b[order])
-    data, indices, indptr = A.data, A.indices, A.indptr
+    # A binary pattern (most LIBSVM files): the values need not be read.
+    data = None if np.all(A.data == 1.0) else A.data
+    indices, indptr = A.indices, A.indptr
 
     def csr(x, reg):
         return glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,

@@ -289,3 +289,39 @@ def test_without_the_c_module_the_scipy_path_runs(monkeypatch):
     assert prob.client_grads(x).shape == (2, 6) and np.isfinite(prob.loss(x))
     with pytest.raises(ValueError, match="oracle='c' is not available"):
         LogisticRegression(cd, oracle="c")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_binary_pattern_without_data_is_bit_identical(kind, index_dtype):
+    """data=None (every stored value 1, not read) gives the bits of an array of ones,
+    with and without the losses, into a fresh array or into ``out``."""
+    _, indices, indptr = csr(200, 29, 0.2, seed=5, index_dtype=index_dtype, shuffle=True)
+    ones = np.ones(indices.size)
+    off = np.array([0, 0, 1, 50, 51, 200], dtype=np.int64)
+    b, x = labels(200, 6), np.random.default_rng(7).standard_normal(29)
+    reg = np.random.default_rng(8).standard_normal(29) * 0.01
+    want_G, want_L = c_backend.glm_csr_client_grads(ones, indices, indptr, b, off, x,
+                                                    reg, kind, losses=True)
+    ref_G, ref_L = reference(ones, indices, indptr, b, off, x, reg, kind)
+    assert_close(want_G, ref_G)
+    assert_close(want_L, ref_L)
+    out = np.full((5, 29), np.nan)
+    got_G, got_L = c_backend.glm_csr_client_grads(None, indices, indptr, b, off, x, reg,
+                                                  kind, losses=True, out=out)
+    assert got_G is out
+    assert np.array_equal(got_G.view(np.uint64), want_G.view(np.uint64))
+    assert np.array_equal(got_L.view(np.uint64), want_L.view(np.uint64))
+    G_only = c_backend.glm_csr_client_grads(None, indices, indptr, b, off, x, reg, kind)
+    assert np.array_equal(G_only.view(np.uint64), want_G.view(np.uint64))
+
+
+def test_out_argument_errors():
+    data, indices, indptr = csr(20, 5, 0.3, seed=9)
+    off = np.array([0, 10, 20], dtype=np.int64)
+    b, x = labels(20, 1), np.zeros(5)
+    for bad in (np.empty((2, 4)), np.empty((2, 5), dtype=np.float32),
+                np.empty((5, 2)).T, np.empty((2, 5))[:, ::1][::-1]):
+        with pytest.raises(ValueError, match="out must be"):
+            c_backend.glm_csr_client_grads(data, indices, indptr, b, off, x, None,
+                                           "logreg", out=bad)
