@@ -148,93 +148,6 @@ EF_INLINE double or_exp_nonpos(double t)
     return (p * scale) * 0x1p-64;
 }
 
-/* The logistic function 1 / (1 + exp(-t)) in the form that cannot overflow (as
- * scipy.special.expit): e = exp(-|t|) <= 1, then 1 / (1 + e) or e / (1 + e). NaN in,
- * NaN out. */
-EF_INLINE double or_expit(double t)
-{
-    double e = or_exp_nonpos(-fabs(t));
-    double v = (t >= 0.0 ? 1.0 : e) / (1.0 + e);
-    return t != t ? t : v;
-}
-
-#define OR_TILE 32 /* rows whose margins are computed together (vectorised slopes) */
-
-EF_INLINE void or_client(
-    const double *A, const double *b, int64_t lo, int64_t hi, int64_t d, const double *x,
-    const double *reg, int kind, double *g)
-{
-    double c[OR_TILE];
-    for (int64_t k = 0; k < d; k++)
-        g[k] = 0.0;
-    double inv_m = 1.0 / (double)(hi - lo);
-    for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
-        int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;
-        int t = 0;
-        for (; t + 4 <= nt; t += 4)
-            or_dot4(A + (j0 + t) * d, x, d, c + t);
-        for (; t < nt; t++)
-            or_dot1(A + (j0 + t) * d, x, d, c + t);
-        const double *bt = b + j0;
-        if (kind == EF21_GLM_LOGREG)
-            for (t = 0; t < nt; t++)
-                c[t] = (-bt[t] * or_expit(-(bt[t] * c[t]))) * inv_m;
-        else
-            for (t = 0; t < nt; t++)
-                c[t] = (2.0 * (c[t] - bt[t])) * inv_m;
-        for (t = 0; t + 4 <= nt; t += 4)
-            or_axpy4(g, A + (j0 + t) * d, d, c + t);
-        for (; t < nt; t++)
-            or_axpy1(g, A + (j0 + t) * d, d, c[t]);
-    }
-    if (reg != NULL)
-        for (int64_t k = 0; k < d; k++)
-            g[k] += reg[k];
-}
-
-EF_CLONES
-int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
-                          int64_t n, int64_t d, const double *x, const double *reg,
-                          int kind, int nthreads, double *G)
-{
-    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
-        nthreads < 1)
-        return EF21_GLM_EINVAL;
-    int64_t m = offsets[n] - offsets[0];
-    int nt = nthreads;
-    if (nt > n)
-        nt = n < 1 ? 1 : (int)n;
-    if (m * d < OR_PAR_MIN)
-        nt = 1;
-    if (nt <= 1) { /* outside any parallel region: a team of one still costs a futex wake */
-        for (int64_t i = 0; i < n; i++)
-            or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
-        return EF21_GLM_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-    for (int64_t i = 0; i < n; i++)
-        or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d);
-    return EF21_GLM_OK;
-}
-
-/* ------------------------------------------------------------------------------ CSR
- *
- * ef21_glm_csr_client_grads: the same gradients for A in CSR form (sparse LIBSVM data).
- * Client i's row of G is first set to reg (or 0); its rows are then taken in tiles of
- * up to OR_TILE, in order: the tile's margins z_j = a_j . x (stored order), then its
- * slopes and losses (a loop without calls, so that it vectorises), then its share of
- * G_i, (s_j / m_i) a_j scattered at the stored columns in stored order. A row costs its
- * non-zeros twice (G_i stays in cache for the client's rows): a single pass over the
- * CSR arrays, where scipy needs A @ x, then a scatter through a (client * d + column)
- * key per stored value. The loss comes from the slope's exp: with t = -b z and e =
- * exp(-|t|), log(1 + exp(t)) = max(t, 0) + log1p(e) (NumPy's logaddexp(0, t)), so the
- * trace's f costs a few flops per row instead of a second pass.
- *
- * Every index is checked against its range as it is read: a bad one stops its client
- * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
-
 #define OR_SQRT2 0x1.6a09e667f3bcdp0
 
 /* log1p(e) for e in [0, 1], branch-free (vectorises; NaN in, NaN out). u = 1 + e =
@@ -265,10 +178,12 @@ EF_INLINE double or_log1p_unit(double e)
 }
 
 /* The slopes (times inv_m) and, when with_loss, the losses of nt rows from their
- * margins z and labels b, in place: z becomes the slopes, l the losses. Inlined with
+ * margins z and labels b, in place: z becomes the slopes, l the losses. The logistic
+ * slope is -b expit(-b z) in the form that cannot overflow (as scipy.special.expit):
+ * e = exp(-|t|) <= 1, then 1 / (1 + e) or e / (1 + e); NaN in, NaN out. Inlined with
  * with_loss a constant: without it the logistic loss's log1p (about half the work of a
  * row's slope) is left out. */
-EF_INLINE void or_csr_slopes(double *z, const double *b, int nt, int kind, double inv_m,
+EF_INLINE void or_slopes(double *z, const double *b, int nt, int kind, double inv_m,
                              double *l, int with_loss)
 {
     if (kind == EF21_GLM_LOGREG) {
@@ -292,6 +207,96 @@ EF_INLINE void or_csr_slopes(double *z, const double *b, int nt, int kind, doubl
         }
     }
 }
+
+#define OR_TILE 32 /* rows whose margins are computed together (vectorised slopes) */
+
+EF_INLINE void or_client(
+    const double *A, const double *b, int64_t lo, int64_t hi, int64_t d, const double *x,
+    const double *reg, int kind, double *g, double *loss)
+{
+    double c[OR_TILE], l[OR_TILE];
+    for (int64_t k = 0; k < d; k++)
+        g[k] = 0.0;
+    double inv_m = 1.0 / (double)(hi - lo);
+    double lsum = 0.0;
+    for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
+        int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;
+        int t = 0;
+        for (; t + 4 <= nt; t += 4)
+            or_dot4(A + (j0 + t) * d, x, d, c + t);
+        for (; t < nt; t++)
+            or_dot1(A + (j0 + t) * d, x, d, c + t);
+        if (loss != NULL) {
+            or_slopes(c, b + j0, nt, kind, inv_m, l, 1);
+            for (t = 0; t < nt; t++)
+                lsum += l[t];
+        } else {
+            or_slopes(c, b + j0, nt, kind, inv_m, l, 0);
+        }
+        for (t = 0; t + 4 <= nt; t += 4)
+            or_axpy4(g, A + (j0 + t) * d, d, c + t);
+        for (; t < nt; t++)
+            or_axpy1(g, A + (j0 + t) * d, d, c[t]);
+    }
+    if (reg != NULL)
+        for (int64_t k = 0; k < d; k++)
+            g[k] += reg[k];
+    if (loss != NULL)
+        *loss = lsum;
+}
+
+int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
+                          int64_t n, int64_t d, const double *x, const double *reg,
+                          int kind, int nthreads, double *G)
+{
+    return ef21_glm_client_grads_losses(A, b, offsets, n, d, x, reg, kind, nthreads, G,
+                                        NULL);
+}
+
+EF_CLONES
+int ef21_glm_client_grads_losses(const double *A, const double *b, const int64_t *offsets,
+                                 int64_t n, int64_t d, const double *x, const double *reg,
+                                 int kind, int nthreads, double *G, double *losses)
+{
+    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
+        nthreads < 1)
+        return EF21_GLM_EINVAL;
+    int64_t m = offsets[n] - offsets[0];
+    int nt = nthreads;
+    if (nt > n)
+        nt = n < 1 ? 1 : (int)n;
+    if (m * d < OR_PAR_MIN)
+        nt = 1;
+    if (nt <= 1) { /* outside any parallel region: a team of one still costs a futex wake */
+        for (int64_t i = 0; i < n; i++)
+            or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d,
+                      losses != NULL ? losses + i : NULL);
+        return EF21_GLM_OK;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+    for (int64_t i = 0; i < n; i++)
+        or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d,
+                  losses != NULL ? losses + i : NULL);
+    return EF21_GLM_OK;
+}
+
+/* ------------------------------------------------------------------------------ CSR
+ *
+ * ef21_glm_csr_client_grads: the same gradients for A in CSR form (sparse LIBSVM data).
+ * Client i's row of G is first set to reg (or 0); its rows are then taken in tiles of
+ * up to OR_TILE, in order: the tile's margins z_j = a_j . x (stored order), then its
+ * slopes and losses (a loop without calls, so that it vectorises), then its share of
+ * G_i, (s_j / m_i) a_j scattered at the stored columns in stored order. A row costs its
+ * non-zeros twice (G_i stays in cache for the client's rows): a single pass over the
+ * CSR arrays, where scipy needs A @ x, then a scatter through a (client * d + column)
+ * key per stored value. The loss comes from the slope's exp: with t = -b z and e =
+ * exp(-|t|), log(1 + exp(t)) = max(t, 0) + log1p(e) (NumPy's logaddexp(0, t)), so the
+ * trace's f costs a few flops per row instead of a second pass.
+ *
+ * Every index is checked against its range as it is read: a bad one stops its client
+ * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
 
 /* One client's gradient (and loss sum) for index type IT; 0, or 1 on a bad index.
  * ONES: every stored value is 1 (data is not read; a binary LIBSVM file, where the
@@ -338,11 +343,11 @@ EF_INLINE void or_csr_slopes(double *z, const double *b, int nt, int kind, doubl
                 c[t] = (z0 + z1) + (z2 + z3);                                                              \
             }                                                                          \
             if (loss != NULL) {                                                        \
-                or_csr_slopes(c, b + j0, nt, kind, inv_m, l, 1);                       \
+                or_slopes(c, b + j0, nt, kind, inv_m, l, 1);                       \
                 for (int t = 0; t < nt; t++)                                           \
                     lsum += l[t];                                                      \
             } else {                                                                   \
-                or_csr_slopes(c, b + j0, nt, kind, inv_m, l, 0);                       \
+                or_slopes(c, b + j0, nt, kind, inv_m, l, 0);                       \
             }                                                                          \
             for (int t = 0; t < nt; t++) {                                             \
                 double ct = c[t];                                                      \

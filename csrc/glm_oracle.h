@@ -43,6 +43,13 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
                           int64_t n, int64_t d, const double *x, const double *reg,
                           int kind, int nthreads, double *G);
 
+/* The same, and when losses is not NULL, losses[i] = sum_j loss(a_j . x, b_j) over
+ * client i's rows from the same pass (as ef21_glm_csr_client_grads; 0 for an empty
+ * client). G is the same, bit for bit, with or without losses. */
+int ef21_glm_client_grads_losses(const double *A, const double *b, const int64_t *offsets,
+                                 int64_t n, int64_t d, const double *x, const double *reg,
+                                 int kind, int nthreads, double *G, double *losses);
+
 /* The same for A in CSR form: row j holds data[p] at column indices[p] for indptr[j] <=
  * p < indptr[j + 1] (p < nnz); data NULL: every stored value is 1 (a binary pattern,
  * not read; the same result as an array of ones, bit for bit). indices and indptr are

@@ -27,7 +27,7 @@ except RuntimeError as exc:
     raise ImportError(f"the fused GLM oracle runs on the C backend's threads, and {exc}") \
         from exc
 
-__all__ = ["GLM_KINDS", "glm_client_grads", "glm_csr_client_grads", "bind"]
+__all__ = ["GLM_KINDS", "glm_client_grads", "glm_csr_client_grads", "bind", "FusedOracle"]
 
 #: ``kind`` codes of :func:`glm_client_grads` (``enum ef21_glm_kind`` of
 #: ``csrc/glm_oracle.h``).
@@ -59,7 +59,7 @@ def _check(rc):
     raise RuntimeError(f"ef21fast GLM oracle: unknown return code {rc}")
 
 
-def glm_client_grads(A, b, offsets, x, reg, kind):
+def glm_client_grads(A, b, offsets, x, reg, kind, losses=False, out=None):
     """Every client's gradient of a dense GLM problem in one fused pass (not a kernel
     of the registry: the accelerated oracle of :mod:`ef21fast.methods.problems`).
 
@@ -72,14 +72,21 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     x, reg : ndarray of float64, shape (d,), C-contiguous
         The point, and the regulariser's gradient added to every row.
     kind : {"logreg", "linreg"}
+    losses : bool, default False
+        Also return each client's sum of sample losses, from the same pass.
+    out : ndarray of float64, shape (n, d), C-contiguous, or None
+        Where to write G (overwritten); None: a new array.
 
     Returns
     -------
-    ndarray of float64, shape (n, d)
+    G : ndarray of float64, shape (n, d)
         Row i: ``sum_j (s_j / m_i) a_j + reg`` over client i's rows, with
         ``s_j = -b_j expit(-b_j a_j.x)`` (logreg) or ``2 (a_j.x - b_j)`` (linreg). Equal
         to the NumPy oracle up to rounding; independent of the thread count (that of the
-        C backend, :func:`ef21fast.set_num_threads`).
+        C backend, :func:`ef21fast.set_num_threads`); the same bits with or without
+        ``losses``.
+    ell : ndarray of float64, shape (n,)
+        Only with ``losses=True``: as :func:`glm_csr_client_grads`.
 
     Raises
     ------
@@ -102,14 +109,20 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     if off[0] < 0 or off[-1] > m or np.any(np.diff(off) < 0):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
     n = off.size - 1
-    G = np.empty((n, d))
-    if n == 0 or d == 0:
-        return G
-    nthreads = _c_backend.parallel_call_threads()
-    _check(lib.ef21_glm_client_grads(_ptr(A, _DOUBLES), _ptr(b, _DOUBLES), _ptr(off, _INT64S),
-                                     n, d, _ptr(x, _DOUBLES), _ptr(reg, _DOUBLES),
-                                     GLM_KINDS[kind], nthreads, _ptr(G, _DOUBLES, True)))
-    return G
+    G = _out(out, n, d)
+    ell = np.zeros(n)
+    if n and d:
+        _check(lib.ef21_glm_client_grads_losses(
+            _ptr(A, _DOUBLES), _ptr(b, _DOUBLES), _ptr(off, _INT64S), n, d,
+            _ptr(x, _DOUBLES), _ptr(reg, _DOUBLES), GLM_KINDS[kind],
+            _c_backend.parallel_call_threads(), _ptr(G, _DOUBLES, True),
+            _ptr(ell, _DOUBLES, True) if losses else ffi.NULL))
+    elif n and losses:  # d == 0: every margin is 0
+        bb = b[off[0]:off[-1]]
+        terms = np.full(bb.size, np.log(2.0)) if kind == "logreg" else bb * bb
+        ell = np.bincount(np.repeat(np.arange(n), np.diff(off)), weights=terms,
+                          minlength=n)
+    return (G, ell) if losses else G
 
 
 def _check_vector(name, arr, size=None):
@@ -236,6 +249,28 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     return (G, ell) if losses else G
 
 
+class FusedOracle:
+    """The fused oracle of one problem's data (:func:`bind`): ``f(x, reg) -> (G, ell)``.
+
+    Attributes
+    ----------
+    losses : bool
+        Whether a call also returns the per-client loss sums of its pass (default True;
+        False: ``ell`` is None, and the pass leaves out the loss terms, about a third of
+        a logistic CSR pass). :func:`ef21fast.methods.algorithms.run` turns it off for
+        the rounds whose trace row is not recorded (``trace_every``).
+    layout : {"dense", "csr"}
+    """
+
+    def __init__(self, call, layout):
+        self._call, self.layout, self.losses = call, layout, True
+
+    def __call__(self, x, reg):
+        """``(G, ell)`` at x (shape (d,)) with reg (shape (d,) or None) added to every
+        row; ``ell`` is None when :attr:`losses` is False."""
+        return self._call(x, reg, self.losses)
+
+
 def bind(A, b, offsets, kind):
     """The fused oracle of one problem's data, as ``f(x, reg) -> (G, ell)``.
 
@@ -248,11 +283,11 @@ def bind(A, b, offsets, kind):
 
     Returns
     -------
-    callable
+    FusedOracle
         ``f(x, reg)`` with x of shape (d,) and reg of shape (d,) or None returns
-        ``(G, ell)``: :func:`glm_client_grads` (dense A; ``ell`` is None) or
-        :func:`glm_csr_client_grads` with ``losses=True`` (CSR A; ``ell`` the
-        per-client loss sums of the same pass).
+        ``(G, ell)``: :func:`glm_client_grads` (dense A) or :func:`glm_csr_client_grads`
+        (CSR A), ``ell`` the per-client loss sums of the same pass (None when
+        ``f.losses`` is False).
 
     Notes
     -----
@@ -267,10 +302,11 @@ def bind(A, b, offsets, kind):
     if isinstance(A, np.ndarray):
         zeros = np.zeros(A.shape[1])
 
-        def dense(x, reg):
-            return glm_client_grads(A, b, offsets, x, zeros if reg is None else reg,
-                                    kind), None
-        return dense
+        def dense(x, reg, losses):
+            out = glm_client_grads(A, b, offsets, x, zeros if reg is None else reg, kind,
+                                   losses=losses)
+            return out if losses else (out, None)
+        return FusedOracle(dense, "dense")
     lengths = np.diff(A.indptr)
     if offsets[0] == 0 and offsets[-1] == A.shape[0]:
         owner = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
@@ -281,7 +317,9 @@ def bind(A, b, offsets, kind):
     data = None if np.all(A.data == 1.0) else A.data
     indices, indptr = A.indices, A.indptr
 
-    def csr(x, reg):
-        return glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,
-                                    losses=True)
-    return csr
+    def csr(x, reg, losses):
+        out = glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,
+                                   losses=losses)
+        return out if losses else (out, None)
+    return FusedOracle(csr, "csr")
+

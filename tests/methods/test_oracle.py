@@ -158,3 +158,45 @@ def test_glm_client_grads_argument_errors():
         f(A, b, off.astype(np.int32), x, np.zeros(3), "logreg")
     with pytest.raises(ValueError, match="b must have shape"):
         f(A, b[:3], off, x, np.zeros(3), "logreg")
+
+
+@pytest.mark.parametrize("kind", ["logreg", "linreg"])
+def test_dense_losses_from_the_same_pass(kind):
+    """glm_client_grads(losses=True): the client loss sums of the pass, equal to NumPy's
+    to rounding (1e-12 relative, as the gradients); G the same bits as without them,
+    also through ``out``; empty clients give loss 0."""
+    sizes = [3, 0, 1, 33, 70, 5]
+    cd = data([s for s in sizes if s], 13, seed=4)
+    A, b = cd.A, cd.b
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    x = np.random.default_rng(5).standard_normal(13) * 2.0
+    reg = np.random.default_rng(6).standard_normal(13) * 0.01
+    G0 = c_backend.glm_client_grads(A, b, off, x, reg, kind)
+    out = np.full_like(G0, np.nan)
+    G, ell = c_backend.glm_client_grads(A, b, off, x, reg, kind, losses=True, out=out)
+    assert G is out and np.array_equal(G.view(np.uint64), G0.view(np.uint64))
+    z = A @ x
+    terms = np.logaddexp(0.0, -(b * z)) if kind == "logreg" else (z - b) ** 2
+    want = np.array([terms[off[i]:off[i + 1]].sum() for i in range(len(sizes))])
+    assert ell[1] == 0.0
+    np.testing.assert_allclose(ell, want, rtol=1e-12, atol=0)
+
+
+def test_fused_oracle_losses_switch():
+    """FusedOracle.losses off: no losses (None) and the same gradient bits; the
+    problem's loss at that x is then computed apart, equal to rounding."""
+    cd = data([5, 9, 40], 11, seed=8)
+    for d in (cd, cd.sparse()):
+        c, ref = pair(LogisticRegression, d)
+        x = np.random.default_rng(9).standard_normal(11)
+        G1 = c.client_grads(x)
+        f1 = c.loss(x)
+        c._fused.losses = False
+        x2 = x + 0.5
+        G2 = c.client_grads(x2)
+        assert c._fused(x2, None)[1] is None
+        c._fused.losses = True
+        np.testing.assert_allclose(c.loss(x2), ref.loss(x2), rtol=1e-13)
+        assert np.array_equal(G2.view(np.uint64), c.client_grads(x2).view(np.uint64))
+        np.testing.assert_allclose(f1, ref.loss(x), rtol=1e-13)
+        assert np.array_equal(G1.view(np.uint64), c.client_grads(x).view(np.uint64))
