@@ -28,6 +28,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -422,5 +423,133 @@ int ef21_glm_csr_client_grads(const double *data, const void *indices, const voi
         OR_CSR_RUN(or_csr_client_i32, int32_t);
     else
         OR_CSR_RUN(or_csr_client_i64, int64_t);
+    return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
+}
+
+/* ------------------------------------------------------------------ CSR, float32
+ *
+ * ef21_glm_csr_client_grads_f32: the same pass for float32 data, x, labels, reg and G.
+ * Each product is formed in double from the float32 values (exact), margins, slopes and
+ * losses are double as above, and a client's gradient is summed in double in a scratch
+ * row of d doubles of its thread, then rounded once to float32 (with reg added in
+ * double). The order is the float64 pass's: the result does not depend on nthreads. */
+#define OR_CSR_CLIENT_F32(NAME, IT, ONES)                                              \
+    EF_INLINE int NAME(const float *data, const IT *indices, const IT *indptr,          \
+                       int64_t nnz, const float *b, int64_t lo, int64_t hi, int64_t d,  \
+                       const float *x, const float *reg, int kind, double *acc,         \
+                       float *g, double *loss)                                          \
+    {                                                                                  \
+        double c[OR_TILE], l[OR_TILE], bt[OR_TILE];                                    \
+        for (int64_t k = 0; k < d; k++)                                                \
+            acc[k] = reg != NULL ? (double)reg[k] : 0.0;                               \
+        double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;                        \
+        double lsum = 0.0;                                                             \
+        for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {                                \
+            int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;                     \
+            for (int t = 0; t < nt; t++) {                                             \
+                int64_t p0 = (int64_t)indptr[j0 + t], p1 = (int64_t)indptr[j0 + t + 1]; \
+                if (p0 < 0 || p1 < p0 || p1 > nnz)                                     \
+                    return 1;                                                          \
+                double z0 = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0;                         \
+                int64_t p = p0;                                                        \
+                for (; p + 4 <= p1; p += 4) {                                          \
+                    int64_t k0 = (int64_t)indices[p], k1 = (int64_t)indices[p + 1];    \
+                    int64_t k2 = (int64_t)indices[p + 2], k3 = (int64_t)indices[p + 3]; \
+                    if (((uint64_t)k0 >= (uint64_t)d) | ((uint64_t)k1 >= (uint64_t)d) | \
+                        ((uint64_t)k2 >= (uint64_t)d) | ((uint64_t)k3 >= (uint64_t)d))  \
+                        return 1;                                                      \
+                    z0 += ONES ? (double)x[k0] : (double)data[p] * (double)x[k0];      \
+                    z1 += ONES ? (double)x[k1] : (double)data[p + 1] * (double)x[k1];  \
+                    z2 += ONES ? (double)x[k2] : (double)data[p + 2] * (double)x[k2];  \
+                    z3 += ONES ? (double)x[k3] : (double)data[p + 3] * (double)x[k3];  \
+                }                                                                      \
+                for (; p < p1; p++) {                                                  \
+                    int64_t col = (int64_t)indices[p];                                 \
+                    if ((uint64_t)col >= (uint64_t)d)                                  \
+                        return 1;                                                      \
+                    z0 += ONES ? (double)x[col] : (double)data[p] * (double)x[col];    \
+                }                                                                      \
+                c[t] = (z0 + z1) + (z2 + z3);                                          \
+                bt[t] = (double)b[j0 + t];                                             \
+            }                                                                          \
+            if (loss != NULL) {                                                        \
+                or_slopes(c, bt, nt, kind, inv_m, l, 1);                               \
+                for (int t = 0; t < nt; t++)                                           \
+                    lsum += l[t];                                                      \
+            } else {                                                                   \
+                or_slopes(c, bt, nt, kind, inv_m, l, 0);                               \
+            }                                                                          \
+            for (int t = 0; t < nt; t++) {                                             \
+                double ct = c[t];                                                      \
+                for (int64_t p = (int64_t)indptr[j0 + t]; p < (int64_t)indptr[j0 + t + 1]; \
+                     p++)                                                              \
+                    acc[indices[p]] += ONES ? ct : ct * (double)data[p];               \
+            }                                                                          \
+        }                                                                              \
+        for (int64_t k = 0; k < d; k++)                                                \
+            g[k] = (float)acc[k];                                                      \
+        if (loss != NULL)                                                              \
+            *loss = lsum;                                                              \
+        return 0;                                                                      \
+    }
+OR_CSR_CLIENT_F32(or_csr32_client_i32, int32_t, 0)
+OR_CSR_CLIENT_F32(or_csr32_client_i64, int64_t, 0)
+OR_CSR_CLIENT_F32(or_csr32_client_i32_ones, int32_t, 1)
+OR_CSR_CLIENT_F32(or_csr32_client_i64_ones, int64_t, 1)
+#define OR_CSR32_CALL(CLIENT, IT, ACC, i)                                              \
+    CLIENT(data, (const IT *)indices, (const IT *)indptr, nnz, b, offsets[i],          \
+           offsets[i + 1], d, x, reg, kind, ACC, G + (i) * d,                          \
+           losses != NULL ? losses + (i) : NULL)
+#ifdef _OPENMP
+#define OR_CSR32_PARALLEL(CLIENT, IT)                                                  \
+    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")     \
+    for (int64_t i = 0; i < n; i++)                                                    \
+        bad |= OR_CSR32_CALL(CLIENT, IT, scratch + (int64_t)omp_get_thread_num() * d, i)
+#else
+#define OR_CSR32_PARALLEL(CLIENT, IT)                                                  \
+    for (int64_t i = 0; i < n; i++)                                                    \
+        bad |= OR_CSR32_CALL(CLIENT, IT, scratch, i)
+#endif
+#define OR_CSR32_RUN(CLIENT, IT)                                                       \
+    do {                                                                               \
+        if (nt <= 1) {                                                                 \
+            for (int64_t i = 0; i < n && !bad; i++)                                    \
+                bad = OR_CSR32_CALL(CLIENT, IT, scratch, i);                           \
+        } else {                                                                       \
+            OR_CSR32_PARALLEL(CLIENT, IT);                                             \
+        }                                                                              \
+    } while (0)
+
+EF_CLONES
+int ef21_glm_csr_client_grads_f32(const float *data, const void *indices,
+                                  const void *indptr, int index_type, int64_t nnz,
+                                  const float *b, const int64_t *offsets, int64_t n,
+                                  int64_t d, const float *x, const float *reg, int kind,
+                                  int nthreads, float *G, double *losses)
+{
+    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
+        nnz < 0 || nthreads < 1)
+        return EF21_GLM_EINVAL;
+    if (index_type != EF21_GLM_INDEX_I32 && index_type != EF21_GLM_INDEX_I64)
+        return EF21_GLM_ETYPE;
+    int nt = nthreads;
+    if (nt > n)
+        nt = n < 1 ? 1 : (int)n;
+    if (nnz + n * d < OR_PAR_MIN)
+        nt = 1;
+    double *scratch = malloc((size_t)nt * (size_t)(d > 0 ? d : 1) * sizeof *scratch);
+    if (scratch == NULL)
+        return EF21_GLM_ENOMEM;
+    int bad = 0;
+    int i32 = index_type == EF21_GLM_INDEX_I32;
+    if (data == NULL && i32)
+        OR_CSR32_RUN(or_csr32_client_i32_ones, int32_t);
+    else if (data == NULL)
+        OR_CSR32_RUN(or_csr32_client_i64_ones, int64_t);
+    else if (i32)
+        OR_CSR32_RUN(or_csr32_client_i32, int32_t);
+    else
+        OR_CSR32_RUN(or_csr32_client_i64, int64_t);
+    free(scratch);
     return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
 }

@@ -24,7 +24,9 @@ enum ef21_glm_status {
     EF21_GLM_EINDEX = 3, /* CSR only: a column index outside [0, d), or an indptr entry
                             outside [0, nnz] or below its predecessor; G and losses are
                             partly written, nothing was read out of bounds */
-    EF21_GLM_ETYPE = 4   /* CSR only: index_type unknown; nothing read or written */
+    EF21_GLM_ETYPE = 4,  /* CSR only: index_type unknown; nothing read or written */
+    EF21_GLM_ENOMEM = 5  /* float32 CSR only: no memory for the scratch rows (nthreads x
+                            d doubles); nothing read or written */
 };
 
 /* The integer type of a CSR matrix's indices and indptr (the `index_type` argument):
@@ -65,6 +67,15 @@ int ef21_glm_csr_client_grads(const double *data, const void *indices, const voi
                               const int64_t *offsets, int64_t n, int64_t d, const double *x,
                               const double *reg, int kind, int nthreads, double *G,
                               double *losses);
+/* The same for float32 data, labels, x, reg and G (losses stay double): products,
+ * margins, slopes, losses and each client's sums in double (a scratch row of d doubles
+ * per thread), each gradient rounded once to float32. EF21_GLM_ENOMEM when the scratch
+ * cannot be allocated. */
+int ef21_glm_csr_client_grads_f32(const float *data, const void *indices,
+                                  const void *indptr, int index_type, int64_t nnz,
+                                  const float *b, const int64_t *offsets, int64_t n,
+                                  int64_t d, const float *x, const float *reg, int kind,
+                                  int nthreads, float *G, double *losses);
 /* CDEF END */
 
 #endif

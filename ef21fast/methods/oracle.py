@@ -34,6 +34,10 @@ __all__ = ["GLM_KINDS", "glm_client_grads", "glm_csr_client_grads", "bind", "Fus
 GLM_KINDS = {"logreg": lib.EF21_GLM_LOGREG, "linreg": lib.EF21_GLM_LINREG}
 
 _DOUBLES = ffi.typeof("double[]")
+_FLOATS = ffi.typeof("float[]")
+#: The value types of :func:`glm_csr_client_grads`: dtype -> (cffi array type, C entry).
+_VALUE_TYPES = {np.dtype(np.float64): (_DOUBLES, lib.ef21_glm_csr_client_grads),
+                np.dtype(np.float32): (_FLOATS, lib.ef21_glm_csr_client_grads_f32)}
 _INT64S = ffi.typeof("int64_t[]")
 #: The index types of :func:`glm_csr_client_grads`: (code, cffi array type).
 _INDEX_TYPES = {np.dtype(np.int32): (lib.EF21_GLM_INDEX_I32, ffi.typeof("int32_t[]")),
@@ -56,6 +60,9 @@ def _check(rc):
                          "nthreads)")
     if rc == lib.EF21_GLM_EINDEX:
         raise IndexError("ef21fast GLM oracle: indices or indptr out of range")
+    if rc == lib.EF21_GLM_ENOMEM:
+        raise MemoryError("ef21fast GLM oracle: no memory for the float32 pass's scratch "
+                          "rows (threads x d float64)")
     raise RuntimeError(f"ef21fast GLM oracle: unknown return code {rc}")
 
 
@@ -125,22 +132,22 @@ def glm_client_grads(A, b, offsets, x, reg, kind, losses=False, out=None):
     return (G, ell) if losses else G
 
 
-def _check_vector(name, arr, size=None):
-    if not (isinstance(arr, np.ndarray) and arr.dtype == np.float64 and arr.ndim == 1
+def _check_vector(name, arr, size=None, dtype=np.float64):
+    if not (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.ndim == 1
             and arr.flags.c_contiguous):
-        raise ValueError(f"{name} must be a C-contiguous 1-D float64 array")
+        raise ValueError(f"{name} must be a C-contiguous 1-D {np.dtype(dtype)} array")
     if size is not None and arr.size != size:
         raise ValueError(f"{name} must have shape ({size},), got {arr.shape}")
 
 
-def _out(out, n, d):
-    """``out`` checked as the (n, d) float64 result, or a new array."""
+def _out(out, n, d, dtype=np.float64):
+    """``out`` checked as the (n, d) result of ``dtype``, or a new array."""
     if out is None:
-        return np.empty((n, d))
-    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (n, d)
+        return np.empty((n, d), dtype=dtype)
+    if not (isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == (n, d)
             and out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError(f"out must be a writable C-contiguous float64 array of shape "
-                         f"({n}, {d})")
+        raise ValueError(f"out must be a writable C-contiguous {np.dtype(dtype)} array of "
+                         f"shape ({n}, {d})")
     return out
 
 
@@ -161,7 +168,7 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
 
     Parameters
     ----------
-    data : ndarray of float64, shape (nnz,), C-contiguous, or None
+    data : ndarray of float64 or float32, shape (nnz,), C-contiguous, or None
         The stored values; None: every stored value is 1 (a binary pattern, as in most
         LIBSVM files: the values are not read, and the result is that of an array of
         ones, bit for bit).
@@ -171,26 +178,29 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     indptr : ndarray, same dtype as ``indices``, shape (m + 1,), C-contiguous
         Row j holds the values ``indptr[j]:indptr[j + 1]`` (non-decreasing, within
         ``[0, nnz]``): the three arrays of a ``scipy.sparse.csr_matrix`` of shape (m, d).
-    b : ndarray of float64, shape (m,), C-contiguous
+    b : ndarray of float64 or float32, shape (m,), C-contiguous
     offsets : ndarray of int64, shape (n + 1,)
         Client i owns rows ``offsets[i]:offsets[i + 1]`` (non-decreasing, within m;
         an empty client's row of the result is ``reg`` and its loss 0).
-    x : ndarray of float64, shape (d,), C-contiguous
-    reg : ndarray of float64, shape (d,), C-contiguous, or None
+    x : ndarray of float64 or float32, shape (d,), C-contiguous
+        Its dtype is that of the problem: data, b, reg and out must have it too.
+    reg : ndarray of x's dtype, shape (d,), C-contiguous, or None
         The regulariser's gradient added to every row (None: nothing).
     kind : {"logreg", "linreg"}
     losses : bool, default False
         Also return each client's sum of sample losses, from the same pass.
-    out : ndarray of float64, shape (n, d), C-contiguous, or None
+    out : ndarray of x's dtype, shape (n, d), C-contiguous, or None
         Where to write G (overwritten); None: a new array.
 
     Returns
     -------
-    G : ndarray of float64, shape (n, d)
+    G : ndarray of x's dtype, shape (n, d)
         Row i: ``sum_j (s_j / m_i) a_j + reg`` over client i's rows, as
         :func:`glm_client_grads`. Equal to the scipy.sparse oracle up to rounding;
         independent of the thread count (each client is summed by one thread in
-        stored order).
+        stored order). float32: the products, margins, slopes and sums in float64,
+        each gradient rounded once to float32 (within a float32 rounding of the exact
+        gradient, closer than the NumPy float32 path).
     ell : ndarray of float64, shape (n,)
         Only with ``losses=True``: ``sum_j log(1 + exp(-b_j a_j.x))`` (logreg, in the
         form that cannot overflow) or ``sum_j (a_j.x - b_j)^2`` (linreg) per client.
@@ -206,14 +216,17 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     """
     if kind not in GLM_KINDS:
         raise ValueError(f"kind must be one of {sorted(GLM_KINDS)}, got {kind!r}")
+    vdt = getattr(x, "dtype", None)
+    if vdt not in _VALUE_TYPES:
+        vdt = np.dtype(np.float64)  # the message names the expected dtype
+    _check_vector("x", x, dtype=vdt)
     if data is not None:
-        _check_vector("data", data)
-    _check_vector("x", x)
-    _check_vector("b", b)
+        _check_vector("data", data, dtype=vdt)
+    _check_vector("b", b, dtype=vdt)
     d, m = x.size, b.size
     nnz = data.size if data is not None else getattr(indices, "size", 0)
     if reg is not None:
-        _check_vector("reg", reg, d)
+        _check_vector("reg", reg, d, dtype=vdt)
     for name, arr, size in (("indices", indices, nnz), ("indptr", indptr, m + 1)):
         if not (isinstance(arr, np.ndarray) and arr.dtype in _INDEX_TYPES
                 and arr.ndim == 1 and arr.flags.c_contiguous):
@@ -225,16 +238,17 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
                          f"got {indptr.dtype}")
     _check_offsets(offsets, m)
     n = offsets.size - 1
-    G = _out(out, n, d)
+    G = _out(out, n, d, vdt)
     ell = np.zeros(n)
     if n and d:
         code, itype = _INDEX_TYPES[indices.dtype]
-        rc = lib.ef21_glm_csr_client_grads(
-            ffi.NULL if data is None else _ptr(data, _DOUBLES), _ptr(indices, itype),
+        vtype, entry = _VALUE_TYPES[vdt]
+        rc = entry(
+            ffi.NULL if data is None else _ptr(data, vtype), _ptr(indices, itype),
             _ptr(indptr, itype), code, nnz,
-            _ptr(b, _DOUBLES), _ptr(offsets, _INT64S), n, d, _ptr(x, _DOUBLES),
-            ffi.NULL if reg is None else _ptr(reg, _DOUBLES), GLM_KINDS[kind],
-            _c_backend.parallel_call_threads(), _ptr(G, _DOUBLES, True),
+            _ptr(b, vtype), _ptr(offsets, _INT64S), n, d, _ptr(x, vtype),
+            ffi.NULL if reg is None else _ptr(reg, vtype), GLM_KINDS[kind],
+            _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
             _ptr(ell, _DOUBLES, True) if losses else ffi.NULL)
         if rc == lib.EF21_GLM_EINDEX:
             p = indptr.astype(np.int64)
@@ -277,7 +291,8 @@ def bind(A, b, offsets, kind):
     Parameters
     ----------
     A : ndarray of float64, shape (m, d), C-contiguous, or scipy.sparse CSR matrix
-    b : ndarray of float64, shape (m,)
+        (float64, or float32 with b float32: the float32 pass)
+    b : ndarray of float64 (float32 with a float32 CSR A), shape (m,)
     offsets : ndarray of int64, shape (n + 1,)
     kind : {"logreg", "linreg"}
 
@@ -319,28 +334,32 @@ def bind(A, b, offsets, kind):
     n, d = offsets.size - 1, A.shape[1]
     # One checked pass now (bad arrays raise here); the calls then skip the checks of
     # the fixed arrays, a tenth of a small problem's pass.
-    glm_csr_client_grads(data, indices, indptr, b, offsets, np.zeros(d), None, kind)
+    glm_csr_client_grads(data, indices, indptr, b, offsets, np.zeros(d, b.dtype), None,
+                         kind)
     code, itype = _INDEX_TYPES[indices.dtype]
-    fixed = (ffi.NULL if data is None else _ptr(data, _DOUBLES), _ptr(indices, itype),
-             _ptr(indptr, itype), code, indices.size, _ptr(b, _DOUBLES),
+    vdt = b.dtype
+    vtype, entry = _VALUE_TYPES[vdt]
+    fixed = (ffi.NULL if data is None else _ptr(data, vtype), _ptr(indices, itype),
+             _ptr(indptr, itype), code, indices.size, _ptr(b, vtype),
              _ptr(offsets, _INT64S), n, d)
     kcode = GLM_KINDS[kind]
 
     def csr(x, reg, losses):
-        if not (n and d and _is_vector(x, d) and (reg is None or _is_vector(reg, d))):
+        if not (n and d and _is_vector(x, d, vdt)
+                and (reg is None or _is_vector(reg, d, vdt))):
             out = glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,
                                        losses=losses)
             return out if losses else (out, None)
-        G, ell = np.empty((n, d)), np.zeros(n) if losses else None
-        _check(lib.ef21_glm_csr_client_grads(
-            *fixed, _ptr(x, _DOUBLES), ffi.NULL if reg is None else _ptr(reg, _DOUBLES),
-            kcode, _c_backend.parallel_call_threads(), _ptr(G, _DOUBLES, True),
+        G, ell = np.empty((n, d), dtype=vdt), np.zeros(n) if losses else None
+        _check(entry(
+            *fixed, _ptr(x, vtype), ffi.NULL if reg is None else _ptr(reg, vtype),
+            kcode, _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
             ffi.NULL if ell is None else _ptr(ell, _DOUBLES, True)))
         return G, ell
     return FusedOracle(csr, "csr")
 
 
-def _is_vector(arr, d):
-    return (isinstance(arr, np.ndarray) and arr.dtype == np.float64 and arr.shape == (d,)
+def _is_vector(arr, d, dtype):
+    return (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.shape == (d,)
             and arr.flags.c_contiguous)
 
