@@ -25,7 +25,7 @@ enum ef21_glm_status {
                             outside [0, nnz] or below its predecessor; G and losses are
                             partly written, nothing was read out of bounds */
     EF21_GLM_ETYPE = 4,  /* CSR only: index_type unknown; nothing read or written */
-    EF21_GLM_ENOMEM = 5  /* float32 CSR only: no memory for the scratch rows (nthreads x
+    EF21_GLM_ENOMEM = 6  /* float32 CSR only: no memory for the scratch rows (nthreads x
                             d doubles); nothing read or written */
 };
 
