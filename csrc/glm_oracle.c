@@ -37,6 +37,12 @@
 #include "glm_oracle.h"
 #include "isa.h"
 
+#ifdef _OPENMP
+#define OR_THREAD_NUM() omp_get_thread_num()
+#else
+#define OR_THREAD_NUM() 0
+#endif
+
 /* Below this many elements of A one thread does it: a team costs more than it saves. */
 #define OR_PAR_MIN ((int64_t)1 << 18)
 
@@ -111,6 +117,66 @@ EF_INLINE void or_axpy1(double *g, const double *a, int64_t d, double e)
         or_store(g + k, or_load(g + k) + e * or_load(a + k));
     for (; k < d; k++)
         g[k] += e * a[k];
+}
+
+/* The same dot products and sweeps on float32 rows and x (the dense float32 pass): each
+ * value converted to double (exactly), 4 at a time, then the float64 operations in the
+ * float64 order, so the sums are those of the float64 pass on the same values. */
+typedef float or_f4 __attribute__((vector_size(16)));
+
+EF_INLINE or_v4 or_loadf(const float *p)
+{
+    or_f4 v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, or_v4);
+}
+
+#define OR_DOTF_ROWS(R)                                                                \
+    EF_INLINE void or_dotf##R(const float *a, const float *x, int64_t d, double *z)    \
+    {                                                                                  \
+        or_v4 lo[R], hi[R];                                                            \
+        double tail[R];                                                                \
+        for (int r = 0; r < R; r++) {                                                  \
+            lo[r] = (or_v4){0.0, 0.0, 0.0, 0.0};                                       \
+            hi[r] = lo[r];                                                             \
+            tail[r] = 0.0;                                                             \
+        }                                                                              \
+        int64_t k = 0;                                                                 \
+        for (; k + 8 <= d; k += 8) {                                                   \
+            or_v4 x0 = or_loadf(x + k), x1 = or_loadf(x + k + 4);                      \
+            for (int r = 0; r < R; r++) {                                              \
+                lo[r] += or_loadf(a + r * d + k) * x0;                                 \
+                hi[r] += or_loadf(a + r * d + k + 4) * x1;                             \
+            }                                                                          \
+        }                                                                              \
+        for (; k < d; k++)                                                             \
+            for (int r = 0; r < R; r++)                                                \
+                tail[r] += (double)a[r * d + k] * (double)x[k];                        \
+        for (int r = 0; r < R; r++)                                                    \
+            z[r] = or_reduce(lo[r], hi[r], tail[r]);                                   \
+    }
+OR_DOTF_ROWS(1)
+OR_DOTF_ROWS(4)
+
+EF_INLINE void or_axpyf4(double *g, const float *a, int64_t d, const double *e)
+{
+    const float *a0 = a, *a1 = a + d, *a2 = a + 2 * d, *a3 = a + 3 * d;
+    int64_t k = 0;
+    for (; k + 4 <= d; k += 4)
+        or_store(g + k, or_load(g + k) + ((e[0] * or_loadf(a0 + k) + e[1] * or_loadf(a1 + k))
+                                          + (e[2] * or_loadf(a2 + k) + e[3] * or_loadf(a3 + k))));
+    for (; k < d; k++)
+        g[k] += (e[0] * (double)a0[k] + e[1] * (double)a1[k])
+                + (e[2] * (double)a2[k] + e[3] * (double)a3[k]);
+}
+
+EF_INLINE void or_axpyf1(double *g, const float *a, int64_t d, double e)
+{
+    int64_t k = 0;
+    for (; k + 4 <= d; k += 4)
+        or_store(g + k, or_load(g + k) + e * or_loadf(a + k));
+    for (; k < d; k++)
+        g[k] += e * (double)a[k];
 }
 
 /* exp(t) for t <= 0, branch-free so that a loop over rows vectorises (a libm call per
@@ -246,6 +312,44 @@ EF_INLINE void or_client(
         *loss = lsum;
 }
 
+/* or_client for float32 A, b, x and reg: the sums in the double row acc (d doubles),
+ * then G_i = (float)(acc + reg), rounded once. */
+EF_INLINE void or_client_f32(
+    const float *A, const float *b, int64_t lo, int64_t hi, int64_t d, const float *x,
+    const float *reg, int kind, double *acc, float *g, double *loss)
+{
+    double c[OR_TILE], l[OR_TILE], bt[OR_TILE];
+    for (int64_t k = 0; k < d; k++)
+        acc[k] = 0.0;
+    double inv_m = 1.0 / (double)(hi - lo);
+    double lsum = 0.0;
+    for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
+        int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;
+        int t = 0;
+        for (; t + 4 <= nt; t += 4)
+            or_dotf4(A + (j0 + t) * d, x, d, c + t);
+        for (; t < nt; t++)
+            or_dotf1(A + (j0 + t) * d, x, d, c + t);
+        for (t = 0; t < nt; t++)
+            bt[t] = (double)b[j0 + t];
+        if (loss != NULL) {
+            or_slopes(c, bt, nt, kind, inv_m, l, 1);
+            for (t = 0; t < nt; t++)
+                lsum += l[t];
+        } else {
+            or_slopes(c, bt, nt, kind, inv_m, l, 0);
+        }
+        for (t = 0; t + 4 <= nt; t += 4)
+            or_axpyf4(acc, A + (j0 + t) * d, d, c + t);
+        for (; t < nt; t++)
+            or_axpyf1(acc, A + (j0 + t) * d, d, c[t]);
+    }
+    for (int64_t k = 0; k < d; k++)
+        g[k] = (float)(reg != NULL ? acc[k] + (double)reg[k] : acc[k]);
+    if (loss != NULL)
+        *loss = lsum;
+}
+
 int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
                           int64_t n, int64_t d, const double *x, const double *reg,
                           int kind, int nthreads, double *G)
@@ -280,6 +384,40 @@ int ef21_glm_client_grads_losses(const double *A, const double *b, const int64_t
     for (int64_t i = 0; i < n; i++)
         or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d,
                   losses != NULL ? losses + i : NULL);
+    return EF21_GLM_OK;
+}
+
+EF_CLONES
+int ef21_glm_client_grads_f32(const float *A, const float *b, const int64_t *offsets,
+                              int64_t n, int64_t d, const float *x, const float *reg,
+                              int kind, int nthreads, float *G, double *losses)
+{
+    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
+        nthreads < 1)
+        return EF21_GLM_EINVAL;
+    int64_t m = offsets[n] - offsets[0];
+    int nt = nthreads;
+    if (nt > n)
+        nt = n < 1 ? 1 : (int)n;
+    if (m * d < OR_PAR_MIN)
+        nt = 1;
+    double *scratch = malloc((size_t)nt * (size_t)(d > 0 ? d : 1) * sizeof *scratch);
+    if (scratch == NULL)
+        return EF21_GLM_ENOMEM;
+    if (nt <= 1) {
+        for (int64_t i = 0; i < n; i++)
+            or_client_f32(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, scratch,
+                          G + i * d, losses != NULL ? losses + i : NULL);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+        for (int64_t i = 0; i < n; i++)
+            or_client_f32(A, b, offsets[i], offsets[i + 1], d, x, reg, kind,
+                          scratch + (int64_t)OR_THREAD_NUM() * d, G + i * d,
+                          losses != NULL ? losses + i : NULL);
+    }
+    free(scratch);
     return EF21_GLM_OK;
 }
 
@@ -504,7 +642,7 @@ OR_CSR_CLIENT_F32(or_csr32_client_i64_ones, int64_t, 1)
 #define OR_CSR32_PARALLEL(CLIENT, IT)                                                  \
     _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")     \
     for (int64_t i = 0; i < n; i++)                                                    \
-        bad |= OR_CSR32_CALL(CLIENT, IT, scratch + (int64_t)omp_get_thread_num() * d, i)
+        bad |= OR_CSR32_CALL(CLIENT, IT, scratch + (int64_t)OR_THREAD_NUM() * d, i)
 #else
 #define OR_CSR32_PARALLEL(CLIENT, IT)                                                  \
     for (int64_t i = 0; i < n; i++)                                                    \

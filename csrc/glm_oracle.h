@@ -25,7 +25,7 @@ enum ef21_glm_status {
                             outside [0, nnz] or below its predecessor; G and losses are
                             partly written, nothing was read out of bounds */
     EF21_GLM_ETYPE = 4,  /* CSR only: index_type unknown; nothing read or written */
-    EF21_GLM_ENOMEM = 6  /* float32 CSR only: no memory for the scratch rows (nthreads x
+    EF21_GLM_ENOMEM = 6  /* float32 only: no memory for the scratch rows (nthreads x
                             d doubles); nothing read or written */
 };
 
@@ -51,6 +51,14 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
 int ef21_glm_client_grads_losses(const double *A, const double *b, const int64_t *offsets,
                                  int64_t n, int64_t d, const double *x, const double *reg,
                                  int kind, int nthreads, double *G, double *losses);
+
+/* ef21_glm_client_grads_losses for float32 A, b, x, reg and G (losses stay double): the
+ * values converted to double and summed in the float64 order (a scratch row of d
+ * doubles per thread), each gradient rounded once to float32: the float64 result on the
+ * same values, rounded. EF21_GLM_ENOMEM when the scratch cannot be allocated. */
+int ef21_glm_client_grads_f32(const float *A, const float *b, const int64_t *offsets,
+                              int64_t n, int64_t d, const float *x, const float *reg,
+                              int kind, int nthreads, float *G, double *losses);
 
 /* The same for A in CSR form: row j holds data[p] at column indices[p] for indptr[j] <=
  * p < indptr[j + 1] (p < nnz); data NULL: every stored value is 1 (a binary pattern,

@@ -2,7 +2,8 @@
 
 Not kernels of the registry: the accelerated client-gradient passes that
 :class:`~ef21fast.methods.problems.Problem` uses on float64 data, dense
-(:func:`glm_client_grads`) or CSR (:func:`glm_csr_client_grads`), from their own C
+(:func:`glm_client_grads`) or CSR (:func:`glm_csr_client_grads`), and their float32
+forms (float64 arithmetic, each gradient rounded once to float32), from their own C
 module ``ef21fast._coracle`` (``csrc/glm_oracle.c``). It runs on the thread count of
 the C backend (:func:`ef21fast.set_num_threads`, and the fork-safety rule of
 :mod:`ef21fast.backends.c`), so it needs that backend too.
@@ -72,26 +73,29 @@ def glm_client_grads(A, b, offsets, x, reg, kind, losses=False, out=None):
 
     Parameters
     ----------
-    A : ndarray of float64, shape (m, d), C-contiguous
-    b : ndarray of float64, shape (m,), C-contiguous
+    A : ndarray of float64 or float32, shape (m, d), C-contiguous
+        Its dtype is that of the problem: b, x, reg and out must have it too.
+    b : ndarray of A's dtype, shape (m,), C-contiguous
     offsets : ndarray of int64, shape (n + 1,)
         Client i owns rows ``offsets[i]:offsets[i + 1]`` (non-decreasing, within m).
-    x, reg : ndarray of float64, shape (d,), C-contiguous
+    x, reg : ndarray of A's dtype, shape (d,), C-contiguous
         The point, and the regulariser's gradient added to every row.
     kind : {"logreg", "linreg"}
     losses : bool, default False
         Also return each client's sum of sample losses, from the same pass.
-    out : ndarray of float64, shape (n, d), C-contiguous, or None
+    out : ndarray of A's dtype, shape (n, d), C-contiguous, or None
         Where to write G (overwritten); None: a new array.
 
     Returns
     -------
-    G : ndarray of float64, shape (n, d)
+    G : ndarray of A's dtype, shape (n, d)
         Row i: ``sum_j (s_j / m_i) a_j + reg`` over client i's rows, with
         ``s_j = -b_j expit(-b_j a_j.x)`` (logreg) or ``2 (a_j.x - b_j)`` (linreg). Equal
         to the NumPy oracle up to rounding; independent of the thread count (that of the
         C backend, :func:`ef21fast.set_num_threads`); the same bits with or without
-        ``losses``.
+        ``losses``. float32: the values converted to float64 and summed as the float64
+        pass does, each gradient rounded once to float32 (the float64 result on the
+        same values, rounded).
     ell : ndarray of float64, shape (n,)
         Only with ``losses=True``: as :func:`glm_csr_client_grads`.
 
@@ -102,11 +106,13 @@ def glm_client_grads(A, b, offsets, x, reg, kind, losses=False, out=None):
     """
     if kind not in GLM_KINDS:
         raise ValueError(f"kind must be one of {sorted(GLM_KINDS)}, got {kind!r}")
-    f64 = np.dtype(np.float64)
+    vdt = getattr(A, "dtype", None)
+    if vdt not in _VALUE_TYPES:
+        vdt = np.dtype(np.float64)  # the message names the expected dtype
     for name, arr, ndim in (("A", A, 2), ("b", b, 1), ("x", x, 1), ("reg", reg, 1)):
-        if not (isinstance(arr, np.ndarray) and arr.dtype == f64 and arr.ndim == ndim
+        if not (isinstance(arr, np.ndarray) and arr.dtype == vdt and arr.ndim == ndim
                 and arr.flags.c_contiguous):
-            raise ValueError(f"{name} must be a C-contiguous {ndim}-D float64 array")
+            raise ValueError(f"{name} must be a C-contiguous {ndim}-D {vdt} array")
     m, d = A.shape
     off = np.asarray(offsets)
     if off.dtype != np.int64 or off.ndim != 1 or off.size < 1 or not off.flags.c_contiguous:
@@ -116,13 +122,16 @@ def glm_client_grads(A, b, offsets, x, reg, kind, losses=False, out=None):
     if off[0] < 0 or off[-1] > m or np.any(np.diff(off) < 0):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
     n = off.size - 1
-    G = _out(out, n, d)
+    G = _out(out, n, d, vdt)
     ell = np.zeros(n)
     if n and d:
-        _check(lib.ef21_glm_client_grads_losses(
-            _ptr(A, _DOUBLES), _ptr(b, _DOUBLES), _ptr(off, _INT64S), n, d,
-            _ptr(x, _DOUBLES), _ptr(reg, _DOUBLES), GLM_KINDS[kind],
-            _c_backend.parallel_call_threads(), _ptr(G, _DOUBLES, True),
+        vtype = _VALUE_TYPES[vdt][0]
+        entry = (lib.ef21_glm_client_grads_losses if vdt == np.float64
+                 else lib.ef21_glm_client_grads_f32)
+        _check(entry(
+            _ptr(A, vtype), _ptr(b, vtype), _ptr(off, _INT64S), n, d,
+            _ptr(x, vtype), _ptr(reg, vtype), GLM_KINDS[kind],
+            _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
             _ptr(ell, _DOUBLES, True) if losses else ffi.NULL))
     elif n and losses:  # d == 0: every margin is 0
         bb = b[off[0]:off[-1]]
@@ -290,9 +299,9 @@ def bind(A, b, offsets, kind):
 
     Parameters
     ----------
-    A : ndarray of float64, shape (m, d), C-contiguous, or scipy.sparse CSR matrix
-        (float64, or float32 with b float32: the float32 pass)
-    b : ndarray of float64 (float32 with a float32 CSR A), shape (m,)
+    A : ndarray of float64 or float32, shape (m, d), C-contiguous, or scipy.sparse CSR
+        matrix of float64 or float32 (float32: the float32 passes)
+    b : ndarray of A's dtype, shape (m,)
     offsets : ndarray of int64, shape (n + 1,)
     kind : {"logreg", "linreg"}
 
@@ -315,7 +324,7 @@ def bind(A, b, offsets, kind):
     on the thread count.
     """
     if isinstance(A, np.ndarray):
-        zeros = np.zeros(A.shape[1])
+        zeros = np.zeros(A.shape[1], A.dtype)
 
         def dense(x, reg, losses):
             out = glm_client_grads(A, b, offsets, x, zeros if reg is None else reg, kind,

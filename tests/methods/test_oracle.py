@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 import ef21fast
-from registry_params import expected_backends
+from registry_params import expected_backends, require_threads
 
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.problems import LinearRegression, LogisticRegression
@@ -200,3 +200,57 @@ def test_fused_oracle_losses_switch():
         assert np.array_equal(G2.view(np.uint64), c.client_grads(x2).view(np.uint64))
         np.testing.assert_allclose(f1, ref.loss(x), rtol=1e-13)
         assert np.array_equal(G1.view(np.uint64), c.client_grads(x).view(np.uint64))
+
+
+@pytest.mark.parametrize("kind", ["logreg", "linreg"])
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 112])
+def test_dense_float32_pass(kind, d):
+    """The float32 pass: the float64 pass's result on the same (float32) values,
+    rounded once to float32, bit for bit (G; the losses exactly); within float32
+    rounding of the NumPy float32 oracle (1e-5 of the row's largest entry)."""
+    sizes = [1, 3, 4, 31, 33, 70]
+    cd = data(sizes, d, seed=d + 100)
+    A32, b32 = cd.A.astype(np.float32), cd.b.astype(np.float32)
+    off = cd.offsets.astype(np.int64)
+    x32 = (np.random.default_rng(2).standard_normal(d) * 0.7).astype(np.float32)
+    reg32 = (np.random.default_rng(3).standard_normal(d) * 0.01).astype(np.float32)
+    G32, L32 = c_backend.glm_client_grads(A32, b32, off, x32, reg32, kind, losses=True)
+    G64, L64 = c_backend.glm_client_grads(A32.astype(np.float64), b32.astype(np.float64),
+                                          off, x32.astype(np.float64),
+                                          reg32.astype(np.float64), kind, losses=True)
+    assert G32.dtype == np.float32
+    assert np.array_equal(G32.view(np.uint32), G64.astype(np.float32).view(np.uint32))
+    assert np.array_equal(L32.view(np.uint64), L64.view(np.uint64))
+    cls = LogisticRegression if kind == "logreg" else LinearRegression
+    ref = cls(ClientData(A32.astype(np.float64), b32.astype(np.float64), off, "t"),
+              dtype="float32", oracle="numpy")
+    from ef21fast.methods.problems import _reg_grad
+
+    G = c_backend.glm_client_grads(A32, b32, off, x32, _reg_grad(ref.lam, x32), kind)
+    want = ref.client_grads(x32).astype(np.float64)
+    # NumPy's float32 path rounds each margin and slope to float32 and sums in float32:
+    # within 1e-5 of the row's largest entry (the float32 pass is the closer of the two)
+    rowmax = np.abs(want).max(axis=1, keepdims=True)
+    assert np.all(np.abs(G.astype(np.float64) - want) < 1e-5 * rowmax)
+
+
+def test_dense_float32_threads_and_errors():
+    cd = data([700] * 6, 70, seed=21)  # 4200 x 70 rows: past the one-thread size
+    A32, b32 = cd.A.astype(np.float32), cd.b.astype(np.float32)
+    off = cd.offsets.astype(np.int64)
+    x32 = np.random.default_rng(4).standard_normal(70).astype(np.float32)
+    reg32 = np.zeros(70, np.float32)
+    before = ef21fast.get_num_threads("c")
+    out = []
+    try:
+        for nt in (1, 2):
+            require_threads("c", nt)
+            out.append(c_backend.glm_client_grads(A32, b32, off, x32, reg32, "logreg"))
+    finally:
+        ef21fast.set_num_threads(before)
+    assert np.array_equal(out[0].view(np.uint32), out[1].view(np.uint32))
+    with pytest.raises(ValueError, match="x must be a C-contiguous 1-D float32"):
+        c_backend.glm_client_grads(A32, b32, off, x32.astype(np.float64), reg32, "logreg")
+    with pytest.raises(ValueError, match="out must be a writable C-contiguous float32"):
+        c_backend.glm_client_grads(A32, b32, off, x32, reg32, "logreg",
+                                   out=np.empty((6, 70)))
