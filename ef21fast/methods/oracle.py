@@ -283,15 +283,31 @@ class FusedOracle:
         a logistic CSR pass). :func:`ef21fast.methods.algorithms.run` turns it off for
         the rounds whose trace row is not recorded (``trace_every``).
     layout : {"dense", "csr"}
+    n : int
+        Clients.
     """
 
-    def __init__(self, call, layout):
-        self._call, self.layout, self.losses = call, layout, True
+    def __init__(self, call, layout, n):
+        self._call, self.layout, self.losses, self.n = call, layout, True, n
 
-    def __call__(self, x, reg):
-        """``(G, ell)`` at x (shape (d,)) with reg (shape (d,) or None) added to every
-        row; ``ell`` is None when :attr:`losses` is False."""
-        return self._call(x, reg, self.losses)
+    def __call__(self, x, reg, lo=0, hi=None, out=None):
+        """``(G, ell)`` of clients ``lo:hi`` (default all) at x (shape (d,)) with reg
+        (shape (d,) or None) added to every row; ``ell`` is None when :attr:`losses` is
+        False. ``out``: where to write G, shape (hi - lo, d), the problem's dtype,
+        C-contiguous (None: a new array). A client's row does not depend on which
+        clients are asked with it (each is summed alone, in a fixed order).
+
+        Raises
+        ------
+        ValueError
+            If not ``0 <= lo <= hi <= n``, or on a bad ``out``.
+        """
+        hi = self.n if hi is None else hi
+        if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))
+                and 0 <= lo <= hi <= self.n):
+            raise ValueError(f"lo, hi must be integers with 0 <= lo <= hi <= {self.n}, "
+                             f"got {lo!r}, {hi!r}")
+        return self._call(x, reg, self.losses, int(lo), int(hi), out)
 
 
 def bind(A, b, offsets, kind):
@@ -326,11 +342,12 @@ def bind(A, b, offsets, kind):
     if isinstance(A, np.ndarray):
         zeros = np.zeros(A.shape[1], A.dtype)
 
-        def dense(x, reg, losses):
-            out = glm_client_grads(A, b, offsets, x, zeros if reg is None else reg, kind,
-                                   losses=losses)
-            return out if losses else (out, None)
-        return FusedOracle(dense, "dense")
+        def dense(x, reg, losses, lo, hi, out):
+            res = glm_client_grads(A, b, offsets[lo:hi + 1], x,
+                                   zeros if reg is None else reg, kind, losses=losses,
+                                   out=out)
+            return res if losses else (res, None)
+        return FusedOracle(dense, "dense", offsets.size - 1)
     lengths = np.diff(A.indptr)
     if offsets[0] == 0 and offsets[-1] == A.shape[0]:
         owner = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
@@ -349,23 +366,24 @@ def bind(A, b, offsets, kind):
     vdt = b.dtype
     vtype, entry = _VALUE_TYPES[vdt]
     fixed = (ffi.NULL if data is None else _ptr(data, vtype), _ptr(indices, itype),
-             _ptr(indptr, itype), code, indices.size, _ptr(b, vtype),
-             _ptr(offsets, _INT64S), n, d)
+             _ptr(indptr, itype), code, indices.size, _ptr(b, vtype))
     kcode = GLM_KINDS[kind]
 
-    def csr(x, reg, losses):
-        if not (n and d and _is_vector(x, d, vdt)
+    def csr(x, reg, losses, lo, hi, out):
+        k = hi - lo
+        if not (k and d and _is_vector(x, d, vdt)
                 and (reg is None or _is_vector(reg, d, vdt))):
-            out = glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,
-                                       losses=losses)
-            return out if losses else (out, None)
-        G, ell = np.empty((n, d), dtype=vdt), np.zeros(n) if losses else None
+            res = glm_csr_client_grads(data, indices, indptr, b, offsets[lo:hi + 1], x,
+                                       reg, kind, losses=losses, out=out)
+            return res if losses else (res, None)
+        G, ell = _out(out, k, d, vdt), np.zeros(k) if losses else None
         _check(entry(
-            *fixed, _ptr(x, vtype), ffi.NULL if reg is None else _ptr(reg, vtype),
-            kcode, _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
+            *fixed, _ptr(offsets[lo:hi + 1], _INT64S), k, d, _ptr(x, vtype),
+            ffi.NULL if reg is None else _ptr(reg, vtype), kcode,
+            _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
             ffi.NULL if ell is None else _ptr(ell, _DOUBLES, True)))
         return G, ell
-    return FusedOracle(csr, "csr")
+    return FusedOracle(csr, "csr", n)
 
 
 def _is_vector(arr, d, dtype):

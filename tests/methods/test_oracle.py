@@ -254,3 +254,24 @@ def test_dense_float32_threads_and_errors():
     with pytest.raises(ValueError, match="out must be a writable C-contiguous float32"):
         c_backend.glm_client_grads(A32, b32, off, x32, reg32, "logreg",
                                    out=np.empty((6, 70)))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_oracle_client_ranges(sparse):
+    """FusedOracle(x, reg, lo, hi, out): the rows lo:hi of the full call, bit for bit,
+    with their losses; into ``out``; bad ranges raise."""
+    cd = data([5, 9, 40, 1, 33], 11, seed=12)
+    p = LogisticRegression(cd.sparse() if sparse else cd)
+    f = p._fused
+    x = np.random.default_rng(13).standard_normal(11)
+    reg = np.random.default_rng(14).standard_normal(11) * 0.01
+    G, ell = f(x, reg)
+    for lo, hi in ((0, 5), (1, 3), (4, 5), (2, 2)):
+        out = np.full((hi - lo, 11), np.nan)
+        g, e = f(x, reg, lo, hi, out=out)
+        assert g is out
+        assert np.array_equal(g.view(np.uint64), G[lo:hi].view(np.uint64))
+        assert np.array_equal(e, ell[lo:hi])
+    for lo, hi in ((-1, 2), (3, 2), (0, 6), (0.5, 2)):
+        with pytest.raises(ValueError, match="lo, hi must be integers"):
+            f(x, reg, lo, hi)
