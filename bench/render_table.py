@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/render_table.py bench/results.json [--groups topk,ef21_step]
+    python bench/render_table.py bench/results.json [--kernels topk,ef21_step]
 
 Each benchmark carries ``extra_info`` (kernel, d, k, dtype, backend); the anchors of
 a group (streaming read, np.argpartition, torch.topk) give the ratios. The machine,
@@ -178,6 +178,34 @@ def ddp_table(doc: dict) -> str:
     return "\n\n".join(format_ddp(info["rows"]) for info, _ in _measured(doc, "ddp"))
 
 
+def run_table(doc: dict) -> str:
+    """``ef21fast run`` per round (bench/test_bench_run.py): medians divided by the
+    rounds of a call, speed-up vs the per-client loop and times the streaming read."""
+    rows = [b for b in doc.get("benchmarks", [])
+            if {"impl", "data", "rounds"} <= set(b.get("extra_info", {}))]
+
+    def per_round(b):
+        return b["stats"]["median"] / b["extra_info"]["rounds"]
+
+    def anchor(prefix):
+        return {(b["extra_info"]["data"], b["extra_info"]["n"]): per_round(b) for b in rows
+                if b["extra_info"]["impl"].startswith(prefix)}
+    loop, read = anchor("per-client"), anchor("one streaming read")
+    lines = ["| data | n | implementation | layout | kernel threads | per round "
+             "| speed-up vs loop | x stream read |", "|" + "---|" * 8]
+    for b in sorted(rows, key=lambda b: (b["extra_info"]["data"], b["extra_info"]["n"])):
+        i = b["extra_info"]
+        key, med = (i["data"], i["n"]), per_round(b)
+        is_anchor = i["impl"].startswith(("per-client", "one streaming read"))
+        ref, rd = loop.get(key), read.get(key)
+        speed = "" if ref is None or is_anchor else f"{ref / med:.1f}x"
+        times = "" if rd is None or is_anchor else f"{med / rd:.2f}"
+        lines.append(f"| {i['data']} | {i['n']} | {i['impl']} | {i.get('layout', '')} "
+                     f"| {i.get('threads', '')} | {format_seconds(med)} | {speed} "
+                     f"| {times} |")
+    return "\n".join(lines) if rows else ""
+
+
 #: Rows dropped by --compact: the anchors (their ratios stay in the other rows) and
 #: the NumPy reference, which is there for correctness, not speed.
 _NOT_COMPACT = (STREAM, ARGPART, "numpy")
@@ -196,6 +224,9 @@ def render(doc: dict, kernels: list[str] | None = None, compact: bool = False) -
     if rounds:
         parts.append("One EF21 round (client gradients + ef21_step + scatter_add):\n\n"
                      + rounds)
+    run = run_table(doc)
+    if run:
+        parts.append("`ef21fast run` per round (EF21, Top1, trace included):\n\n" + run)
     batched = batched_table(doc)
     if batched:
         parts.append("Batched clients, one call for all rows:\n\n" + batched)

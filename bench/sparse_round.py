@@ -2,9 +2,13 @@
 the package with the fused CSR oracle, with the scipy.sparse oracle, the per-client loop
 and one streaming read of the CSR arrays plus the n x d state, taken in turn for a fixed
 time so that a shared machine's load falls on all four alike. Prints min and median of
-each and their ratios, with the load average before and after.
+each and their ratios, with the load average before and after; then (``--parts``) the
+medians of the parts of a round and of its trace row, taken in turn the same way: the
+oracle (client gradients; with the client losses, as on a traced round, and without),
+the mean of the client gradients (the trace's grad f), ``ef21_step`` on the n x d state,
+the server's ``scatter_add``, and the trace's f from the losses of the same pass.
 
-    OPENBLAS_NUM_THREADS=1 python bench/sparse_round.py [--threads N] [--seconds S]
+    OPENBLAS_NUM_THREADS=1 python bench/sparse_round.py [--threads N] [--seconds S] [--parts]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="kernel threads (1)")
     ap.add_argument("--seconds", type=float, default=60.0, help="time to run (60)")
+    ap.add_argument("--parts", action="store_true", help="also time the parts of a round")
     args = ap.parse_args()
     ef21fast.set_num_threads(args.threads)
     backend = B.fastest_backend()
@@ -54,6 +59,48 @@ def main() -> None:
               f"loop / scipy {s['loop'] / s['scipy oracle']:.1f}x, "
               f"csr / read {s['csr oracle'] / s['stream read']:.2f}, "
               f"scipy / read {s['scipy oracle'] / s['stream read']:.2f}")
+    if args.parts:
+        parts(p, backend, args.seconds / 4)
+
+
+def parts(p, backend, seconds: float) -> None:
+    """Medians of the parts of one round and of its trace row."""
+    x = np.random.default_rng(1).standard_normal(p.d) * 0.1
+    G = p.client_grads(x)
+    state, g = G.copy(), G.mean(axis=0)
+    idx, val = ef21fast.ef21_step(G, state.copy(), B.K, backend=backend)
+
+    def oracle(on):
+        def call():
+            p._fused.losses = on
+            try:
+                p.client_grads(x)
+            finally:
+                p._fused.losses = True
+        return call
+
+    def f_from_pass():
+        p.client_grads(x)
+        t0 = time.perf_counter()
+        p.loss(x)
+        return time.perf_counter() - t0
+
+    impls = {"oracle + losses": oracle(True), "oracle, no losses": oracle(False),
+             "mean of G (grad f)": lambda: G.mean(axis=0),
+             "ef21_step": lambda: ef21fast.ef21_step(G, state, B.K, backend=backend),
+             "scatter_add": lambda: ef21fast.scatter_add(g, idx, val, weights=1.0 / p.n,
+                                                         backend=backend)}
+    times: dict = {k: [] for k in list(impls) + ["f (losses reused)"]}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for name, fn in impls.items():
+            for _ in range(20):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        times["f (losses reused)"].append(f_from_pass())
+    for name, ts in times.items():
+        print(f"part {name:20s} median {np.median(ts) * 1e3:8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ Run (the medians are printed by pytest-benchmark, grouped by data shape)::
 
 ``test_round_speedup`` times both itself (medians, independent of pytest-benchmark)
 and requires the package to be at least 30x faster on the dense problem with the
-default backend and its default kernel threads; it also reports the time with one
-kernel thread (on a small machine, OpenMP threads that spin-wait between kernel calls
+default backend and its default kernel threads; it also reports the times with one and
+two kernel threads (on a small machine, OpenMP threads that spin-wait between kernel calls
 compete with the BLAS threads of the gradient computation). It skips when only the
 NumPy reference backend is available (that backend loops over rows by design).
 """
@@ -169,7 +169,8 @@ def kernel_threads(n, backend):
         ef21fast.set_num_threads(before)
 
 
-@pytest.mark.parametrize("threads", [None, 1], ids=["threads-default", "threads-1"])
+@pytest.mark.parametrize("threads", [None, 1, 2],
+                         ids=["threads-default", "threads-1", "threads-2"])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("backend", list(registry.BACKENDS))
 def test_round_package(benchmark, shape, backend, threads):
@@ -246,15 +247,18 @@ def test_round_speedup(shape, capsys, request):
     pkg = _median_time(PackageRound(problem, backend), repeats=reps, inner=5)
     with kernel_threads(1, backend):
         pkg1 = _median_time(PackageRound(problem, backend), repeats=reps, inner=5)
+    with kernel_threads(2, backend):
+        pkg2 = _median_time(PackageRound(problem, backend), repeats=reps, inner=5)
     loop = _median_time(LoopRound(problem), repeats=5 if measuring else 1)
     read = _median_time(StreamRead(problem), repeats=reps, inner=5)
     ratio, ratio1 = loop / pkg, loop / pkg1
     text = (f"[{GROUPS[shape]}] backend {backend}: package {pkg * 1e3:.3f} ms "
             f"(kernel threads {ef21fast.get_num_threads(backend)}), "
             f"{pkg1 * 1e3:.3f} ms (1 kernel thread); per-client loop {loop * 1e3:.2f} ms; "
-            f"speed-up {ratio:.1f}x ({ratio1:.1f}x with 1 kernel thread); one streaming "
-            f"read of the data and state {read * 1e3:.3f} ms, package / read "
-            f"{pkg / read:.2f} ({pkg1 / read:.2f} with 1 kernel thread)")
+            f"speed-up {ratio:.1f}x ({ratio1:.1f}x with 1 kernel thread, "
+            f"{loop / pkg2:.1f}x with 2); one streaming read of the data and state "
+            f"{read * 1e3:.3f} ms, package / read {pkg / read:.2f} ({pkg1 / read:.2f} "
+            f"with 1 kernel thread, {pkg2 / read:.2f} with 2)")
     with capsys.disabled():
         print("\n" + text)
     if shape == "dense" and measuring:

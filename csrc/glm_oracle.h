@@ -24,7 +24,9 @@ enum ef21_glm_status {
     EF21_GLM_EINDEX = 3, /* CSR only: a column index outside [0, d), or an indptr entry
                             outside [0, nnz] or below its predecessor; G and losses are
                             partly written, nothing was read out of bounds */
-    EF21_GLM_ETYPE = 4   /* CSR only: index_type unknown; nothing read or written */
+    EF21_GLM_ETYPE = 4,  /* CSR only: index_type unknown; nothing read or written */
+    EF21_GLM_ENOMEM = 6  /* float32 only: no memory for the scratch rows (nthreads x
+                            d doubles); nothing read or written */
 };
 
 /* The integer type of a CSR matrix's indices and indptr (the `index_type` argument):
@@ -43,8 +45,25 @@ int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offse
                           int64_t n, int64_t d, const double *x, const double *reg,
                           int kind, int nthreads, double *G);
 
+/* The same, and when losses is not NULL, losses[i] = sum_j loss(a_j . x, b_j) over
+ * client i's rows from the same pass (as ef21_glm_csr_client_grads; 0 for an empty
+ * client). G is the same, bit for bit, with or without losses. */
+int ef21_glm_client_grads_losses(const double *A, const double *b, const int64_t *offsets,
+                                 int64_t n, int64_t d, const double *x, const double *reg,
+                                 int kind, int nthreads, double *G, double *losses);
+
+/* ef21_glm_client_grads_losses for float32 A, b, x, reg and G (losses stay double): the
+ * values converted to double and summed in the float64 order (a scratch row of d
+ * doubles per thread), each gradient rounded once to float32: the float64 result on the
+ * same values, rounded. EF21_GLM_ENOMEM when the scratch cannot be allocated. */
+int ef21_glm_client_grads_f32(const float *A, const float *b, const int64_t *offsets,
+                              int64_t n, int64_t d, const float *x, const float *reg,
+                              int kind, int nthreads, float *G, double *losses);
+
 /* The same for A in CSR form: row j holds data[p] at column indices[p] for indptr[j] <=
- * p < indptr[j + 1] (p < nnz); indices and indptr are int32_t or int64_t (index_type).
+ * p < indptr[j + 1] (p < nnz); data NULL: every stored value is 1 (a binary pattern,
+ * not read; the same result as an array of ones, bit for bit). indices and indptr are
+ * int32_t or int64_t (index_type).
  * Column indices may be unsorted or repeated (repeats add up, as in scipy.sparse); an
  * out-of-range index or indptr entry returns EF21_GLM_EINDEX. Also, when losses is not
  * NULL, losses[i] = sum_j loss(a_j . x, b_j) over client i's rows (not divided by m_i;
@@ -56,6 +75,15 @@ int ef21_glm_csr_client_grads(const double *data, const void *indices, const voi
                               const int64_t *offsets, int64_t n, int64_t d, const double *x,
                               const double *reg, int kind, int nthreads, double *G,
                               double *losses);
+/* The same for float32 data, labels, x, reg and G (losses stay double): products,
+ * margins, slopes, losses and each client's sums in double (a scratch row of d doubles
+ * per thread), each gradient rounded once to float32. EF21_GLM_ENOMEM when the scratch
+ * cannot be allocated. */
+int ef21_glm_csr_client_grads_f32(const float *data, const void *indices,
+                                  const void *indptr, int index_type, int64_t nnz,
+                                  const float *b, const int64_t *offsets, int64_t n,
+                                  int64_t d, const float *x, const float *reg, int kind,
+                                  int nthreads, float *G, double *losses);
 /* CDEF END */
 
 #endif

@@ -115,7 +115,8 @@ def default_spread(n: int) -> float:
 
 
 def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous",
-                  lam=0.1, seed=0, default_clients=20, spread=None, dtype="float64"):
+                  lam=0.1, seed=0, default_clients=20, spread=None, dtype="float64",
+                  layout="auto"):
     """The problem a command runs on, and its :class:`~ef21fast.methods.data.ClientData`.
 
     ``data_spec`` is ``"synthetic"`` (the seeded heterogeneous generator of
@@ -123,6 +124,8 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
     :func:`default_spread`; ``split`` does not apply) or the path of a LIBSVM file,
     split into ``clients`` clients (default ``default_clients``). ``dtype``: that of
     the problem's oracles and of the methods' states (``"float64"`` or ``"float32"``).
+    ``layout``: the rows dense or CSR (:func:`ef21fast.methods.data.with_layout`; a
+    LIBSVM file loads as CSR, and ``"auto"`` makes it dense when dense enough).
     """
     from ef21fast.methods import data as D
     from ef21fast.methods import problems as P
@@ -150,6 +153,9 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
             raise UsageError(f"--clients {n} is more than the {A.shape[0]} rows of "
                              f"{data_spec}")
         cd = D.split_clients(A, b, n, how=split, seed=seed, name=name)
+    if layout not in D.LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(D.LAYOUTS)})")
+    cd = D.with_layout(cd, layout)
     cls = P.LogisticRegression if kind == "logreg" else P.LinearRegression
     return cls(cd, lam=lam, dtype=dtype), cd
 

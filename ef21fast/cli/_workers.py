@@ -137,6 +137,7 @@ def _rank(args, R) -> int:
         raise
     options = dict(options, timeout=args.timeout,
                    progress=options["progress"] and rank == 0)
+    del options["trace_every"]  # parse_run_args refused any but 1 with --workers
     with user_errors():
         if rank != 0:
             trace = distributed.run(problem, args.method, **options)

@@ -108,6 +108,10 @@ def parse_run_args(args):
         raise UsageError(f"--tol must be non-negative, got {args.tol}")
     if args.k < 1:
         raise UsageError(f"--k must be at least 1, got {args.k}")
+    if args.trace_every < 1:
+        raise UsageError(f"--trace-every must be at least 1, got {args.trace_every}")
+    if args.trace_every != 1 and getattr(args, "workers", None) is not None:
+        raise UsageError("--trace-every applies to single-process runs, not to --workers")
     with user_errors():
         if args.backend is not None:
             from ef21fast.backends.registry import load_backend
@@ -116,7 +120,8 @@ def parse_run_args(args):
         x0 = None if args.x0 is None else _load_x0(args.x0)
         problem, data = build_problem(args.problem, args.data, clients=args.clients,
                                       split=args.split, lam=args.lam, seed=args.seed,
-                                      spread=args.spread, dtype=args.dtype)
+                                      spread=args.spread, dtype=args.dtype,
+                                      layout=args.layout)
         if method != "gd" and args.k > problem.d:
             raise UsageError(f"--k {args.k} is larger than the dimension d = {problem.d}")
         if x0 is not None and x0.shape != (problem.d,):
@@ -125,7 +130,7 @@ def parse_run_args(args):
                    x0=x0, seed=args.seed, backend=args.backend, bits=args.bits,
                    p=args.p, batch=args.batch, participation=args.participation,
                    progress=not args.quiet, sgd_theory=args.sgd_theory,
-                   adaptive_step=args.adaptive_step)
+                   adaptive_step=args.adaptive_step, trace_every=args.trace_every)
     return problem, data, options
 
 
@@ -185,6 +190,8 @@ def start_summary(args, problem, gamma_mult: float) -> dict:
         "tol": args.tol,
         "iters": args.iters,
         "bits_mode": args.bits,
+        "layout": "csr" if problem.data.is_sparse else "dense",
+        "trace_every": args.trace_every,
     }
 
 
@@ -261,6 +268,7 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 def add_parser(subparsers) -> None:
     """Register ``run``."""
     from ef21fast.methods.algorithms import BITS_MODES, METHODS, PARTICIPATION
+    from ef21fast.methods.data import LAYOUTS
 
     p = subparsers.add_parser(
         "run", help="run one method of the EF21 family on one problem",
@@ -317,6 +325,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                    help="of the data in the oracles and of the (n, d) states and "
                         "kernels (float64; float32 halves their memory)")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS,
+                   help="a LIBSVM file's rows in the oracle: dense or CSR (default auto: "
+                        "dense when at least DENSE_MIN_DENSITY of the matrix is stored, "
+                        "see ef21fast.methods.data.choose_layout)")
+    p.add_argument("--trace-every", type=int, default=1, metavar="K",
+                   help="record the trace row (f, ||grad f||^2) of every K-th round and "
+                        "of the last one only (default 1: every round); --tol is "
+                        "checked on recorded rows only")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="split the clients over N processes (torch.distributed, gloo): "
                         "started alone, it starts them on this machine; under torchrun "

@@ -26,7 +26,14 @@ Row ``t`` of the trace holds ``x_t`` and the bits of rounds ``1..t``, where roun
 ``t``'s messages are those computed from the gradients at ``x_t`` (EF21 forms, as
 the EF21 code counts them) or at ``x_{t-1}`` (GD, EF14: the messages that produced
 ``x_t``). ``||grad f(x_t)||^2`` is taken from the gradient the round computes anyway
-(:attr:`Round.grad <ef21fast.methods.method.Round.grad>`).
+(:attr:`Round.grad <ef21fast.methods.method.Round.grad>`), and ``f(x_t)`` from the
+client losses of the same pass where the problem's fused oracle gives them.
+
+``trace_every=K`` records the rows of rounds ``0, K, 2K, ...`` and of the last round
+only (``f`` is then evaluated on those rounds only, and the fused oracle leaves the
+losses out of the other passes); the bits column still counts every round, and the
+tolerance, the callback and ``on_row`` see the recorded rows only. The default, 1,
+records every round.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from ef21fast.methods.trace import Trace
 
 __all__ = ["METHODS", "METHOD_CLASSES", "GAMMA_RULES", "BITS_MODES", "PARTICIPATION",
            "DIVERGED_MESSAGE", "Method", "Round", "method_class", "run", "run_method",
-           "step_size",
+           "step_size", "check_trace_every",
            "bits_per_value"]
 
 #: Method name -> class, in the order of :data:`METHODS`.
@@ -139,27 +146,33 @@ def step_size(problem, method: str, gamma="theory-am", gamma_mult: float = 1.0, 
 
 
 class _Rows:
-    """The trace's columns, grown by doubling up to ``T + 1`` rows."""
+    """The trace's columns, grown by doubling up to ``max_rows`` rows."""
 
-    def __init__(self, T: int):
-        self.T = T
-        cap = min(T + 1, _FIRST_ROWS)
+    def __init__(self, max_rows: int):
+        self.max_rows = max_rows
+        cap = min(max_rows, _FIRST_ROWS)
+        self.iter = np.zeros(cap, dtype=np.int64)
         self.bits, self.grad_norm_sq, self.f, self.time_s = (np.zeros(cap)
                                                              for _ in range(4))
         self.count = 0
 
-    def add(self, t: int, sent: float, gn: float, fx: float, time_s: float) -> None:
-        """Record row ``t`` (``t == count``): ``sent`` bits in round ``t``."""
-        cap = self.bits.size
-        if t >= cap:
-            cap = min(self.T + 1, 2 * cap)
+    def add(self, t: int, bits: float, gn: float, fx: float, time_s: float) -> None:
+        """Record round ``t`` as the next row; ``bits``: cumulative up to round t."""
+        r, cap = self.count, self.bits.size
+        if r >= cap:
+            cap = min(self.max_rows, 2 * cap)
+            self.iter = np.concatenate([self.iter, np.zeros(cap - self.iter.size,
+                                                            dtype=np.int64)])
             self.bits, self.grad_norm_sq, self.f, self.time_s = (
                 np.concatenate([a, np.zeros(cap - a.size)])
                 for a in (self.bits, self.grad_norm_sq, self.f, self.time_s))
-        if t > 0:
-            self.bits[t] = self.bits[t - 1] + sent
-        self.grad_norm_sq[t], self.f[t], self.time_s[t] = gn, fx, time_s
-        self.count = t + 1
+        self.iter[r], self.bits[r] = t, bits
+        self.grad_norm_sq[r], self.f[r], self.time_s[r] = gn, fx, time_s
+        self.count = r + 1
+
+    @property
+    def last_round(self) -> int:
+        return int(self.iter[self.count - 1])
 
 
 def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: float = 1.0,
@@ -167,7 +180,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         backend: str | None = None, bits: str = "values", p=None, batch=None,
         participation: str = "independent", progress: bool = False,
         callback=None, on_row=None, sgd_theory=None,
-        adaptive_step: bool = False) -> Trace:
+        adaptive_step: bool = False, trace_every: int = 1) -> Trace:
     """Run one method of the EF21 family and record its trace.
 
     Parameters
@@ -222,11 +235,20 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
         False never (the deterministic formulas).
     adaptive_step : bool
         ``ef21``: the rare-features adaptive step of each round (default off).
+    trace_every : int
+        Record the trace row (``f``, ``||grad f||^2``, bits, time) of every
+        ``trace_every``-th round and of the last one (default 1: every round). The
+        tolerance stop, ``callback`` and ``on_row`` act on recorded rows only, so a
+        run with ``tol`` may go on up to ``trace_every - 1`` rounds past the first
+        round below it; the bits still count every round. On the other rounds a
+        divergence is seen in the iterate and ``||grad f||^2`` only (``f`` is not
+        evaluated there); the last finite round is then recorded.
 
     Returns
     -------
     Trace
-        Rows ``0..T'`` for the iterates computed; on divergence the rows before the
+        Rows for the recorded rounds (``iter``: ``0, K, 2K, ...`` and the last, all
+        of ``0..T'`` with ``trace_every=1``); on divergence the rows before the
         first non-finite iterate, with ``status="diverged"`` and the message
         ``"diverged: step too large?"``. Ctrl-C ends the run with status
         ``"interrupted"`` and the rows so far.
@@ -235,7 +257,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
     ------
     ValueError, TypeError
         Unknown method, bad ``k``, ``gamma``, ``iters``, ``tol``, ``x0``, ``p``,
-        ``batch`` or ``bits``; also when the gradient or loss at ``x0`` is not
+        ``batch``, ``bits`` or ``trace_every``; also when the gradient or loss at ``x0`` is not
         finite.
     RuntimeError
         A backend that does not work on this machine.
@@ -244,6 +266,7 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
     if isinstance(iters, bool) or not isinstance(iters, numbers.Integral) or iters < 0:
         raise ValueError(f"iters must be a non-negative integer, got {iters!r}")
     T = int(iters)
+    trace_every = check_trace_every(trace_every)
     if tol is not None:
         tol = float(tol)
         if not tol >= 0:
@@ -252,18 +275,44 @@ def run(problem, method: str, *, k: int = 1, gamma="theory-am", gamma_mult: floa
             p=p, batch=batch, participation=participation, sgd_theory=sgd_theory,
             adaptive_step=adaptive_step)
     return run_method(m, method, T=T, tol=tol, x0=x0, seed=seed, bits=bits,
-                      progress=progress, callback=callback, on_row=on_row)
+                      progress=progress, callback=callback, on_row=on_row,
+                      trace_every=trace_every)
+
+
+def wants_losses(problem, on: bool) -> None:
+    """Ask the fused oracle of ``problem`` (or of its base, for a cloned problem) for
+    the client losses of its next passes, or not (its ``losses`` attribute,
+    :class:`ef21fast.methods.oracle.FusedOracle`): ``f(x_t)`` reuses them on recorded
+    rounds, the other rounds need none. Problems without one are left as they are."""
+    fused = getattr(getattr(problem, "base", problem), "_fused", None)
+    if fused is not None and hasattr(fused, "losses"):
+        fused.losses = bool(on)
+
+
+def check_trace_every(trace_every) -> int:
+    """``trace_every`` checked: a positive integer.
+
+    Raises
+    ------
+    ValueError
+        If it is not an integer >= 1.
+    """
+    if (isinstance(trace_every, bool) or not isinstance(trace_every, numbers.Integral)
+            or trace_every < 1):
+        raise ValueError(f"trace_every must be a positive integer, got {trace_every!r}")
+    return int(trace_every)
 
 
 def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bool,
-               callback, on_row) -> Trace:
-    """The round loop of :func:`run` on a built method object ``m`` (``T``, ``tol``
-    already checked); also drives the block methods of
+               callback, on_row, trace_every: int = 1) -> Trace:
+    """The round loop of :func:`run` on a built method object ``m`` (``T``, ``tol``,
+    ``trace_every`` already checked); also drives the block methods of
     :mod:`ef21fast.methods.distributed`."""
     x = start_point(x0, m.d)
     rng = np.random.default_rng(seed)
+    K = trace_every
 
-    rows = _Rows(T)
+    rows = _Rows(T // K + 2)
     status, message = "completed", ""
     x_rec = x
     bar = None
@@ -275,6 +324,7 @@ def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bo
                    leave=False, mininterval=0.5)
 
     start = time.perf_counter()
+    wants_losses(m.problem, True)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         grad = m.start(x, rng)
         gn, fx = float(grad @ grad), float(m.problem.loss(x))
@@ -283,26 +333,47 @@ def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bo
         rows.add(0, 0.0, gn, fx, time.perf_counter() - start)
         if tol is not None and gn < tol:
             status = "converged"
+        bits_sum = 0.0
         try:
             if on_row is not None:
                 on_row(0, 0.0, gn, fx, rows.time_s[0], x)
             t = 0
             while status == "completed" and t < T:
                 t += 1
+                traced = t % K == 0 or t == T
+                if K > 1:
+                    wants_losses(m.problem, traced)
                 x_new = m.step(x)
                 if not np.all(np.isfinite(x_new)):
                     status, message = "diverged", DIVERGED_MESSAGE
+                    t -= 1
                     break
+                x_prev, grad_prev = x, grad
                 x = x_new
                 grad, sent = m.round(x)
+                bits_sum += sent
+                if not traced:  # f not evaluated: the iterate and ||grad f||^2 checked
+                    if np.isfinite(float(grad @ grad)):
+                        if bar is not None:
+                            bar.update(1)
+                        continue
+                    # a non-finite gradient: the previous round is the last finite one
+                    status, message = "diverged", DIVERGED_MESSAGE
+                    x, grad = x_prev, grad_prev
+                    bits_sum -= sent
+                    t -= 1
+                    break
                 gn, fx = float(grad @ grad), float(m.problem.loss(x))
                 if not (np.isfinite(gn) and np.isfinite(fx)):
                     status, message = "diverged", DIVERGED_MESSAGE
+                    x, grad = x_prev, grad_prev
+                    bits_sum -= sent
+                    t -= 1
                     break
-                rows.add(t, sent, gn, fx, time.perf_counter() - start)
+                rows.add(t, bits_sum, gn, fx, time.perf_counter() - start)
                 x_rec = x
                 if on_row is not None:
-                    on_row(t, rows.bits[t], gn, fx, rows.time_s[t], x)
+                    on_row(t, bits_sum, gn, fx, rows.time_s[rows.count - 1], x)
                 if bar is not None:
                     bar.update(1)
                 if tol is not None and gn < tol:
@@ -310,9 +381,19 @@ def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bo
                 elif callback is not None and callback(t, x, gn):
                     status = "interrupted"
                     message = f"stopped by the callback at round {t}"
+            if status == "diverged" and K > 1 and t > rows.last_round:
+                # the last finite round was not recorded: record it (its f costs one
+                # more evaluation), so that the trace ends where the run stayed finite
+                gn, fx = float(grad @ grad), float(m.problem.loss(x))
+                rows.add(t, bits_sum, gn, fx, time.perf_counter() - start)
+                x_rec = x
+                if on_row is not None:
+                    on_row(t, bits_sum, gn, fx, rows.time_s[rows.count - 1], x)
         except KeyboardInterrupt:
-            status, message = "interrupted", f"interrupted after round {rows.count - 1}"
+            status = "interrupted"
+            message = f"interrupted after round {rows.last_round}"
         finally:
+            wants_losses(m.problem, True)
             if bar is not None:
                 bar.close()
 
@@ -320,14 +401,16 @@ def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bo
     last = n - 1
     if status == "diverged":
         message = (f"{DIVERGED_MESSAGE} (gamma = {m.gamma:.4g}: a non-finite value "
-                   f"appeared at round {last + 1}; trace kept up to round {last})")
+                   f"appeared at round {rows.last_round + 1}; trace kept up to round "
+                   f"{rows.last_round})")
     elif status == "converged":
         message = (f"converged: ||grad f||^2 = {rows.grad_norm_sq[last]:.3e} < "
-                   f"tol = {tol:.3e} at round {last}")
+                   f"tol = {tol:.3e} at round {rows.last_round}")
     elif status == "completed":
-        message = f"completed {last} rounds: ||grad f||^2 = {rows.grad_norm_sq[last]:.3e}"
+        message = (f"completed {rows.last_round} rounds: ||grad f||^2 = "
+                   f"{rows.grad_norm_sq[last]:.3e}")
     return Trace(
-        iter=np.arange(n, dtype=np.int64), bits=rows.bits[:n].copy(),
+        iter=rows.iter[:n].copy(), bits=rows.bits[:n].copy(),
         grad_norm_sq=rows.grad_norm_sq[:n].copy(), f=rows.f[:n].copy(),
         time_s=rows.time_s[:n].copy(), x=np.array(x_rec, copy=True),
         status=status, message=message, method=method, gamma=m.gamma,

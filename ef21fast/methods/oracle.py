@@ -2,7 +2,8 @@
 
 Not kernels of the registry: the accelerated client-gradient passes that
 :class:`~ef21fast.methods.problems.Problem` uses on float64 data, dense
-(:func:`glm_client_grads`) or CSR (:func:`glm_csr_client_grads`), from their own C
+(:func:`glm_client_grads`) or CSR (:func:`glm_csr_client_grads`), and their float32
+forms (float64 arithmetic, each gradient rounded once to float32), from their own C
 module ``ef21fast._coracle`` (``csrc/glm_oracle.c``). It runs on the thread count of
 the C backend (:func:`ef21fast.set_num_threads`, and the fork-safety rule of
 :mod:`ef21fast.backends.c`), so it needs that backend too.
@@ -27,13 +28,17 @@ except RuntimeError as exc:
     raise ImportError(f"the fused GLM oracle runs on the C backend's threads, and {exc}") \
         from exc
 
-__all__ = ["GLM_KINDS", "glm_client_grads", "glm_csr_client_grads", "bind"]
+__all__ = ["GLM_KINDS", "glm_client_grads", "glm_csr_client_grads", "bind", "FusedOracle"]
 
 #: ``kind`` codes of :func:`glm_client_grads` (``enum ef21_glm_kind`` of
 #: ``csrc/glm_oracle.h``).
 GLM_KINDS = {"logreg": lib.EF21_GLM_LOGREG, "linreg": lib.EF21_GLM_LINREG}
 
 _DOUBLES = ffi.typeof("double[]")
+_FLOATS = ffi.typeof("float[]")
+#: The value types of :func:`glm_csr_client_grads`: dtype -> (cffi array type, C entry).
+_VALUE_TYPES = {np.dtype(np.float64): (_DOUBLES, lib.ef21_glm_csr_client_grads),
+                np.dtype(np.float32): (_FLOATS, lib.ef21_glm_csr_client_grads_f32)}
 _INT64S = ffi.typeof("int64_t[]")
 #: The index types of :func:`glm_csr_client_grads`: (code, cffi array type).
 _INDEX_TYPES = {np.dtype(np.int32): (lib.EF21_GLM_INDEX_I32, ffi.typeof("int32_t[]")),
@@ -56,30 +61,43 @@ def _check(rc):
                          "nthreads)")
     if rc == lib.EF21_GLM_EINDEX:
         raise IndexError("ef21fast GLM oracle: indices or indptr out of range")
+    if rc == lib.EF21_GLM_ENOMEM:
+        raise MemoryError("ef21fast GLM oracle: no memory for the float32 pass's scratch "
+                          "rows (threads x d float64)")
     raise RuntimeError(f"ef21fast GLM oracle: unknown return code {rc}")
 
 
-def glm_client_grads(A, b, offsets, x, reg, kind):
+def glm_client_grads(A, b, offsets, x, reg, kind, losses=False, out=None):
     """Every client's gradient of a dense GLM problem in one fused pass (not a kernel
     of the registry: the accelerated oracle of :mod:`ef21fast.methods.problems`).
 
     Parameters
     ----------
-    A : ndarray of float64, shape (m, d), C-contiguous
-    b : ndarray of float64, shape (m,), C-contiguous
+    A : ndarray of float64 or float32, shape (m, d), C-contiguous
+        Its dtype is that of the problem: b, x, reg and out must have it too.
+    b : ndarray of A's dtype, shape (m,), C-contiguous
     offsets : ndarray of int64, shape (n + 1,)
         Client i owns rows ``offsets[i]:offsets[i + 1]`` (non-decreasing, within m).
-    x, reg : ndarray of float64, shape (d,), C-contiguous
+    x, reg : ndarray of A's dtype, shape (d,), C-contiguous
         The point, and the regulariser's gradient added to every row.
     kind : {"logreg", "linreg"}
+    losses : bool, default False
+        Also return each client's sum of sample losses, from the same pass.
+    out : ndarray of A's dtype, shape (n, d), C-contiguous, or None
+        Where to write G (overwritten); None: a new array.
 
     Returns
     -------
-    ndarray of float64, shape (n, d)
+    G : ndarray of A's dtype, shape (n, d)
         Row i: ``sum_j (s_j / m_i) a_j + reg`` over client i's rows, with
         ``s_j = -b_j expit(-b_j a_j.x)`` (logreg) or ``2 (a_j.x - b_j)`` (linreg). Equal
         to the NumPy oracle up to rounding; independent of the thread count (that of the
-        C backend, :func:`ef21fast.set_num_threads`).
+        C backend, :func:`ef21fast.set_num_threads`); the same bits with or without
+        ``losses``. float32: the values converted to float64 and summed as the float64
+        pass does, each gradient rounded once to float32 (the float64 result on the
+        same values, rounded).
+    ell : ndarray of float64, shape (n,)
+        Only with ``losses=True``: as :func:`glm_csr_client_grads`.
 
     Raises
     ------
@@ -88,11 +106,13 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     """
     if kind not in GLM_KINDS:
         raise ValueError(f"kind must be one of {sorted(GLM_KINDS)}, got {kind!r}")
-    f64 = np.dtype(np.float64)
+    vdt = getattr(A, "dtype", None)
+    if vdt not in _VALUE_TYPES:
+        vdt = np.dtype(np.float64)  # the message names the expected dtype
     for name, arr, ndim in (("A", A, 2), ("b", b, 1), ("x", x, 1), ("reg", reg, 1)):
-        if not (isinstance(arr, np.ndarray) and arr.dtype == f64 and arr.ndim == ndim
+        if not (isinstance(arr, np.ndarray) and arr.dtype == vdt and arr.ndim == ndim
                 and arr.flags.c_contiguous):
-            raise ValueError(f"{name} must be a C-contiguous {ndim}-D float64 array")
+            raise ValueError(f"{name} must be a C-contiguous {ndim}-D {vdt} array")
     m, d = A.shape
     off = np.asarray(offsets)
     if off.dtype != np.int64 or off.ndim != 1 or off.size < 1 or not off.flags.c_contiguous:
@@ -102,22 +122,42 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     if off[0] < 0 or off[-1] > m or np.any(np.diff(off) < 0):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
     n = off.size - 1
-    G = np.empty((n, d))
-    if n == 0 or d == 0:
-        return G
-    nthreads = _c_backend.parallel_call_threads()
-    _check(lib.ef21_glm_client_grads(_ptr(A, _DOUBLES), _ptr(b, _DOUBLES), _ptr(off, _INT64S),
-                                     n, d, _ptr(x, _DOUBLES), _ptr(reg, _DOUBLES),
-                                     GLM_KINDS[kind], nthreads, _ptr(G, _DOUBLES, True)))
-    return G
+    G = _out(out, n, d, vdt)
+    ell = np.zeros(n)
+    if n and d:
+        vtype = _VALUE_TYPES[vdt][0]
+        entry = (lib.ef21_glm_client_grads_losses if vdt == np.float64
+                 else lib.ef21_glm_client_grads_f32)
+        _check(entry(
+            _ptr(A, vtype), _ptr(b, vtype), _ptr(off, _INT64S), n, d,
+            _ptr(x, vtype), _ptr(reg, vtype), GLM_KINDS[kind],
+            _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
+            _ptr(ell, _DOUBLES, True) if losses else ffi.NULL))
+    elif n and losses:  # d == 0: every margin is 0
+        bb = b[off[0]:off[-1]]
+        terms = np.full(bb.size, np.log(2.0)) if kind == "logreg" else bb * bb
+        ell = np.bincount(np.repeat(np.arange(n), np.diff(off)), weights=terms,
+                          minlength=n)
+    return (G, ell) if losses else G
 
 
-def _check_vector(name, arr, size=None):
-    if not (isinstance(arr, np.ndarray) and arr.dtype == np.float64 and arr.ndim == 1
+def _check_vector(name, arr, size=None, dtype=np.float64):
+    if not (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.ndim == 1
             and arr.flags.c_contiguous):
-        raise ValueError(f"{name} must be a C-contiguous 1-D float64 array")
+        raise ValueError(f"{name} must be a C-contiguous 1-D {np.dtype(dtype)} array")
     if size is not None and arr.size != size:
         raise ValueError(f"{name} must have shape ({size},), got {arr.shape}")
+
+
+def _out(out, n, d, dtype=np.float64):
+    """``out`` checked as the (n, d) result of ``dtype``, or a new array."""
+    if out is None:
+        return np.empty((n, d), dtype=dtype)
+    if not (isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == (n, d)
+            and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writable C-contiguous {np.dtype(dtype)} array of "
+                         f"shape ({n}, {d})")
+    return out
 
 
 def _check_offsets(offsets, m):
@@ -129,38 +169,47 @@ def _check_offsets(offsets, m):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
 
 
-def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses=False):
+def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses=False,
+                         out=None):
     """Every client's gradient of a GLM problem on CSR data in one fused pass (not a
     kernel of the registry: the accelerated oracle of
     :mod:`ef21fast.methods.problems` on sparse data).
 
     Parameters
     ----------
-    data : ndarray of float64, shape (nnz,), C-contiguous
+    data : ndarray of float64 or float32, shape (nnz,), C-contiguous, or None
+        The stored values; None: every stored value is 1 (a binary pattern, as in most
+        LIBSVM files: the values are not read, and the result is that of an array of
+        ones, bit for bit).
     indices : ndarray of int32 or int64, shape (nnz,), C-contiguous
         Column of each stored value, in ``[0, d)``; unsorted and repeated columns are
         allowed (repeats add up, as in scipy.sparse).
     indptr : ndarray, same dtype as ``indices``, shape (m + 1,), C-contiguous
         Row j holds the values ``indptr[j]:indptr[j + 1]`` (non-decreasing, within
         ``[0, nnz]``): the three arrays of a ``scipy.sparse.csr_matrix`` of shape (m, d).
-    b : ndarray of float64, shape (m,), C-contiguous
+    b : ndarray of float64 or float32, shape (m,), C-contiguous
     offsets : ndarray of int64, shape (n + 1,)
         Client i owns rows ``offsets[i]:offsets[i + 1]`` (non-decreasing, within m;
         an empty client's row of the result is ``reg`` and its loss 0).
-    x : ndarray of float64, shape (d,), C-contiguous
-    reg : ndarray of float64, shape (d,), C-contiguous, or None
+    x : ndarray of float64 or float32, shape (d,), C-contiguous
+        Its dtype is that of the problem: data, b, reg and out must have it too.
+    reg : ndarray of x's dtype, shape (d,), C-contiguous, or None
         The regulariser's gradient added to every row (None: nothing).
     kind : {"logreg", "linreg"}
     losses : bool, default False
         Also return each client's sum of sample losses, from the same pass.
+    out : ndarray of x's dtype, shape (n, d), C-contiguous, or None
+        Where to write G (overwritten); None: a new array.
 
     Returns
     -------
-    G : ndarray of float64, shape (n, d)
+    G : ndarray of x's dtype, shape (n, d)
         Row i: ``sum_j (s_j / m_i) a_j + reg`` over client i's rows, as
         :func:`glm_client_grads`. Equal to the scipy.sparse oracle up to rounding;
         independent of the thread count (each client is summed by one thread in
-        stored order).
+        stored order). float32: the products, margins, slopes and sums in float64,
+        each gradient rounded once to float32 (within a float32 rounding of the exact
+        gradient, closer than the NumPy float32 path).
     ell : ndarray of float64, shape (n,)
         Only with ``losses=True``: ``sum_j log(1 + exp(-b_j a_j.x))`` (logreg, in the
         form that cannot overflow) or ``sum_j (a_j.x - b_j)^2`` (linreg) per client.
@@ -176,12 +225,17 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     """
     if kind not in GLM_KINDS:
         raise ValueError(f"kind must be one of {sorted(GLM_KINDS)}, got {kind!r}")
-    _check_vector("data", data)
-    _check_vector("x", x)
-    _check_vector("b", b)
-    nnz, d, m = data.size, x.size, b.size
+    vdt = getattr(x, "dtype", None)
+    if vdt not in _VALUE_TYPES:
+        vdt = np.dtype(np.float64)  # the message names the expected dtype
+    _check_vector("x", x, dtype=vdt)
+    if data is not None:
+        _check_vector("data", data, dtype=vdt)
+    _check_vector("b", b, dtype=vdt)
+    d, m = x.size, b.size
+    nnz = data.size if data is not None else getattr(indices, "size", 0)
     if reg is not None:
-        _check_vector("reg", reg, d)
+        _check_vector("reg", reg, d, dtype=vdt)
     for name, arr, size in (("indices", indices, nnz), ("indptr", indptr, m + 1)):
         if not (isinstance(arr, np.ndarray) and arr.dtype in _INDEX_TYPES
                 and arr.ndim == 1 and arr.flags.c_contiguous):
@@ -193,15 +247,17 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
                          f"got {indptr.dtype}")
     _check_offsets(offsets, m)
     n = offsets.size - 1
-    G = np.empty((n, d))
+    G = _out(out, n, d, vdt)
     ell = np.zeros(n)
     if n and d:
         code, itype = _INDEX_TYPES[indices.dtype]
-        rc = lib.ef21_glm_csr_client_grads(
-            _ptr(data, _DOUBLES), _ptr(indices, itype), _ptr(indptr, itype), code, nnz,
-            _ptr(b, _DOUBLES), _ptr(offsets, _INT64S), n, d, _ptr(x, _DOUBLES),
-            ffi.NULL if reg is None else _ptr(reg, _DOUBLES), GLM_KINDS[kind],
-            _c_backend.parallel_call_threads(), _ptr(G, _DOUBLES, True),
+        vtype, entry = _VALUE_TYPES[vdt]
+        rc = entry(
+            ffi.NULL if data is None else _ptr(data, vtype), _ptr(indices, itype),
+            _ptr(indptr, itype), code, nnz,
+            _ptr(b, vtype), _ptr(offsets, _INT64S), n, d, _ptr(x, vtype),
+            ffi.NULL if reg is None else _ptr(reg, vtype), GLM_KINDS[kind],
+            _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
             _ptr(ell, _DOUBLES, True) if losses else ffi.NULL)
         if rc == lib.EF21_GLM_EINDEX:
             p = indptr.astype(np.int64)
@@ -216,23 +272,62 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     return (G, ell) if losses else G
 
 
+class FusedOracle:
+    """The fused oracle of one problem's data (:func:`bind`): ``f(x, reg) -> (G, ell)``.
+
+    Attributes
+    ----------
+    losses : bool
+        Whether a call also returns the per-client loss sums of its pass (default True;
+        False: ``ell`` is None, and the pass leaves out the loss terms, about a third of
+        a logistic CSR pass). :func:`ef21fast.methods.algorithms.run` turns it off for
+        the rounds whose trace row is not recorded (``trace_every``).
+    layout : {"dense", "csr"}
+    n : int
+        Clients.
+    """
+
+    def __init__(self, call, layout, n):
+        self._call, self.layout, self.losses, self.n = call, layout, True, n
+
+    def __call__(self, x, reg, lo=0, hi=None, out=None):
+        """``(G, ell)`` of clients ``lo:hi`` (default all) at x (shape (d,)) with reg
+        (shape (d,) or None) added to every row; ``ell`` is None when :attr:`losses` is
+        False. ``out``: where to write G, shape (hi - lo, d), the problem's dtype,
+        C-contiguous (None: a new array). A client's row does not depend on which
+        clients are asked with it (each is summed alone, in a fixed order).
+
+        Raises
+        ------
+        ValueError
+            If not ``0 <= lo <= hi <= n``, or on a bad ``out``.
+        """
+        hi = self.n if hi is None else hi
+        if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))
+                and 0 <= lo <= hi <= self.n):
+            raise ValueError(f"lo, hi must be integers with 0 <= lo <= hi <= {self.n}, "
+                             f"got {lo!r}, {hi!r}")
+        return self._call(x, reg, self.losses, int(lo), int(hi), out)
+
+
 def bind(A, b, offsets, kind):
     """The fused oracle of one problem's data, as ``f(x, reg) -> (G, ell)``.
 
     Parameters
     ----------
-    A : ndarray of float64, shape (m, d), C-contiguous, or scipy.sparse CSR matrix
-    b : ndarray of float64, shape (m,)
+    A : ndarray of float64 or float32, shape (m, d), C-contiguous, or scipy.sparse CSR
+        matrix of float64 or float32 (float32: the float32 passes)
+    b : ndarray of A's dtype, shape (m,)
     offsets : ndarray of int64, shape (n + 1,)
     kind : {"logreg", "linreg"}
 
     Returns
     -------
-    callable
+    FusedOracle
         ``f(x, reg)`` with x of shape (d,) and reg of shape (d,) or None returns
-        ``(G, ell)``: :func:`glm_client_grads` (dense A; ``ell`` is None) or
-        :func:`glm_csr_client_grads` with ``losses=True`` (CSR A; ``ell`` the
-        per-client loss sums of the same pass).
+        ``(G, ell)``: :func:`glm_client_grads` (dense A) or :func:`glm_csr_client_grads`
+        (CSR A), ``ell`` the per-client loss sums of the same pass (None when
+        ``f.losses`` is False).
 
     Notes
     -----
@@ -245,21 +340,53 @@ def bind(A, b, offsets, kind):
     on the thread count.
     """
     if isinstance(A, np.ndarray):
-        zeros = np.zeros(A.shape[1])
+        zeros = np.zeros(A.shape[1], A.dtype)
 
-        def dense(x, reg):
-            return glm_client_grads(A, b, offsets, x, zeros if reg is None else reg,
-                                    kind), None
-        return dense
+        def dense(x, reg, losses, lo, hi, out):
+            res = glm_client_grads(A, b, offsets[lo:hi + 1], x,
+                                   zeros if reg is None else reg, kind, losses=losses,
+                                   out=out)
+            return res if losses else (res, None)
+        return FusedOracle(dense, "dense", offsets.size - 1)
     lengths = np.diff(A.indptr)
     if offsets[0] == 0 and offsets[-1] == A.shape[0]:
         owner = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
         order = np.lexsort((lengths, owner))
         if np.any(order != np.arange(order.size)):
             A, b = A[order], np.ascontiguousarray(b[order])
-    data, indices, indptr = A.data, A.indices, A.indptr
+    # A binary pattern (most LIBSVM files): the values need not be read.
+    data = None if np.all(A.data == 1.0) else A.data
+    indices, indptr = A.indices, A.indptr
+    n, d = offsets.size - 1, A.shape[1]
+    # One checked pass now (bad arrays raise here); the calls then skip the checks of
+    # the fixed arrays, a tenth of a small problem's pass.
+    glm_csr_client_grads(data, indices, indptr, b, offsets, np.zeros(d, b.dtype), None,
+                         kind)
+    code, itype = _INDEX_TYPES[indices.dtype]
+    vdt = b.dtype
+    vtype, entry = _VALUE_TYPES[vdt]
+    fixed = (ffi.NULL if data is None else _ptr(data, vtype), _ptr(indices, itype),
+             _ptr(indptr, itype), code, indices.size, _ptr(b, vtype))
+    kcode = GLM_KINDS[kind]
 
-    def csr(x, reg):
-        return glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,
-                                    losses=True)
-    return csr
+    def csr(x, reg, losses, lo, hi, out):
+        k = hi - lo
+        if not (k and d and _is_vector(x, d, vdt)
+                and (reg is None or _is_vector(reg, d, vdt))):
+            res = glm_csr_client_grads(data, indices, indptr, b, offsets[lo:hi + 1], x,
+                                       reg, kind, losses=losses, out=out)
+            return res if losses else (res, None)
+        G, ell = _out(out, k, d, vdt), np.zeros(k) if losses else None
+        _check(entry(
+            *fixed, _ptr(offsets[lo:hi + 1], _INT64S), k, d, _ptr(x, vtype),
+            ffi.NULL if reg is None else _ptr(reg, vtype), kcode,
+            _c_backend.parallel_call_threads(), _ptr(G, vtype, True),
+            ffi.NULL if ell is None else _ptr(ell, _DOUBLES, True)))
+        return G, ell
+    return FusedOracle(csr, "csr", n)
+
+
+def _is_vector(arr, d, dtype):
+    return (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.shape == (d,)
+            and arr.flags.c_contiguous)
+

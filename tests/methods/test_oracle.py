@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 import ef21fast
-from registry_params import expected_backends
+from registry_params import expected_backends, require_threads
 
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.problems import LinearRegression, LogisticRegression
@@ -158,3 +158,120 @@ def test_glm_client_grads_argument_errors():
         f(A, b, off.astype(np.int32), x, np.zeros(3), "logreg")
     with pytest.raises(ValueError, match="b must have shape"):
         f(A, b[:3], off, x, np.zeros(3), "logreg")
+
+
+@pytest.mark.parametrize("kind", ["logreg", "linreg"])
+def test_dense_losses_from_the_same_pass(kind):
+    """glm_client_grads(losses=True): the client loss sums of the pass, equal to NumPy's
+    to rounding (1e-12 relative, as the gradients); G the same bits as without them,
+    also through ``out``; empty clients give loss 0."""
+    sizes = [3, 0, 1, 33, 70, 5]
+    cd = data([s for s in sizes if s], 13, seed=4)
+    A, b = cd.A, cd.b
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    x = np.random.default_rng(5).standard_normal(13) * 2.0
+    reg = np.random.default_rng(6).standard_normal(13) * 0.01
+    G0 = c_backend.glm_client_grads(A, b, off, x, reg, kind)
+    out = np.full_like(G0, np.nan)
+    G, ell = c_backend.glm_client_grads(A, b, off, x, reg, kind, losses=True, out=out)
+    assert G is out and np.array_equal(G.view(np.uint64), G0.view(np.uint64))
+    z = A @ x
+    terms = np.logaddexp(0.0, -(b * z)) if kind == "logreg" else (z - b) ** 2
+    want = np.array([terms[off[i]:off[i + 1]].sum() for i in range(len(sizes))])
+    assert ell[1] == 0.0
+    np.testing.assert_allclose(ell, want, rtol=1e-12, atol=0)
+
+
+def test_fused_oracle_losses_switch():
+    """FusedOracle.losses off: no losses (None) and the same gradient bits; the
+    problem's loss at that x is then computed apart, equal to rounding."""
+    cd = data([5, 9, 40], 11, seed=8)
+    for d in (cd, cd.sparse()):
+        c, ref = pair(LogisticRegression, d)
+        x = np.random.default_rng(9).standard_normal(11)
+        G1 = c.client_grads(x)
+        f1 = c.loss(x)
+        c._fused.losses = False
+        x2 = x + 0.5
+        G2 = c.client_grads(x2)
+        assert c._fused(x2, None)[1] is None
+        c._fused.losses = True
+        np.testing.assert_allclose(c.loss(x2), ref.loss(x2), rtol=1e-13)
+        assert np.array_equal(G2.view(np.uint64), c.client_grads(x2).view(np.uint64))
+        np.testing.assert_allclose(f1, ref.loss(x), rtol=1e-13)
+        assert np.array_equal(G1.view(np.uint64), c.client_grads(x).view(np.uint64))
+
+
+@pytest.mark.parametrize("kind", ["logreg", "linreg"])
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 112])
+def test_dense_float32_pass(kind, d):
+    """The float32 pass: the float64 pass's result on the same (float32) values,
+    rounded once to float32, bit for bit (G; the losses exactly); within float32
+    rounding of the NumPy float32 oracle (1e-5 of the row's largest entry)."""
+    sizes = [1, 3, 4, 31, 33, 70]
+    cd = data(sizes, d, seed=d + 100)
+    A32, b32 = cd.A.astype(np.float32), cd.b.astype(np.float32)
+    off = cd.offsets.astype(np.int64)
+    x32 = (np.random.default_rng(2).standard_normal(d) * 0.7).astype(np.float32)
+    reg32 = (np.random.default_rng(3).standard_normal(d) * 0.01).astype(np.float32)
+    G32, L32 = c_backend.glm_client_grads(A32, b32, off, x32, reg32, kind, losses=True)
+    G64, L64 = c_backend.glm_client_grads(A32.astype(np.float64), b32.astype(np.float64),
+                                          off, x32.astype(np.float64),
+                                          reg32.astype(np.float64), kind, losses=True)
+    assert G32.dtype == np.float32
+    assert np.array_equal(G32.view(np.uint32), G64.astype(np.float32).view(np.uint32))
+    assert np.array_equal(L32.view(np.uint64), L64.view(np.uint64))
+    cls = LogisticRegression if kind == "logreg" else LinearRegression
+    ref = cls(ClientData(A32.astype(np.float64), b32.astype(np.float64), off, "t"),
+              dtype="float32", oracle="numpy")
+    from ef21fast.methods.problems import _reg_grad
+
+    G = c_backend.glm_client_grads(A32, b32, off, x32, _reg_grad(ref.lam, x32), kind)
+    want = ref.client_grads(x32).astype(np.float64)
+    # NumPy's float32 path rounds each margin and slope to float32 and sums in float32:
+    # within 1e-5 of the row's largest entry (the float32 pass is the closer of the two)
+    rowmax = np.abs(want).max(axis=1, keepdims=True)
+    assert np.all(np.abs(G.astype(np.float64) - want) < 1e-5 * rowmax)
+
+
+def test_dense_float32_threads_and_errors():
+    cd = data([700] * 6, 70, seed=21)  # 4200 x 70 rows: past the one-thread size
+    A32, b32 = cd.A.astype(np.float32), cd.b.astype(np.float32)
+    off = cd.offsets.astype(np.int64)
+    x32 = np.random.default_rng(4).standard_normal(70).astype(np.float32)
+    reg32 = np.zeros(70, np.float32)
+    before = ef21fast.get_num_threads("c")
+    out = []
+    try:
+        for nt in (1, 2):
+            require_threads("c", nt)
+            out.append(c_backend.glm_client_grads(A32, b32, off, x32, reg32, "logreg"))
+    finally:
+        ef21fast.set_num_threads(before)
+    assert np.array_equal(out[0].view(np.uint32), out[1].view(np.uint32))
+    with pytest.raises(ValueError, match="x must be a C-contiguous 1-D float32"):
+        c_backend.glm_client_grads(A32, b32, off, x32.astype(np.float64), reg32, "logreg")
+    with pytest.raises(ValueError, match="out must be a writable C-contiguous float32"):
+        c_backend.glm_client_grads(A32, b32, off, x32, reg32, "logreg",
+                                   out=np.empty((6, 70)))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_oracle_client_ranges(sparse):
+    """FusedOracle(x, reg, lo, hi, out): the rows lo:hi of the full call, bit for bit,
+    with their losses; into ``out``; bad ranges raise."""
+    cd = data([5, 9, 40, 1, 33], 11, seed=12)
+    p = LogisticRegression(cd.sparse() if sparse else cd)
+    f = p._fused
+    x = np.random.default_rng(13).standard_normal(11)
+    reg = np.random.default_rng(14).standard_normal(11) * 0.01
+    G, ell = f(x, reg)
+    for lo, hi in ((0, 5), (1, 3), (4, 5), (2, 2)):
+        out = np.full((hi - lo, 11), np.nan)
+        g, e = f(x, reg, lo, hi, out=out)
+        assert g is out
+        assert np.array_equal(g.view(np.uint64), G[lo:hi].view(np.uint64))
+        assert np.array_equal(e, ell[lo:hi])
+    for lo, hi in ((-1, 2), (3, 2), (0, 6), (0.5, 2)):
+        with pytest.raises(ValueError, match="lo, hi must be integers"):
+            f(x, reg, lo, hi)

@@ -289,3 +289,136 @@ def test_without_the_c_module_the_scipy_path_runs(monkeypatch):
     assert prob.client_grads(x).shape == (2, 6) and np.isfinite(prob.loss(x))
     with pytest.raises(ValueError, match="oracle='c' is not available"):
         LogisticRegression(cd, oracle="c")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_binary_pattern_without_data_is_bit_identical(kind, index_dtype):
+    """data=None (every stored value 1, not read) gives the bits of an array of ones,
+    with and without the losses, into a fresh array or into ``out``."""
+    _, indices, indptr = csr(200, 29, 0.2, seed=5, index_dtype=index_dtype, shuffle=True)
+    ones = np.ones(indices.size)
+    off = np.array([0, 0, 1, 50, 51, 200], dtype=np.int64)
+    b, x = labels(200, 6), np.random.default_rng(7).standard_normal(29)
+    reg = np.random.default_rng(8).standard_normal(29) * 0.01
+    want_G, want_L = c_backend.glm_csr_client_grads(ones, indices, indptr, b, off, x,
+                                                    reg, kind, losses=True)
+    ref_G, ref_L = reference(ones, indices, indptr, b, off, x, reg, kind)
+    assert_close(want_G, ref_G)
+    assert_close(want_L, ref_L)
+    out = np.full((5, 29), np.nan)
+    got_G, got_L = c_backend.glm_csr_client_grads(None, indices, indptr, b, off, x, reg,
+                                                  kind, losses=True, out=out)
+    assert got_G is out
+    assert np.array_equal(got_G.view(np.uint64), want_G.view(np.uint64))
+    assert np.array_equal(got_L.view(np.uint64), want_L.view(np.uint64))
+    G_only = c_backend.glm_csr_client_grads(None, indices, indptr, b, off, x, reg, kind)
+    assert np.array_equal(G_only.view(np.uint64), want_G.view(np.uint64))
+
+
+def test_out_argument_errors():
+    data, indices, indptr = csr(20, 5, 0.3, seed=9)
+    off = np.array([0, 10, 20], dtype=np.int64)
+    b, x = labels(20, 1), np.zeros(5)
+    for bad in (np.empty((2, 4)), np.empty((2, 5), dtype=np.float32),
+                np.empty((5, 2)).T, np.empty((2, 5))[:, ::1][::-1]):
+        with pytest.raises(ValueError, match="out must be"):
+            c_backend.glm_csr_client_grads(data, indices, indptr, b, off, x, None,
+                                           "logreg", out=bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("binary", [False, True])
+def test_float32_pass(kind, index_dtype, binary):
+    """The float32 pass works in float64 and rounds each gradient once: the same bits as
+    the float64 pass on the same (float32) values, rounded to float32; the same losses;
+    within float32 rounding of the NumPy float32 oracle (2e-6 relative of the row's
+    scale: a few float32 ulp, the NumPy path rounding each product and margin); the same
+    bits for 1 and 2 threads."""
+    data, indices, indptr = csr(400, 23, 0.15, seed=11, index_dtype=index_dtype,
+                                shuffle=True)
+    data32 = None if binary else data.astype(np.float32)
+    off = np.array([0, 0, 1, 90, 91, 400], dtype=np.int64)
+    b32 = labels(400, 12).astype(np.float32)
+    x32 = (np.random.default_rng(13).standard_normal(23) * 0.5).astype(np.float32)
+    reg32 = (np.random.default_rng(14).standard_normal(23) * 0.01).astype(np.float32)
+    G32, L32 = c_backend.glm_csr_client_grads(data32, indices, indptr, b32, off, x32,
+                                              reg32, kind, losses=True)
+    assert G32.dtype == np.float32 and L32.dtype == np.float64
+    data64 = np.ones(indices.size) if binary else data32.astype(np.float64)
+    G64, L64 = c_backend.glm_csr_client_grads(
+        data64, indices, indptr, b32.astype(np.float64), off, x32.astype(np.float64),
+        reg32.astype(np.float64), kind, losses=True)
+    assert np.array_equal(G32.view(np.uint32), G64.astype(np.float32).view(np.uint32))
+    assert np.array_equal(L32.view(np.uint64), L64.view(np.uint64))
+    ref_G, _ = reference(data64, indices, indptr, b32.astype(np.float64), off,
+                         x32.astype(np.float64), reg32.astype(np.float64), kind)
+    assert_close(G32.astype(np.float64), ref_G, rtol=2e-6)
+
+
+def test_float32_pass_thread_count_does_not_change_a_bit():
+    # large enough for the pass to use its threads (nnz + n d >= 2^18)
+    data, indices, indptr = csr(20000, 50, 0.3, seed=15)
+    off = np.linspace(0, 20000, 41).astype(np.int64)
+    b32 = labels(20000, 16).astype(np.float32)
+    x32 = (np.random.default_rng(17).standard_normal(50) * 0.3).astype(np.float32)
+    before = ef21fast.get_num_threads("c")
+    out = []
+    try:
+        for nt in (1, 2):
+            require_threads("c", nt)
+            out.append(c_backend.glm_csr_client_grads(data.astype(np.float32), indices,
+                                                      indptr, b32, off, x32, None,
+                                                      "logreg", losses=True))
+    finally:
+        ef21fast.set_num_threads(before)
+    assert np.array_equal(out[0][0].view(np.uint32), out[1][0].view(np.uint32))
+    assert np.array_equal(out[0][1].view(np.uint64), out[1][1].view(np.uint64))
+
+
+def test_float32_problem_oracle_matches_numpy_float32():
+    """The float32 pass against the problem's NumPy float32 oracle (what a float32
+    problem runs today), 2e-6 relative of the row's scale."""
+    A = sp.random(300, 17, density=0.2, format="csr", random_state=3, data_rvs=np.ones)
+    b = labels(300, 4)
+    off = np.array([0, 50, 51, 300], dtype=np.int64)
+    p = LogisticRegression(ClientData(A, b, off, "f32"), dtype="float32", oracle="numpy")
+    x = (np.random.default_rng(5).standard_normal(17)).astype(np.float32)
+    from ef21fast.methods.problems import _reg_grad
+
+    want = p.client_grads(x)
+    got = c_backend.glm_csr_client_grads(None, p._A.indices, p._A.indptr, p._b,
+                                         off, x, _reg_grad(p.lam, x), "logreg")
+    assert got.dtype == want.dtype == np.float32
+    assert_close(got.astype(np.float64), want.astype(np.float64), rtol=2e-6)
+
+
+def test_float32_argument_errors():
+    data, indices, indptr = csr(20, 5, 0.3, seed=9)
+    off = np.array([0, 10, 20], dtype=np.int64)
+    b, x = labels(20, 1).astype(np.float32), np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match="data must be a C-contiguous 1-D float32"):
+        c_backend.glm_csr_client_grads(data, indices, indptr, b, off, x, None, "logreg")
+    with pytest.raises(ValueError, match="b must be a C-contiguous 1-D float32"):
+        c_backend.glm_csr_client_grads(None, indices, indptr, b.astype(np.float64), off,
+                                       x, None, "logreg")
+    with pytest.raises(ValueError, match="out must be a writable C-contiguous float32"):
+        c_backend.glm_csr_client_grads(None, indices, indptr, b, off, x, None, "logreg",
+                                       out=np.empty((2, 5)))
+
+
+def test_bind_float32_csr():
+    """bind() on float32 CSR data and labels (what a float32 problem holds) gives the
+    float32 pass, the same bits as the function on the reordered rows' sums."""
+    A = sp.random(200, 9, density=0.3, format="csr", random_state=6).astype(np.float32)
+    b = labels(200, 7).astype(np.float32)
+    off = np.array([0, 70, 200], dtype=np.int64)
+    f = c_backend.bind(A, b, off, "logreg")
+    x = np.random.default_rng(8).standard_normal(9).astype(np.float32)
+    G, ell = f(x, None)
+    assert G.dtype == np.float32 and f.layout == "csr"
+    want, want_ell = c_backend.glm_csr_client_grads(A.data, A.indices, A.indptr, b, off,
+                                                    x, None, "logreg", losses=True)
+    assert_close(G.astype(np.float64), want.astype(np.float64), rtol=1e-6)
+    np.testing.assert_allclose(ell, want_ell, rtol=1e-12)
