@@ -59,7 +59,7 @@ def _check(rc):
     raise RuntimeError(f"ef21fast GLM oracle: unknown return code {rc}")
 
 
-def glm_client_grads(A, b, offsets, x, reg, kind):
+def glm_client_grads(A, b, offsets, x, reg, kind, out=None):
     """Every client's gradient of a dense GLM problem in one fused pass (not a kernel
     of the registry: the accelerated oracle of :mod:`ef21fast.methods.problems`).
 
@@ -72,6 +72,8 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     x, reg : ndarray of float64, shape (d,), C-contiguous
         The point, and the regulariser's gradient added to every row.
     kind : {"logreg", "linreg"}
+    out : ndarray of float64, shape (n, d), C-contiguous, optional
+        Written with the result and returned.
 
     Returns
     -------
@@ -102,7 +104,7 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
     if off[0] < 0 or off[-1] > m or np.any(np.diff(off) < 0):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
     n = off.size - 1
-    G = np.empty((n, d))
+    G = _out(out, n, d)
     if n == 0 or d == 0:
         return G
     nthreads = _c_backend.parallel_call_threads()
@@ -110,6 +112,17 @@ def glm_client_grads(A, b, offsets, x, reg, kind):
                                      n, d, _ptr(x, _DOUBLES), _ptr(reg, _DOUBLES),
                                      GLM_KINDS[kind], nthreads, _ptr(G, _DOUBLES, True)))
     return G
+
+
+def _out(out, n, d):
+    """``out`` checked as the (n, d) float64 result, or a new array."""
+    if out is None:
+        return np.empty((n, d))
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (n, d)
+            and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous float64 array of shape "
+                         f"({n}, {d})")
+    return out
 
 
 def _check_vector(name, arr, size=None):
@@ -129,7 +142,8 @@ def _check_offsets(offsets, m):
         raise ValueError(f"offsets must be non-decreasing within [0, {m}]")
 
 
-def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses=False):
+def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses=False,
+                         out=None):
     """Every client's gradient of a GLM problem on CSR data in one fused pass (not a
     kernel of the registry: the accelerated oracle of
     :mod:`ef21fast.methods.problems` on sparse data).
@@ -153,6 +167,8 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     kind : {"logreg", "linreg"}
     losses : bool, default False
         Also return each client's sum of sample losses, from the same pass.
+    out : ndarray of float64, shape (n, d), C-contiguous, optional
+        Written with ``G`` and returned as ``G``.
 
     Returns
     -------
@@ -193,7 +209,7 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
                          f"got {indptr.dtype}")
     _check_offsets(offsets, m)
     n = offsets.size - 1
-    G = np.empty((n, d))
+    G = _out(out, n, d)
     ell = np.zeros(n)
     if n and d:
         code, itype = _INDEX_TYPES[indices.dtype]
@@ -217,7 +233,7 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
 
 
 def bind(A, b, offsets, kind):
-    """The fused oracle of one problem's data, as ``f(x, reg) -> (G, ell)``.
+    """The fused oracle of one problem's data, as ``f(x, reg, lo, hi, out) -> (G, ell)``.
 
     Parameters
     ----------
@@ -229,10 +245,14 @@ def bind(A, b, offsets, kind):
     Returns
     -------
     callable
-        ``f(x, reg)`` with x of shape (d,) and reg of shape (d,) or None returns
-        ``(G, ell)``: :func:`glm_client_grads` (dense A; ``ell`` is None) or
-        :func:`glm_csr_client_grads` with ``losses=True`` (CSR A; ``ell`` the
-        per-client loss sums of the same pass).
+        ``f(x, reg, lo=0, hi=n, out=None)`` with x of shape (d,), reg of shape (d,) or
+        None, clients ``lo:hi`` and ``out`` as :func:`glm_client_grads` returns
+        ``(G, ell)`` of those clients: :func:`glm_client_grads` (dense A; ``ell`` is
+        None) or :func:`glm_csr_client_grads` with ``losses=True`` (CSR A; ``ell`` the
+        per-client loss sums of the same pass). The range is passed as the rows of
+        its clients (a view of the dense rows; the CSR ``indptr`` sliced, the values
+        not copied): each client is computed alone, so the rows are bit for bit those
+        of the call over all clients.
 
     Notes
     -----
@@ -242,14 +262,16 @@ def bind(A, b, offsets, kind):
     of varying length in file order mispredict about once per row and loop (w8a-like
     data: 1.4x faster). A client's gradient and loss are sums over its rows, so only
     their rounding changes, and the order is fixed: the result still does not depend
-    on the thread count.
+    on the thread count. No copy is made when the rows are in that order already.
     """
+    n = offsets.size - 1
     if isinstance(A, np.ndarray):
         zeros = np.zeros(A.shape[1])
 
-        def dense(x, reg):
-            return glm_client_grads(A, b, offsets, x, zeros if reg is None else reg,
-                                    kind), None
+        def dense(x, reg, lo=0, hi=n, out=None):
+            r0, r1 = offsets[lo], offsets[hi]
+            return glm_client_grads(A[r0:r1], b[r0:r1], offsets[lo:hi + 1] - r0, x,
+                                    zeros if reg is None else reg, kind, out=out), None
         return dense
     lengths = np.diff(A.indptr)
     if offsets[0] == 0 and offsets[-1] == A.shape[0]:
@@ -259,7 +281,9 @@ def bind(A, b, offsets, kind):
             A, b = A[order], np.ascontiguousarray(b[order])
     data, indices, indptr = A.data, A.indices, A.indptr
 
-    def csr(x, reg):
-        return glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind,
-                                    losses=True)
+    def csr(x, reg, lo=0, hi=n, out=None):
+        r0, r1 = offsets[lo], offsets[hi]
+        return glm_csr_client_grads(data, indices, indptr[r0:r1 + 1], b[r0:r1],
+                                    offsets[lo:hi + 1] - r0, x, reg, kind, losses=True,
+                                    out=out)
     return csr
