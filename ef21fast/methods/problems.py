@@ -427,17 +427,19 @@ class Problem:
         return out
 
     def _keep_losses(self, x, ell, lo, hi) -> None:
-        """Keep the fused pass's client losses at x once ranges in client order have
-        covered every client (a single call over all of them, or a chunked round)."""
+        """Keep the fused pass's client losses at x once ranges in client order (from
+        0, each starting at or before the end of the last) have covered every client:
+        a single call over all of them, or a chunked round."""
         if lo == 0:
             self._ell_part = (x.copy(), np.empty(self.n), 0)
         part = self._ell_part
-        if part is None or part[2] != lo or not np.array_equal(part[0], x):
+        if part is None or part[2] < lo or not np.array_equal(part[0], x):
             self._ell_part = None
             return
-        part[1][lo:hi] = ell
-        self._ell_part = (part[0], part[1], hi)
-        if hi == self.n:
+        part[1][lo:hi] = ell  # (ranges may overlap: a client's loss has fixed bits)
+        done = max(part[2], hi)
+        self._ell_part = (part[0], part[1], done)
+        if done == self.n:
             self._ell, self._ell_part = (part[0], part[1]), None
 
     def draw_minibatches(self, batch, rng) -> Minibatches:
