@@ -30,7 +30,7 @@ __all__ = ["Method", "Round", "mean_rows", "chunk_rows", "CHUNK_FRACTION",
 
 #: A round computes its client gradients in chunks of clients whose buffer holds at
 #: most this fraction of the bytes of the (n, d) client states ...
-CHUNK_FRACTION = 0.05
+CHUNK_FRACTION = 0.02
 #: ... or this many bytes, whichever is larger (and at least one client).
 CHUNK_MIN_BYTES = 1 << 20
 
@@ -319,13 +319,13 @@ class Method:
             out[...] = G
             return mean_rows(G)
         rows = chunk_rows(n, self.d, out.dtype.itemsize)
+        spare = np.empty((1 + rows, self.d))
         acc = None
         for lo in range(0, n, rows):
             hi = min(n, lo + rows)
             p.client_grads(x, lo, hi, out=out[lo:hi])
-            spare = np.empty((1 + hi - lo, self.d))
-            spare[1:] = out[lo:hi]
-            acc = _add_rows(acc, spare)
+            spare[1:1 + hi - lo] = out[lo:hi]
+            acc = _add_rows(acc, spare[:1 + hi - lo])
         return acc / n
 
     def __repr__(self):

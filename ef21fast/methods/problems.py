@@ -186,10 +186,12 @@ class Problem:
         self.name = data.name or self.kind
         self._sparse = data.is_sparse
         A = data.A
-        if self._sparse:
-            A = sp.csr_matrix(A, copy=True)
-            A.sum_duplicates()
-            A.sort_indices()
+        if self._sparse:  # canonical CSR (sorted, no repeated columns): shared, no copy
+            A = sp.csr_matrix(A, dtype=np.float64)
+            if not A.has_canonical_format:
+                A = A.copy()
+                A.sum_duplicates()
+                A.sort_indices()
         else:
             A = np.ascontiguousarray(A)
         self._A = A
@@ -213,6 +215,7 @@ class Problem:
             self._q = int(self.m_i[0])
         self._nnz_keys = None  # (row, owner * d + column) per stored value, on first use
         self._z = None  # (x, per-sample slopes at x) of the NumPy oracle's last product
+        self._reg = None  # (x, the regulariser's gradient at x), the last x
         c = self._curvature
         # Regulariser part of the constants (docs/maths.rst, "Rare features" for owned).
         reg_i, reg = 2.0 * lam, 2.0 * lam
@@ -221,9 +224,7 @@ class Problem:
             reg = 2.0 * lam * (self._own.sum(axis=0).max() if self.d else 0.0) / self.n
         with single_threaded_blas():  # many tiny eigenproblems: threads only hurt
             self.L_i = c * client_lmax(A, off) / self.m_i + reg_i
-        w = np.sqrt(self._inv_m_row / self.n)
-        Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
-        self.L = float(c * lmax_gram(Bw) + reg)
+        self.L = float(c * lmax_gram(A, np.sqrt(self._inv_m_row / self.n)) + reg)
         if self.dtype != np.float64:  # the constants above come from the float64 data
             self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
@@ -269,10 +270,17 @@ class Problem:
         return self._curvature
 
     # --- helpers ----------------------------------------------------------------------
+    def _reg_grad_at(self, x) -> np.ndarray:
+        """``_reg_grad(lam, x)``, kept for the last x (the client ranges of a round)."""
+        last = self._reg
+        if last is None or not np.array_equal(last[0], x):
+            last = self._reg = (x.copy(), _reg_grad(self.lam, x))
+        return last[1]
+
     def _reg_rows(self, x, src=None):
         """The regulariser's gradient of every client (row ``v``: client ``src[v]``):
         one (d,) row for all when every client has every feature, else (V, d)."""
-        g = _reg_grad(self.lam, x)
+        g = self._reg_grad_at(x)
         if self._own is None:
             return g
         return (self._own if src is None else self._own[src]) * g
@@ -406,7 +414,7 @@ class Problem:
             check_out(out, hi - lo, self.d, self.dtype)
         if self._fused is not None:
             G, ell = self._fused(np.ascontiguousarray(x),
-                                 _reg_grad(self.lam, x) if self._own is None else None,
+                                 self._reg_grad_at(x) if self._own is None else None,
                                  lo, hi, out)
             if ell is not None:  # the losses of the same pass, for loss(x) next
                 self._keep_losses(x, ell, lo, hi)
