@@ -53,10 +53,16 @@ def _errstate():
 
 def _reg_value(lam: float, x: np.ndarray) -> float:
     """lam * sum_k x_k^2 / (1 + x_k^2), exact for every x (inf -> lam per coordinate)."""
-    with _errstate():
+    with _errstate():  # in place: at most two (d,) temporaries (d of a million and more)
         x2 = x * x
-        t = 1.0 / (1.0 + x2)
-        return lam * float(np.sum(np.where(x2 <= 1.0, x2 * t, 1.0 - t)))
+        t = np.add(1.0, x2)
+        np.divide(1.0, t, out=t)
+        large = x2 <= 1.0
+        np.logical_not(large, out=large)  # (NaN: 1 - t, as np.where did)
+        np.multiply(x2, t, out=x2)
+        np.subtract(1.0, t, out=t)
+        np.copyto(x2, t, where=large)
+        return lam * float(np.sum(x2))
 
 
 def _reg_terms(lam: float, x: np.ndarray) -> np.ndarray:
@@ -69,9 +75,14 @@ def _reg_terms(lam: float, x: np.ndarray) -> np.ndarray:
 
 def _reg_grad(lam: float, x: np.ndarray) -> np.ndarray:
     """2 lam x_k / (1 + x_k^2)^2, evaluated as 2 lam (x t) t with t = 1/(1 + x^2)."""
-    with _errstate():
-        t = 1.0 / (1.0 + x * x)
-        return (2.0 * lam) * (x * t) * t
+    with _errstate():  # in place, as _reg_value
+        t = x * x
+        np.add(1.0, t, out=t)
+        np.divide(1.0, t, out=t)
+        u = x * t
+        np.multiply(2.0 * lam, u, out=u)
+        u *= t
+        return u
 
 
 def _check_batch(batch, m_i: np.ndarray) -> np.ndarray:
