@@ -142,8 +142,8 @@ def main() -> None:
     print(f"# {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()}")
     print("| case | m x d (nnz) | n | setup s (load + constants) | start s | s/round "
-          "| data MB | states MB | peak MB (setup / run) | run overhead |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| data + states MB | peak MB: setup / after it / run | run peak vs data + states |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--a9a",
                args.a9a, "--rounds", str(args.rounds)]
@@ -154,9 +154,9 @@ def main() -> None:
         print(f"| {r['case']} ({r['source']}, {r['oracle']} oracle) | {r['m']} x {r['d']} "
               f"({r['nnz']}) | {r['n']} | {r['load_s'] + r['constants_s']:.2f} "
               f"({r['load_s']:.2f} + {r['constants_s']:.2f}) | {r['start_s']:.3f} | "
-              f"{r['round_s']:.4f} | {r['data_mb']:.1f} | {r['state_mb']:.1f} | "
-              f"{r['setup_extra_mb']:.0f} / {r['extra_mb']:.0f} | "
-              f"{100 * r['overhead']:+.1f}% |", flush=True)
+              f"{r['round_s']:.4f} | {r['data_mb']:.1f} + {r['state_mb']:.1f} | "
+              f"{r['setup_extra_mb']:.0f} / {r['after_setup_mb']:.0f} / "
+              f"{r['extra_mb']:.0f} | {100 * r['overhead']:+.1f}% |", flush=True)
 
 
 if __name__ == "__main__":

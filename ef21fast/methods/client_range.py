@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_range", "check_out", "Minibatches"]
+__all__ = ["check_range", "check_out", "Minibatches", "draw_minibatches", "minibatch_grads"]
 
 
 def check_range(lo, hi, n: int) -> tuple[int, int]:
@@ -76,3 +76,67 @@ class Minibatches:
         if last is None or not np.array_equal(last[0], x):
             self._slopes = last = (x.copy(), compute(x))
         return last[1]
+
+
+def _errstate():
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
+def draw_minibatches(problem, src, sizes, rng) -> Minibatches:
+    """The minibatches of V virtual clients of ``problem`` (a
+    :class:`~ef21fast.methods.problems.Problem`): virtual client v samples
+    ``sizes[v]`` rows of client ``src[v]`` without replacement, all in one batched draw
+    of ``sum(m_i[src])`` uniform numbers from ``rng`` (no loop over clients)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, "
+                        f"got {type(rng).__name__}")
+    V = src.size
+    m_src = problem.m_i[src]
+    seg_start = np.concatenate(([0], np.cumsum(m_src)))
+    total = int(seg_start[-1])
+    seg = np.repeat(np.arange(V), m_src)
+    # A uniformly random order inside each segment: sort by seg + u/2, u ~ U[0, 1)
+    # (u/2 < 1/2 keeps the segments apart after rounding; ties have probability
+    # ~2^-40 and are broken by position).
+    order = np.argsort(seg + 0.5 * rng.random(total), kind="stable")
+    rank = np.arange(total) - seg_start[seg]
+    chosen = order[rank < sizes[seg]]  # positions, grouped by virtual client
+    vc = seg[chosen]
+    rows = problem._offsets[src[vc]] + (chosen - seg_start[vc])
+    return Minibatches(problem, src, sizes, rows, np.concatenate(([0], np.cumsum(sizes))))
+
+
+def minibatch_grads(problem, x, mb: Minibatches, lo, hi, out) -> np.ndarray:
+    """The minibatch gradients of virtual clients ``lo:hi`` of the draw ``mb`` at x,
+    plus the regulariser's gradient; ``out`` as ``Problem.client_grads``. The margins
+    of all the draw's rows come from one product (kept in ``mb`` for the next range),
+    and each row's weighted sum runs over its own samples in order, so a range's rows
+    are those of the call over all virtual clients, bit for bit."""
+    import scipy.sparse as sp
+
+    if out is not None:
+        check_out(out, hi - lo, problem.d, problem.dtype)
+    A, rows, indptr = problem._A, mb.rows, mb.indptr
+
+    def slopes(x):  # over all the sampled rows, as one product
+        with _errstate():
+            if rows.size * 2 < A.shape[0]:
+                z = A[rows] @ x
+            else:
+                z = (A @ x)[rows]
+            return problem._sample_slopes(z, problem._b[rows])
+
+    s = mb.slopes(x, slopes)
+    p0, p1 = int(indptr[lo]), int(indptr[hi])
+    sizes = mb.sizes[lo:hi]
+    with _errstate():
+        vc = np.repeat(np.arange(hi - lo), sizes)
+        W = sp.csr_matrix((s[p0:p1] / sizes[vc], rows[p0:p1], indptr[lo:hi + 1] - p0),
+                          shape=(hi - lo, A.shape[0]))
+        G = W @ A
+        G = G.toarray() if sp.issparse(G) else np.asarray(G)
+        G += problem._reg_rows(x, mb.src[lo:hi])
+    if out is None:
+        return np.ascontiguousarray(G, dtype=problem.dtype)
+    out[...] = G
+    return out

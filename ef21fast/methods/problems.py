@@ -32,7 +32,8 @@ import math
 
 import numpy as np
 
-from ef21fast.methods.client_range import Minibatches, check_out, check_range
+from ef21fast.methods.client_range import (Minibatches, check_out, check_range, draw_minibatches,
+                                           minibatch_grads)
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.data_sparse import ownership
 from ef21fast.methods.spectra import client_lmax, lmax_gram, single_threaded_blas
@@ -533,55 +534,11 @@ class Problem:
     def _draw(self, src, sizes, rng) -> Minibatches:
         """The minibatches of V virtual clients; virtual client v samples sizes[v]
         rows of client src[v] without replacement."""
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, "
-                            f"got {type(rng).__name__}")
-        V = src.size
-        m_src = self.m_i[src]
-        seg_start = np.concatenate(([0], np.cumsum(m_src)))
-        total = int(seg_start[-1])
-        seg = np.repeat(np.arange(V), m_src)
-        # A uniformly random order inside each segment: sort by seg + u/2, u ~ U[0, 1)
-        # (u/2 < 1/2 keeps the segments apart after rounding; ties have probability
-        # ~2^-40 and are broken by position).
-        order = np.argsort(seg + 0.5 * rng.random(total), kind="stable")
-        rank = np.arange(total) - seg_start[seg]
-        chosen = order[rank < sizes[seg]]  # positions, grouped by virtual client
-        vc = seg[chosen]
-        rows = self._offsets[src[vc]] + (chosen - seg_start[vc])
-        return Minibatches(self, src, sizes, rows,
-                           np.concatenate(([0], np.cumsum(sizes))))
+        return draw_minibatches(self, src, sizes, rng)
 
     def _grads_of(self, x, mb: Minibatches, lo, hi, out) -> np.ndarray:
         """The gradients of virtual clients lo:hi of a draw."""
-        import scipy.sparse as sp
-
-        if out is not None:
-            check_out(out, hi - lo, self.d, self.dtype)
-        rows, indptr = mb.rows, mb.indptr
-
-        def slopes(x):  # over all the sampled rows, as one product
-            with _errstate():
-                if rows.size * 2 < self._A.shape[0]:
-                    z = self._A[rows] @ x
-                else:
-                    z = (self._A @ x)[rows]
-                return self._sample_slopes(z, self._b[rows])
-
-        s = mb.slopes(x, slopes)
-        p0, p1 = int(indptr[lo]), int(indptr[hi])
-        sizes = mb.sizes[lo:hi]
-        with _errstate():
-            vc = np.repeat(np.arange(hi - lo), sizes)
-            W = sp.csr_matrix((s[p0:p1] / sizes[vc], rows[p0:p1], indptr[lo:hi + 1] - p0),
-                              shape=(hi - lo, self._A.shape[0]))
-            G = W @ self._A
-            G = G.toarray() if sp.issparse(G) else np.asarray(G)
-            G += self._reg_rows(x, mb.src[lo:hi])
-        if out is None:
-            return np.ascontiguousarray(G, dtype=self.dtype)
-        out[...] = G
-        return out
+        return minibatch_grads(self, x, mb, lo, hi, out)
 
     def __repr__(self):
         return (f"{type(self).__name__}(name={self.name!r}, n={self.n}, d={self.d}, "
@@ -647,118 +604,5 @@ class LinearRegression(Problem):
         return 2.0 * (z - b)
 
 
-class ClonedProblem(Problem):
-    """EF21 on the cloned problem (docs/maths.rst, "Methods").
-
-    Client i of ``base`` is replaced by ``N_i`` clones; with ``N = sum N_i`` clone
-    (i, j) holds ``f_ij = (N / (n N_i)) f_i``, so ``f = (1/N) sum_ij f_ij`` is the base
-    objective. Clone constants are ``N L_i / (n N_i)``; with the default counts
-    ``N_i = ceil(L_i / L_AM)`` (:func:`ef21fast.methods.theory.clone_counts`) each is
-    ``<= 2 L_AM``.
-
-    Parameters
-    ----------
-    base : Problem
-    counts : array_like of int, shape (base.n,), optional
-        N_i >= 1; default :func:`ef21fast.methods.theory.clone_counts` of ``base.L_i``.
-
-    Attributes
-    ----------
-    n : int
-        N, the number of clones.
-    source : ndarray, shape (N,), int64
-        The base client of each clone (clones of a client are consecutive).
-    scale : ndarray, shape (N,), float64
-        ``N / (n N_i)`` of each clone.
-    L : float
-        ``base.L`` (the objective is the same).
-    L_i : ndarray, shape (N,)
-        ``N L_i / (n N_i)`` per clone.
-    m_i : ndarray, shape (N,), int64
-        Samples of each clone's base client.
-    """
-
-    kind = "cloned"
-
-    def __init__(self, base: Problem, counts=None):
-        if not isinstance(base, Problem) or isinstance(base, ClonedProblem):
-            raise TypeError("base must be a (non-cloned) Problem")
-        if counts is None:
-            from ef21fast.methods.theory import clone_counts
-
-            counts = clone_counts(base.L_i)
-        counts = np.asarray(counts)
-        if counts.shape != (base.n,) or counts.dtype.kind not in "iu":
-            raise ValueError(f"counts must be {base.n} integers, got {counts.dtype} "
-                             f"{counts.shape}")
-        if np.any(counts < 1):
-            raise ValueError("counts must be >= 1")
-        counts = counts.astype(np.int64)
-        self.base = base
-        self.counts = counts
-        self.data = base.data
-        self.lam = base.lam
-        self.regulariser = base.regulariser
-        self.dtype = base.dtype
-        self.d = base.d
-        N = int(counts.sum())
-        self.n = N
-        self.source = np.repeat(np.arange(base.n, dtype=np.int64), counts)
-        per_client = N / (base.n * counts.astype(np.float64))
-        self.scale = per_client[self.source]
-        self.L = base.L
-        self.L_i = (base.L_i * per_client)[self.source]
-        self.m_i = base.m_i[self.source]
-        self.name = f"{base.name}-cloned"
-
-    def _x(self, x):
-        return self.base._x(x)
-
-    def client_losses(self, x) -> np.ndarray:
-        """f_ij(x) for every clone, shape (N,)."""
-        return self.base.client_losses(x)[self.source] * self.scale
-
-    def loss(self, x) -> float:
-        """f(x), the base objective."""
-        return self.base.loss(x)
-
-    def grad(self, x) -> np.ndarray:
-        """∇f(x), the base gradient, shape (d,)."""
-        return self.base.grad(x)
-
-    def client_grads(self, x, lo=0, hi=None, out=None) -> np.ndarray:
-        """∇f_ij(x) of clones ``lo:hi`` (all by default), shape (hi - lo, d): the
-        base's rows of their clients, scaled, repeated. ``lo``, ``hi``, ``out`` and
-        the bits of a range as :meth:`Problem.client_grads`."""
-        x = self._x(x)
-        lo, hi = check_range(lo, hi, self.n)
-        if out is not None:
-            check_out(out, hi - lo, self.d, self.dtype)
-        src = self.source[lo:hi]
-        b0, b1 = (int(src[0]), int(src[-1]) + 1) if src.size else (0, 0)
-        G = self.base.client_grads(x, b0, b1)
-        G *= (self.scale[np.cumsum(self.counts) - 1])[b0:b1, None]
-        if out is None:
-            return np.take(G, src - b0, axis=0)
-        return np.take(G, src - b0, axis=0, out=out)
-
-    def draw_minibatches(self, batch, rng) -> Minibatches:
-        """The minibatches of every clone for one round (:meth:`Problem.draw_minibatches`)."""
-        return self.base._draw(self.source, _check_batch(batch, self.m_i), rng)
-
-    def client_stochastic_grads(self, x, batch, rng, lo=0, hi=None,
-                                out=None) -> np.ndarray:
-        """Minibatch gradients of clones ``lo:hi`` (each clone draws its own minibatch
-        of its base client's samples, for every clone at once), scaled by
-        N/(n N_i); shape (hi - lo, d). ``rng``: a Generator or a draw of
-        :meth:`draw_minibatches`; the rest as :meth:`Problem.client_stochastic_grads`."""
-        x = self._x(x)
-        lo, hi = check_range(lo, hi, self.n)
-        sizes = _check_batch(batch, self.m_i)
-        G = self.base._grads_of(x, self.base._drawn(rng, self.source, sizes), lo, hi, out)
-        G *= self.scale[lo:hi, None]
-        return G
-
-    def __repr__(self):
-        return (f"ClonedProblem(base={self.base!r}, N={self.n}, "
-                f"L_AM={float(np.mean(self.L_i)):.6g})")
+# ClonedProblem lives in its own module; it is part of this one's interface.
+from ef21fast.methods.cloned import ClonedProblem  # noqa: E402
