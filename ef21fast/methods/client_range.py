@@ -44,6 +44,23 @@ def check_out(out, rows: int, d: int, dtype) -> None:
         raise ValueError("out must be C-contiguous and writeable")
 
 
+def _check_batch(batch, m_i: np.ndarray) -> np.ndarray:
+    n = m_i.size
+    arr = np.asarray(batch)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f"
+                                             and np.all(arr == np.floor(arr))):
+        raise ValueError(f"batch must be an integer or an array of {n} integers")
+    if arr.ndim == 0:
+        arr = np.full(n, int(arr))
+    elif arr.shape != (n,):
+        raise ValueError(f"batch must be an integer or have shape ({n},), "
+                         f"got shape {arr.shape}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 1):
+        raise ValueError("batch sizes must be >= 1")
+    return np.minimum(arr, m_i)
+
+
 class Minibatches:
     """The minibatches of one stochastic round, drawn for every client at once.
 
