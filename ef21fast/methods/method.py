@@ -32,7 +32,7 @@ __all__ = ["Method", "Round", "mean_rows", "chunk_rows", "CHUNK_FRACTION",
 #: most this fraction of the bytes of the (n, d) client states ...
 CHUNK_FRACTION = 0.02
 #: ... or this many bytes, whichever is larger (and at least one client).
-CHUNK_MIN_BYTES = 1 << 20
+CHUNK_MIN_BYTES = 4 << 20
 
 
 class Round(NamedTuple):
