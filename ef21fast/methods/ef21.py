@@ -1,9 +1,11 @@
 """EF21 and its forms: weighted, stochastic gradients, partial participation, cloned.
 
 Every form keeps the same state, updated the same way: client i holds ``g_i``, the
-server holds their weighted sum ``g``; a round is one batched ``ef21_step`` over the
-``(n, d)`` matrix of client gradients (or over the rows of the clients that take
-part) and one ``scatter_add`` of the messages into ``g``. The forms differ only in
+server holds their weighted sum ``g``; a round is a batched ``ef21_step`` over the
+client gradients of each chunk of clients (or over the rows of the clients that take
+part), computed into one buffer of
+:func:`~ef21fast.methods.method.chunk_rows` clients, and a ``scatter_add`` of the
+messages into ``g``, in client order (the same bits as one call over all clients). The forms differ only in
 the weights (:class:`EF21W`), in which gradients the clients see
 (:class:`EF21SGD`), in who takes part (:class:`EF21PP`) and in the problem
 (:class:`EF21Clone`). The maths is in ``docs/maths.rst`` ("Methods", "Step sizes",

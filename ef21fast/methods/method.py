@@ -10,6 +10,11 @@ size; the run loop (:func:`ef21fast.methods.algorithms.run`) then calls
 * :meth:`Method.round` at ``x_{t+1}``: the client gradients there, what the clients
   send and the server's update, the gradient estimate and the bits of the round.
 
+A round computes the client gradients in chunks of clients
+(``problem.client_grads(x, lo, hi, out=buffer)``, :func:`chunk_rows` clients at a time),
+so that it holds one bounded buffer besides the ``(n, d)`` states, with the same bits
+as one call over all clients.
+
 The updates are stated in the class docstrings (:mod:`ef21fast.methods.baselines`,
 :mod:`ef21fast.methods.ef21`); the maths, with its sources, is in ``docs/maths.rst``
 ("Methods", "Step sizes", "Bit accounting").
