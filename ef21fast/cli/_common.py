@@ -121,7 +121,10 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
 
     ``data_spec`` is ``"synthetic"`` (the seeded heterogeneous generator of
     :func:`ef21fast.methods.data.make_synthetic` with ``L_QM / L_AM = spread``, default
-    :func:`default_spread`; ``split`` does not apply) or the path of a LIBSVM file,
+    :func:`default_spread`; ``split`` does not apply), ``"news20-like"`` (the synthetic
+    sparse problem of news20.binary's shape,
+    :func:`ef21fast.methods.data_sparse.make_news20_like`, default 100 clients) or the
+    path of a LIBSVM file,
     split into ``clients`` clients (default ``default_clients``). ``dtype``: that of
     the problem's oracles and of the methods' states (``"float64"`` or ``"float32"``).
     ``layout``: the rows dense or CSR (:func:`ef21fast.methods.data.with_layout`; a
@@ -141,6 +144,10 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
         if spread is None:
             spread = default_spread(n)
         cd = D.make_synthetic(n=n, kind=kind, seed=seed, spread=spread, lam=lam)
+    elif data_spec == "news20-like":  # issue 14's scale case (data_sparse.make_news20_like)
+        from ef21fast.methods.data_sparse import make_news20_like
+
+        cd = make_news20_like(100 if clients is None else clients, seed=seed)
     else:
         if os.path.isdir(data_spec):
             raise UsageError(f"--data must be a LIBSVM file, got the directory {data_spec}")

@@ -11,7 +11,7 @@ import numpy as np
 
 from ef21fast import api
 from ef21fast.methods import theory
-from ef21fast.methods.method import Method, Round, mean_rows
+from ef21fast.methods.method import Method, Round
 
 __all__ = ["GD", "EF14"]
 
@@ -48,14 +48,15 @@ class GD(Method):
         return theory.gamma_am(L, L_i, 1.0), "1/L"
 
     def start(self, x0, rng=None):
-        self._grad = mean_rows(self.problem.client_grads(x0))
-        return self._grad
+        return self.round(x0).grad
 
     def step(self, x):
         return x - self.gamma * self._grad
 
     def round(self, x):
-        self._grad = mean_rows(self.problem.client_grads(x))
+        for _ in self._chunks(x):
+            pass
+        self._grad = self._chunk_mean
         return Round(self._grad, self.bits_per_round)
 
 
@@ -69,8 +70,11 @@ class EF14(Method):
         c_i  = TopK(e_i);   e_i <- e_i - c_i
         x_{t+1} = x_t - (1/n) sum_i c_i
 
-    The clients' part is one batched ``ef_step`` on the ``(n, d)`` gradients, the
-    server's one ``scatter_add`` into a copy of ``x_t``. No theory step size is known
+    The clients' part is a batched ``ef_step`` on the gradients of each chunk of
+    clients, made in the round that computes them (so ``errors`` after
+    :meth:`round` at ``x_t`` already holds the errors of the step from ``x_t``), the
+    server's the ``scatter_add`` of their messages, in client order, into a copy of
+    ``x_t`` in :meth:`step`. No theory step size is known
     for EF14 in this setting: the theory rules give the EF21 formulas
     (:meth:`~ef21fast.methods.method.Method.theory_step`), a heuristic so that
     EF14 runs at the same ``gamma``.
@@ -83,26 +87,30 @@ class EF14(Method):
 
     Attributes
     ----------
-    errors : ndarray, shape (n, d), float64
-        The clients' errors ``e_i`` (after :meth:`start`).
+    errors : ndarray, shape (n, d), the problem's dtype
+        The clients' errors ``e_i`` (after :meth:`start`), updated by each round.
     """
 
     name = "ef14"
     step_note = ", EF21 formula as heuristic"
 
     def start(self, x0, rng=None):
-        self._grads = self.problem.client_grads(x0)
-        self.errors = np.zeros((self.n, self.d), dtype=self._grads.dtype)
-        return mean_rows(self._grads)
+        self.errors = np.zeros((self.n, self.d), dtype=getattr(self.problem, "dtype",
+                                                               np.float64))
+        return self.round(x0).grad
 
     def step(self, x):
-        idx, val = api.ef_step(self._grads, self.errors, self.k, lr=self.gamma,
-                               backend=self.backend)
         x_new = x.copy()
-        api.scatter_add(x_new, idx, val.astype(x_new.dtype, copy=False),
-                        weights=-1.0 / self.n, backend=self.backend)
+        for idx, val in self._messages:
+            api.scatter_add(x_new, idx, val.astype(x_new.dtype, copy=False),
+                            weights=-1.0 / self.n, backend=self.backend)
         return x_new
 
     def round(self, x):
-        self._grads = self.problem.client_grads(x)
-        return Round(mean_rows(self._grads), self.bits_per_round)
+        self._messages = []
+        for lo, hi, G in self._chunks(x):
+            if G.dtype != self.errors.dtype:  # a problem without a dtype attribute
+                self.errors = self.errors.astype(G.dtype)
+            self._messages.append(api.ef_step(G, self.errors[lo:hi], self.k, lr=self.gamma,
+                                              backend=self.backend))
+        return Round(self._chunk_mean, self.bits_per_round)

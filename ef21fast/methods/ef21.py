@@ -1,9 +1,11 @@
 """EF21 and its forms: weighted, stochastic gradients, partial participation, cloned.
 
 Every form keeps the same state, updated the same way: client i holds ``g_i``, the
-server holds their weighted sum ``g``; a round is one batched ``ef21_step`` over the
-``(n, d)`` matrix of client gradients (or over the rows of the clients that take
-part) and one ``scatter_add`` of the messages into ``g``. The forms differ only in
+server holds their weighted sum ``g``; a round is a batched ``ef21_step`` over the
+client gradients of each chunk of clients (or over the rows of the clients that take
+part), computed into one buffer of
+:func:`~ef21fast.methods.method.chunk_rows` clients, and a ``scatter_add`` of the
+messages into ``g``, in client order (the same bits as one call over all clients). The forms differ only in
 the weights (:class:`EF21W`), in which gradients the clients see
 (:class:`EF21SGD`), in who takes part (:class:`EF21PP`) and in the problem
 (:class:`EF21Clone`). The maths is in ``docs/maths.rst`` ("Methods", "Step sizes",
@@ -122,13 +124,29 @@ class EF21(Method):
         self._rng = rng
         if self.adaptive_step:
             self._gamma_t = self.gamma
+        if not self._ranged():
+            return self._start_all(x0)
+        # The gradients are written straight into the states, range by range.
+        dtype = np.dtype(self.problem.dtype)
+        self.state = S = np.empty((self.n, self.d), dtype=dtype)
+        grad = self._chunk_grads_into(x0, S)
+        if self.weighted:
+            # g_i = grad f_i(x0) / (n w_i), rounded as ef21_step does.
+            np.multiply(S, self.scale[:, None], out=S)
+            g = self.weights @ S
+        else:
+            g = grad  # the mean of the states, which are the gradients
+        self.g = g.astype(dtype)  # the states' dtype (float32 problems), a new array
+        return grad
+
+    def _start_all(self, x0):
+        """:meth:`start` from one call over all clients (a problem without ranges)."""
         G = self.problem.client_grads(x0)
         grad = mean_rows(G)
-        # g_i = grad f_i(x0), times 1/(n w_i) when weighted, rounded as ef21_step does.
         self.state = np.array(G * self.scale[:, None] if self.weighted else G,
                               dtype=G.dtype, order="C", copy=True)
         g = self.weights @ self.state if self.weighted else mean_rows(self.state)
-        self.g = g.astype(G.dtype, copy=False)  # the states' dtype (float32 problems)
+        self.g = g.astype(G.dtype, copy=False)
         return grad
 
     def step(self, x):
@@ -137,12 +155,37 @@ class EF21(Method):
         return x - self.gamma * self.g
 
     def round(self, x):
-        G = self.problem.client_grads(x)
-        grad = mean_rows(G)
-        self._exchange(G)
-        if self.adaptive_step:
+        if self.adaptive_step:  # its q_t needs every e_i at once
+            G = self.problem.client_grads(x)
+            grad = mean_rows(G)
+            self._exchange(G)
             self._adapt(G)
-        return Round(grad, self.bits_per_round)
+            return Round(grad, self.bits_per_round)
+        for lo, hi, G in self._chunks(x):
+            self._exchange_range(G, lo, hi)
+        return Round(self._chunk_mean, self.bits_per_round)
+
+    def _exchange_range(self, G, lo, hi, clients=None) -> None:
+        """:meth:`_exchange` for the clients of ``lo:hi``, ``G`` holding their rows;
+        ``clients``: the indices of those that take part (None: all of them)."""
+        if clients is None:
+            idx, val = api.ef21_step(G, self.state[lo:hi], self.k,
+                                     None if self.scale is None else self.scale[lo:hi],
+                                     backend=self.backend)
+            api.scatter_add(self.g, idx, val,
+                            weights=(self._server_weights[lo:hi] if self.weighted
+                                     else self._server_weights),
+                            backend=self.backend)
+            return
+        rows = self.state[clients]
+        idx, val = api.ef21_step(G[clients - lo], rows, self.k,
+                                 None if self.scale is None else self.scale[clients],
+                                 backend=self.backend)
+        self.state[clients] = rows
+        api.scatter_add(self.g, idx, val,
+                        weights=(self._server_weights[clients] if self.weighted
+                                 else self._server_weights),
+                        backend=self.backend)
 
     def _exchange(self, G, clients=None) -> None:
         """The clients compress ``G - g_i`` (``G`` scaled when weighted) and update
@@ -277,8 +320,10 @@ class EF21SGD(EF21):
         return g, how + note
 
     def round(self, x):
-        G = self.problem.client_stochastic_grads(x, self.batch, self._rng)
-        self._exchange(G)
+        draw = (self.problem.draw_minibatches(self.batch, self._rng) if self._ranged()
+                else self._rng)
+        for lo, hi, G in self._chunks(x, draw):
+            self._exchange_range(G, lo, hi)
         return Round(np.asarray(self.problem.grad(x), dtype=np.float64),
                      self.bits_per_round)
 
@@ -348,12 +393,12 @@ class EF21PP(EF21):
         return g, ("gamma_pp, L_AM^2 (derived)" if am else "gamma_pp, (1/n) sum L_i^2")
 
     def round(self, x):
-        G = self.problem.client_grads(x)
-        grad = mean_rows(G)
-        S = self.participants()
-        if S.size:
-            self._exchange(G, S)
-        return Round(grad, self.bits_per_round * S.size / self.n)
+        S = self.participants()  # (the gradients take nothing from the generator)
+        for lo, hi, G in self._chunks(x):
+            mine = S[np.searchsorted(S, lo):np.searchsorted(S, hi)]
+            if mine.size:
+                self._exchange_range(G, lo, hi, mine)
+        return Round(self._chunk_mean, self.bits_per_round * S.size / self.n)
 
     def participants(self) -> np.ndarray:
         """Draw the clients of a round from the run's generator: sorted int64

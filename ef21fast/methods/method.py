@@ -10,6 +10,11 @@ size; the run loop (:func:`ef21fast.methods.algorithms.run`) then calls
 * :meth:`Method.round` at ``x_{t+1}``: the client gradients there, what the clients
   send and the server's update, the gradient estimate and the bits of the round.
 
+A round computes the client gradients in chunks of clients
+(``problem.client_grads(x, lo, hi, out=buffer)``, :func:`chunk_rows` clients at a time),
+so that it holds one bounded buffer besides the ``(n, d)`` states, with the same bits
+as one call over all clients.
+
 The updates are stated in the class docstrings (:mod:`ef21fast.methods.baselines`,
 :mod:`ef21fast.methods.ef21`); the maths, with its sources, is in ``docs/maths.rst``
 ("Methods", "Step sizes", "Bit accounting").
@@ -25,7 +30,14 @@ from ef21fast.backends.registry import default_backend, load_backend
 from ef21fast.methods import theory
 from ef21fast.methods.options import bits_per_value, check_k, choose_gamma
 
-__all__ = ["Method", "Round", "mean_rows"]
+__all__ = ["Method", "Round", "mean_rows", "chunk_rows", "CHUNK_FRACTION",
+           "CHUNK_MIN_BYTES"]
+
+#: A round computes its client gradients in chunks of clients whose buffer holds at
+#: most this fraction of the bytes of the (n, d) client states ...
+CHUNK_FRACTION = 0.02
+#: ... or this many bytes, whichever is larger (and at least one client).
+CHUNK_MIN_BYTES = 4 << 20
 
 
 class Round(NamedTuple):
@@ -48,6 +60,32 @@ class Round(NamedTuple):
 def mean_rows(G) -> np.ndarray:
     """``(1/n) sum_i G[i]``, float64, shape ``(d,)``."""
     return np.asarray(G, dtype=np.float64).mean(axis=0)
+
+
+def chunk_rows(n: int, d: int, itemsize: int) -> int:
+    """Clients per chunk of a round: ``max(CHUNK_FRACTION * n d itemsize,
+    CHUNK_MIN_BYTES) // (d itemsize)``, between 1 and n; all n when ``d < 2`` (NumPy
+    adds the rows of an ``(r, d)`` array one by one, the order the chunks keep, only
+    for ``d >= 2``)."""
+    if d < 2 or n < 1:
+        return max(n, 1)
+    row = d * itemsize
+    budget = max(int(CHUNK_FRACTION * n * row), CHUNK_MIN_BYTES)
+    return max(1, min(n, budget // row))
+
+
+def _add_rows(acc, rows_with_spare) -> np.ndarray:
+    """The float64 running sum of a chunk's rows, added one by one in order after
+    ``acc`` (None: nothing yet), as ``mean_rows`` adds the rows of all clients.
+    ``rows_with_spare``: (1 + c, d), the chunk's c rows after a spare row 0, which is
+    overwritten."""
+    X = rows_with_spare
+    if X.dtype != np.float64:
+        X = X.astype(np.float64)
+    if acc is None:
+        return np.add.reduce(X[1:], axis=0)
+    X[0] = acc
+    return np.add.reduce(X, axis=0)
 
 
 class Method:
@@ -236,6 +274,66 @@ class Method:
             The gradient of ``f`` at ``x`` and the bits sent per client.
         """
         raise NotImplementedError
+
+    # ------------------------------------------------------ the clients, in chunks
+
+    def _ranged(self) -> bool:
+        """Whether the problem computes ranges of clients (``lo``, ``hi``, ``out``:
+        :class:`~ef21fast.methods.problems.Problem`); else a round takes all clients
+        at once."""
+        from ef21fast.methods.problems import Problem
+
+        return isinstance(self.problem, Problem)
+
+    def _chunks(self, x, draw=None):
+        """Yield ``(lo, hi, G)`` over consecutive ranges of clients in order, ``G``
+        the ``(hi - lo, d)`` gradients of clients ``lo:hi`` at ``x`` (minibatch ones
+        from ``draw``, a :class:`~ef21fast.methods.client_range.Minibatches`), a view
+        of one buffer of :func:`chunk_rows` clients that the next chunk overwrites.
+        Afterwards ``self._chunk_mean`` is ``mean_rows`` of all the gradients, to the
+        bit (without ``draw``)."""
+        p, n, d = self.problem, self.n, self.d
+        if not self._ranged():
+            G = (p.client_grads(x) if draw is None
+                 else p.client_stochastic_grads(x, self.batch, draw))
+            yield 0, n, G
+            self._chunk_mean = None if draw is not None else mean_rows(G)
+            return
+        dtype = np.dtype(p.dtype)
+        rows = chunk_rows(n, d, dtype.itemsize)
+        buf = getattr(self, "_buf", None)
+        if buf is None or buf.shape != (rows + 1, d) or buf.dtype != dtype:
+            self._buf = buf = np.empty((rows + 1, d), dtype=dtype)
+        acc = None
+        for lo in range(0, n, rows):
+            hi = min(n, lo + rows)
+            G = buf[1:1 + hi - lo]
+            if draw is None:
+                p.client_grads(x, lo, hi, out=G)
+            else:
+                p.client_stochastic_grads(x, self.batch, draw, lo, hi, out=G)
+            yield lo, hi, G
+            if draw is None:  # after the consumer: it may not have read G yet
+                acc = _add_rows(acc, buf[:1 + hi - lo])
+        self._chunk_mean = None if acc is None else acc / n
+
+    def _chunk_grads_into(self, x, out) -> np.ndarray:
+        """Write the client gradients at ``x`` into ``out`` ((n, d), C-contiguous,
+        the problem's dtype) range by range; return their ``mean_rows``."""
+        p, n = self.problem, self.n
+        if not self._ranged():
+            G = p.client_grads(x)
+            out[...] = G
+            return mean_rows(G)
+        rows = chunk_rows(n, self.d, out.dtype.itemsize)
+        spare = np.empty((1 + rows, self.d))
+        acc = None
+        for lo in range(0, n, rows):
+            hi = min(n, lo + rows)
+            p.client_grads(x, lo, hi, out=out[lo:hi])
+            spare[1:1 + hi - lo] = out[lo:hi]
+            acc = _add_rows(acc, spare[:1 + hi - lo])
+        return acc / n
 
     def __repr__(self):
         return (f"{type(self).__name__}(n={self.n}, d={self.d}, k={self.k}, "

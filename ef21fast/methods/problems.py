@@ -32,8 +32,11 @@ import math
 
 import numpy as np
 
+from ef21fast.methods.client_range import (Minibatches, _check_batch, check_out, check_range,
+                                           draw_minibatches, minibatch_grads)
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.data_sparse import ownership
+from ef21fast.methods.regulariser import _reg_grad, _reg_terms, _reg_value
 from ef21fast.methods.spectra import client_lmax, lmax_gram, single_threaded_blas
 
 __all__ = ["Problem", "LogisticRegression", "LinearRegression", "ClonedProblem"]
@@ -46,48 +49,6 @@ def _expit(t):
 
 def _errstate():
     return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
-
-
-# ----------------------------------------------------------------------- regulariser
-
-def _reg_value(lam: float, x: np.ndarray) -> float:
-    """lam * sum_k x_k^2 / (1 + x_k^2), exact for every x (inf -> lam per coordinate)."""
-    with _errstate():
-        x2 = x * x
-        t = 1.0 / (1.0 + x2)
-        return lam * float(np.sum(np.where(x2 <= 1.0, x2 * t, 1.0 - t)))
-
-
-def _reg_terms(lam: float, x: np.ndarray) -> np.ndarray:
-    """lam * x_k^2 / (1 + x_k^2) per coordinate, as :func:`_reg_value` sums them."""
-    with _errstate():
-        x2 = x * x
-        t = 1.0 / (1.0 + x2)
-        return lam * np.where(x2 <= 1.0, x2 * t, 1.0 - t)
-
-
-def _reg_grad(lam: float, x: np.ndarray) -> np.ndarray:
-    """2 lam x_k / (1 + x_k^2)^2, evaluated as 2 lam (x t) t with t = 1/(1 + x^2)."""
-    with _errstate():
-        t = 1.0 / (1.0 + x * x)
-        return (2.0 * lam) * (x * t) * t
-
-
-def _check_batch(batch, m_i: np.ndarray) -> np.ndarray:
-    n = m_i.size
-    arr = np.asarray(batch)
-    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f"
-                                             and np.all(arr == np.floor(arr))):
-        raise ValueError(f"batch must be an integer or an array of {n} integers")
-    if arr.ndim == 0:
-        arr = np.full(n, int(arr))
-    elif arr.shape != (n,):
-        raise ValueError(f"batch must be an integer or have shape ({n},), "
-                         f"got shape {arr.shape}")
-    arr = arr.astype(np.int64)
-    if np.any(arr < 1):
-        raise ValueError("batch sizes must be >= 1")
-    return np.minimum(arr, m_i)
 
 
 # --------------------------------------------------------------------------- problems
@@ -143,8 +104,8 @@ class Problem:
     dtype : {"float64", "float32"}, default "float64"
         Of the data as the oracles use it, of x inside them and of their results.
         float32 halves the memory of the data and of the methods' (n, d) states;
-        L and L_i are computed from the float64 data either way; the oracle is the
-        NumPy/scipy one (the fused C oracles are float64).
+        L and L_i are computed from the float64 data either way. The fused C oracles
+        read float32 data, compute in float64 and round each gradient once.
 
     Raises
     ------
@@ -185,10 +146,12 @@ class Problem:
         self.name = data.name or self.kind
         self._sparse = data.is_sparse
         A = data.A
-        if self._sparse:
-            A = sp.csr_matrix(A, copy=True)
-            A.sum_duplicates()
-            A.sort_indices()
+        if self._sparse:  # canonical CSR (sorted, no repeated columns): shared, no copy
+            A = sp.csr_matrix(A, dtype=np.float64)
+            if not A.has_canonical_format:
+                A = A.copy()
+                A.sum_duplicates()
+                A.sort_indices()
         else:
             A = np.ascontiguousarray(A)
         self._A = A
@@ -211,6 +174,8 @@ class Problem:
         if not self._sparse and self.n > 1 and np.all(self.m_i[:-1] == self.m_i[0]):
             self._q = int(self.m_i[0])
         self._nnz_keys = None  # (row, owner * d + column) per stored value, on first use
+        self._z = None  # (x, per-sample slopes at x) of the NumPy oracle's last product
+        self._reg = None  # (x, the regulariser's gradient at x), the last x
         c = self._curvature
         # Regulariser part of the constants (docs/maths.rst, "Rare features" for owned).
         reg_i, reg = 2.0 * lam, 2.0 * lam
@@ -219,13 +184,12 @@ class Problem:
             reg = 2.0 * lam * (self._own.sum(axis=0).max() if self.d else 0.0) / self.n
         with single_threaded_blas():  # many tiny eigenproblems: threads only hurt
             self.L_i = c * client_lmax(A, off) / self.m_i + reg_i
-        w = np.sqrt(self._inv_m_row / self.n)
-        Bw = sp.diags(w) @ A if self._sparse else A * w[:, None]
-        self.L = float(c * lmax_gram(Bw) + reg)
+        self.L = float(c * lmax_gram(A, np.sqrt(self._inv_m_row / self.n)) + reg)
         if self.dtype != np.float64:  # the constants above come from the float64 data
             self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
         self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
+        self._ell_part = None  # (x, loss sums, clients done) while ranges cover x
         self.oracle = self._choose_oracle(oracle)
 
     def _choose_oracle(self, oracle):
@@ -236,8 +200,6 @@ class Problem:
         why = None
         if self._c_kind is None:
             why = f"{type(self).__name__} has no fused C oracle"
-        elif self._A.dtype != np.float64:
-            why = "the fused C oracle needs float64 data"
         else:
             try:
                 from ef21fast.methods import oracle as c_backend
@@ -266,10 +228,17 @@ class Problem:
         return self._curvature
 
     # --- helpers ----------------------------------------------------------------------
+    def _reg_grad_at(self, x) -> np.ndarray:
+        """``_reg_grad(lam, x)``, kept for the last x (the client ranges of a round)."""
+        last = self._reg
+        if last is None or not np.array_equal(last[0], x):
+            last = self._reg = (x.copy(), _reg_grad(self.lam, x))
+        return last[1]
+
     def _reg_rows(self, x, src=None):
         """The regulariser's gradient of every client (row ``v``: client ``src[v]``):
         one (d,) row for all when every client has every feature, else (V, d)."""
-        g = _reg_grad(self.lam, x)
+        g = self._reg_grad_at(x)
         if self._own is None:
             return g
         return (self._own if src is None else self._own[src]) * g
@@ -280,27 +249,55 @@ class Problem:
             raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
         return x
 
-    def _weighted_row_sums(self, coef: np.ndarray) -> np.ndarray:
-        """(n, d): row i = sum_{j in client i} coef_j a_j (coef already divided by m_i)."""
+    def _weighted_row_sums(self, coef: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """(hi - lo, d): row i - lo = sum_{j in client i} coef_j a_j (coef: the rows of
+        clients lo:hi, already divided by m_i). Each row is computed as in the call
+        over all clients (the same products, summed in the same order)."""
+        off, d = self._offsets, self.d
+        r0 = int(off[lo])
         if self._sparse:
             A = self._A
             if self._nnz_keys is None:  # only the scipy path needs these 16 bytes per value
                 rows = np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(A.indptr))
-                self._nnz_keys = (rows, self._owner[rows] * self.d + A.indices.astype(np.int64))
+                self._nnz_keys = (rows, self._owner[rows] * d + A.indices.astype(np.int64))
             rows, flat = self._nnz_keys
-            return np.bincount(flat, weights=A.data * coef[rows],
-                               minlength=self.n * self.d).reshape(self.n, self.d)
+            p0, p1 = int(A.indptr[r0]), int(A.indptr[off[hi]])
+            if lo == 0 and hi == self.n:
+                return np.bincount(flat, weights=A.data * coef[rows],
+                                   minlength=self.n * d).reshape(self.n, d)
+            return np.bincount(flat[p0:p1] - lo * d,
+                               weights=A.data[p0:p1] * coef[rows[p0:p1] - r0],
+                               minlength=(hi - lo) * d).reshape(hi - lo, d)
         if self._q is not None:
-            A, n, q, d = self._A, self.n, self._q, self.d
-            k = (n - 1) * q
-            G = np.empty((n, d))
-            np.matmul(coef[:k].reshape(n - 1, 1, q), A[:k].reshape(n - 1, q, d),
-                      out=G[:n - 1, None, :])
-            G[n - 1] = coef[k:] @ A[k:]
+            A, n, q = self._A, self.n, self._q
+            G = np.empty((hi - lo, d))  # float64, as the call over all clients
+            b1 = min(hi, n - 1)  # clients lo:b1 of size q: one batched matmul
+            if b1 > lo:
+                np.matmul(coef[:(b1 - lo) * q].reshape(b1 - lo, 1, q),
+                          A[lo * q:b1 * q].reshape(b1 - lo, q, d), out=G[:b1 - lo, None, :])
+            if hi == n:
+                k = (n - 1) * q
+                G[n - 1 - lo] = coef[k - r0:] @ A[k:]
             return G
         W = self._W
-        W.data[:] = coef
-        return np.asarray(W @ self._A)
+        if lo == 0 and hi == self.n:
+            W.data[:] = coef
+            return np.asarray(W @ self._A)
+        import scipy.sparse as sp
+
+        r1 = int(off[hi])
+        Wc = sp.csr_matrix((coef.astype(np.float64), np.arange(r1 - r0), off[lo:hi + 1] - r0),
+                           shape=(hi - lo, r1 - r0))
+        return np.asarray(Wc @ self._A[r0:r1])
+
+    def _slopes(self, x) -> np.ndarray:
+        """Per-sample slopes at x of every row, from one product ``A @ x`` (kept for
+        the last x, so that the client ranges of a round share it)."""
+        last = self._z
+        if last is None or not np.array_equal(last[0], x):
+            with _errstate():
+                last = self._z = (x.copy(), self._sample_slopes(self._A @ x, self._b))
+        return last[1]
 
     # --- oracles ----------------------------------------------------------------------
     def client_losses(self, x) -> np.ndarray:
@@ -341,96 +338,153 @@ class Problem:
                 reg = self._own.mean(axis=0) * reg
             return np.asarray(g).reshape(self.d) + reg
 
-    def client_grads(self, x) -> np.ndarray:
-        """All client gradients ∇f_i(x) in one batched call.
+    def client_grads(self, x, lo=0, hi=None, out=None) -> np.ndarray:
+        """The client gradients ∇f_i(x) of clients ``lo:hi`` (all by default) in one
+        batched call.
+
+        Row ``i - lo`` of the result is bit for bit row ``i`` of the call over all
+        clients, whatever the range and the oracle (each client's gradient is computed
+        alone, from the same products in the same order; the NumPy oracle keeps the
+        product ``A @ x`` of the last x for the next range).
 
         Parameters
         ----------
         x : array_like, shape (d,)
+        lo, hi : int, optional
+            The clients, ``0 <= lo <= hi <= n``; ``hi=None`` means ``n``.
+        out : ndarray, shape (hi - lo, d), dtype ``self.dtype``, C-contiguous, optional
+            Written with the result and returned (nothing else is written).
 
         Returns
         -------
-        ndarray, shape (n, d), float64, C-contiguous, freshly allocated.
+        ndarray, shape (hi - lo, d), dtype ``self.dtype``, C-contiguous
+            ``out``, or a freshly allocated array.
+
+        Raises
+        ------
+        ValueError
+            On x of the wrong shape, a bad range, or an ``out`` of the wrong type,
+            shape, dtype or layout.
         """
         x = self._x(x)
+        lo, hi = check_range(lo, hi, self.n)
+        if out is not None:
+            check_out(out, hi - lo, self.d, self.dtype)
         if self._fused is not None:
             G, ell = self._fused(np.ascontiguousarray(x),
-                                 _reg_grad(self.lam, x) if self._own is None else None)
+                                 self._reg_grad_at(x) if self._own is None else None,
+                                 lo, hi, out)
             if ell is not None:  # the losses of the same pass, for loss(x) next
-                self._ell = (x.copy(), ell)
+                self._keep_losses(x, ell, lo, hi)
             if self._own is not None:
-                G += self._reg_rows(x)
+                G += self._reg_rows(x, slice(lo, hi))
             return G
+        off = self._offsets
+        r0, r1 = int(off[lo]), int(off[hi])
+        s = self._slopes(x)[r0:r1]
         with _errstate():
-            s = self._sample_slopes(self._A @ x, self._b)
-            G = self._weighted_row_sums((s * self._inv_m_row).astype(self.dtype, copy=False))
+            G = self._weighted_row_sums(
+                (s * self._inv_m_row[r0:r1]).astype(self.dtype, copy=False), lo, hi)
             G = G.astype(self.dtype, copy=False)
-            G += self._reg_rows(x)
-        return G
+            G += self._reg_rows(x, slice(lo, hi))
+        if out is None:
+            return G
+        out[...] = G
+        return out
 
-    def client_stochastic_grads(self, x, batch, rng) -> np.ndarray:
-        """Minibatch gradients of every client, plus the regulariser's exact gradient.
+    def _keep_losses(self, x, ell, lo, hi) -> None:
+        """Keep the fused pass's client losses at x once ranges in client order (from
+        0, each starting at or before the end of the last) have covered every client:
+        a single call over all of them, or a chunked round."""
+        if lo == 0:
+            self._ell_part = (x.copy(), np.empty(self.n), 0)
+        part = self._ell_part
+        if part is None or part[2] < lo or not np.array_equal(part[0], x):
+            self._ell_part = None
+            return
+        part[1][lo:hi] = ell  # (ranges may overlap: a client's loss has fixed bits)
+        done = max(part[2], hi)
+        self._ell_part = (part[0], part[1], done)
+        if done == self.n:
+            self._ell, self._ell_part = (part[0], part[1]), None
+
+    def draw_minibatches(self, batch, rng) -> Minibatches:
+        """Draw the minibatches of one stochastic round for every client, as
+        :meth:`client_stochastic_grads` does (the same numbers from ``rng``).
+
+        Pass the result as the ``rng`` of :meth:`client_stochastic_grads` to compute
+        the clients of the round range by range from one draw.
+
+        Parameters
+        ----------
+        batch : int or array_like of int, shape (n,)
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        Minibatches
+        """
+        return self._draw(np.arange(self.n), _check_batch(batch, self.m_i), rng)
+
+    def client_stochastic_grads(self, x, batch, rng, lo=0, hi=None,
+                                out=None) -> np.ndarray:
+        """Minibatch gradients of clients ``lo:hi`` (all by default), plus the
+        regulariser's exact gradient.
 
         Client i draws ``min(batch_i, m_i)`` of its samples uniformly without
-        replacement (one batched draw from ``rng``, no loop over clients) and returns
-        the mean of their loss gradients plus ∇ of the regulariser. With
-        ``batch >= m_i`` this is ∇f_i(x) up to summation order.
+        replacement (one batched draw from ``rng`` for all n clients, no loop over
+        clients) and returns the mean of their loss gradients plus ∇ of the
+        regulariser. With ``batch >= m_i`` this is ∇f_i(x) up to summation order.
+
+        The draw is always made for all n clients, so that a range takes the same
+        numbers from ``rng`` as the call over all clients and its rows are bit for
+        bit those rows of that call. To compute a round range by range, draw once
+        with :meth:`draw_minibatches` and pass the result as ``rng`` to every range.
 
         Parameters
         ----------
         x : array_like, shape (d,)
         batch : int or array_like of int, shape (n,)
             Samples per client, >= 1 (capped at m_i).
-        rng : numpy.random.Generator
+        rng : numpy.random.Generator or Minibatches
+            The generator to draw from, or a draw of :meth:`draw_minibatches` on this
+            problem with this ``batch`` (used as it is).
+        lo, hi, out
+            As :meth:`client_grads`.
 
         Returns
         -------
-        ndarray, shape (n, d), float64
+        ndarray, shape (hi - lo, d), dtype ``self.dtype``, C-contiguous
 
         Raises
         ------
         ValueError
-            On a batch size < 1 or of the wrong shape.
+            On a batch size < 1 or of the wrong shape, a bad range or ``out``, or a
+            Minibatches of another problem or batch.
         TypeError
-            If rng is not a numpy Generator.
+            If rng is neither a numpy Generator nor a Minibatches.
         """
         x = self._x(x)
+        lo, hi = check_range(lo, hi, self.n)
         sizes = _check_batch(batch, self.m_i)
-        return self._sampled_grads(x, np.arange(self.n), sizes, rng)
+        return self._grads_of(x, self._drawn(rng, np.arange(self.n), sizes), lo, hi, out)
 
-    def _sampled_grads(self, x, src, sizes, rng) -> np.ndarray:
-        """Minibatch gradients of V virtual clients; virtual client v samples sizes[v]
+    def _drawn(self, rng, src, sizes) -> Minibatches:
+        if isinstance(rng, Minibatches):
+            if rng._owner is not self or not np.array_equal(rng.sizes, sizes):
+                raise ValueError("rng: these Minibatches were drawn for another problem "
+                                 "or another batch")
+            return rng
+        return self._draw(src, sizes, rng)
+
+    def _draw(self, src, sizes, rng) -> Minibatches:
+        """The minibatches of V virtual clients; virtual client v samples sizes[v]
         rows of client src[v] without replacement."""
-        import scipy.sparse as sp
+        return draw_minibatches(self, src, sizes, rng)
 
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, "
-                            f"got {type(rng).__name__}")
-        V = src.size
-        m_src = self.m_i[src]
-        seg_start = np.concatenate(([0], np.cumsum(m_src)))
-        total = int(seg_start[-1])
-        seg = np.repeat(np.arange(V), m_src)
-        # A uniformly random order inside each segment: sort by seg + u/2, u ~ U[0, 1)
-        # (u/2 < 1/2 keeps the segments apart after rounding; ties have probability
-        # ~2^-40 and are broken by position).
-        order = np.argsort(seg + 0.5 * rng.random(total), kind="stable")
-        rank = np.arange(total) - seg_start[seg]
-        chosen = order[rank < sizes[seg]]  # positions, grouped by virtual client
-        vc = seg[chosen]
-        rows = self._offsets[src[vc]] + (chosen - seg_start[vc])
-        with _errstate():
-            if rows.size * 2 < self._A.shape[0]:
-                z = self._A[rows] @ x
-            else:
-                z = (self._A @ x)[rows]
-            s = self._sample_slopes(z, self._b[rows])
-            indptr = np.concatenate(([0], np.cumsum(sizes)))
-            W = sp.csr_matrix((s / sizes[vc], rows, indptr), shape=(V, self._A.shape[0]))
-            G = W @ self._A
-            G = G.toarray() if sp.issparse(G) else np.asarray(G)
-            G += self._reg_rows(x, src)
-        return np.ascontiguousarray(G, dtype=self.dtype)
+    def _grads_of(self, x, mb: Minibatches, lo, hi, out) -> np.ndarray:
+        """The gradients of virtual clients lo:hi of a draw."""
+        return minibatch_grads(self, x, mb, lo, hi, out)
 
     def __repr__(self):
         return (f"{type(self).__name__}(name={self.name!r}, n={self.n}, d={self.d}, "
@@ -494,6 +548,7 @@ class LinearRegression(Problem):
 
     def _sample_slopes(self, z, b):
         return 2.0 * (z - b)
+
 
 
 class ClonedProblem(Problem):
@@ -575,19 +630,37 @@ class ClonedProblem(Problem):
         """∇f(x), the base gradient, shape (d,)."""
         return self.base.grad(x)
 
-    def client_grads(self, x) -> np.ndarray:
-        """∇f_ij(x) for every clone, shape (N, d): the base's scaled rows, repeated."""
-        G = self.base.client_grads(x)
-        G *= (self.scale[np.cumsum(self.counts) - 1])[:, None]
-        return np.repeat(G, self.counts, axis=0)
-
-    def client_stochastic_grads(self, x, batch, rng) -> np.ndarray:
-        """Minibatch gradients of every clone (each clone draws its own minibatch of
-        its base client's samples), scaled by N/(n N_i); shape (N, d)."""
+    def client_grads(self, x, lo=0, hi=None, out=None) -> np.ndarray:
+        """∇f_ij(x) of clones ``lo:hi`` (all by default), shape (hi - lo, d): the
+        base's rows of their clients, scaled, repeated. ``lo``, ``hi``, ``out`` and
+        the bits of a range as :meth:`Problem.client_grads`."""
         x = self._x(x)
+        lo, hi = check_range(lo, hi, self.n)
+        if out is not None:
+            check_out(out, hi - lo, self.d, self.dtype)
+        src = self.source[lo:hi]
+        b0, b1 = (int(src[0]), int(src[-1]) + 1) if src.size else (0, 0)
+        G = self.base.client_grads(x, b0, b1)
+        G *= (self.scale[np.cumsum(self.counts) - 1])[b0:b1, None]
+        if out is None:
+            return np.take(G, src - b0, axis=0)
+        return np.take(G, src - b0, axis=0, out=out)
+
+    def draw_minibatches(self, batch, rng) -> Minibatches:
+        """The minibatches of every clone for one round (:meth:`Problem.draw_minibatches`)."""
+        return self.base._draw(self.source, _check_batch(batch, self.m_i), rng)
+
+    def client_stochastic_grads(self, x, batch, rng, lo=0, hi=None,
+                                out=None) -> np.ndarray:
+        """Minibatch gradients of clones ``lo:hi`` (each clone draws its own minibatch
+        of its base client's samples, for every clone at once), scaled by
+        N/(n N_i); shape (hi - lo, d). ``rng``: a Generator or a draw of
+        :meth:`draw_minibatches`; the rest as :meth:`Problem.client_stochastic_grads`."""
+        x = self._x(x)
+        lo, hi = check_range(lo, hi, self.n)
         sizes = _check_batch(batch, self.m_i)
-        G = self.base._sampled_grads(x, self.source, sizes, rng)
-        G *= self.scale[:, None]
+        G = self.base._grads_of(x, self.base._drawn(rng, self.source, sizes), lo, hi, out)
+        G *= self.scale[lo:hi, None]
         return G
 
     def __repr__(self):

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["lmax_gram", "client_lmax", "single_threaded_blas"]
+__all__ = ["lmax_gram", "client_lmax", "single_threaded_blas", "EIGSH_TOL"]
 
 # Gram matrices of at most this side are formed densely for lambda_max; larger ones use
 # ARPACK (scipy.sparse.linalg.eigsh) on the implicit product.
 _DENSE_GRAM_MAX = 2048
-# Elements per chunk when client blocks are densified for a batched eigvalsh.
-_CHUNK_ELEMS = 1 << 23
+# Clients of more elements (m_i d) than this go through lmax_gram one by one.
+_CLIENT_DENSE_MAX = 1 << 23
+# Elements per chunk when client blocks are densified for a batched eigvalsh (8 MB; each
+# client's eigenvalue does not depend on the chunk).
+_CHUNK_ELEMS = 1 << 20
+#: Relative tolerance of the ARPACK path of :func:`lmax_gram` (Gram matrices of side
+#: above 2048): ``||G v - theta v|| <= EIGSH_TOL * theta``.
+EIGSH_TOL = 1e-10
 
 
 def single_threaded_blas():
@@ -33,8 +39,19 @@ def single_threaded_blas():
 
 # ------------------------------------------------------------------ lambda_max helpers
 
-def lmax_gram(B) -> float:
-    """lambda_max(B^T B) = sigma_max(B)^2 for a dense or sparse (p, d) matrix B."""
+def lmax_gram(B, row_weights=None) -> float:
+    """lambda_max(B^T B) = sigma_max(B)^2 for a dense or sparse (p, d) matrix B, or of
+    ``diag(row_weights) B`` when ``row_weights`` (shape (p,)) is given.
+
+    The smaller Gram matrix (p x p or d x d) is formed and solved densely
+    (``np.linalg.eigvalsh``, exact to rounding) when its side is at most 2048;
+    beyond, ARPACK (``scipy.sparse.linalg.eigsh``, Lanczos, start vector of ones) works
+    on the implicit product, without forming the Gram matrix or a weighted copy of B,
+    to the relative tolerance :data:`EIGSH_TOL`: the Ritz value theta it returns has
+    ``||G v - theta v|| <= EIGSH_TOL * theta`` for its unit Ritz vector v, so it is
+    within ``EIGSH_TOL * theta`` of an eigenvalue of the Gram matrix G
+    (docs/maths.rst, "Problems").
+    """
     import scipy.sparse as sp
 
     p, d = B.shape
@@ -42,6 +59,8 @@ def lmax_gram(B) -> float:
         return 0.0
     k = min(p, d)
     if k <= _DENSE_GRAM_MAX:
+        if row_weights is not None:
+            B = sp.diags(row_weights) @ B if sp.issparse(B) else B * row_weights[:, None]
         if sp.issparse(B):
             G = (B @ B.T) if p <= d else (B.T @ B)
             G = G.toarray()
@@ -50,11 +69,18 @@ def lmax_gram(B) -> float:
         return max(float(np.linalg.eigvalsh(G)[-1]), 0.0)
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    if p <= d:
-        op = LinearOperator((p, p), matvec=lambda v: B @ (B.T @ v), dtype=np.float64)
-    else:
-        op = LinearOperator((d, d), matvec=lambda v: B.T @ (B @ v), dtype=np.float64)
-    val = eigsh(op, k=1, which="LA", v0=np.ones(op.shape[0]), return_eigenvectors=False)
+    w = (np.ones(p) if row_weights is None
+         else np.asarray(row_weights, dtype=np.float64))
+    w2 = w * w
+    BT = B.T
+    if p <= d:  # G = W B B^T W, of side p
+        op = LinearOperator((p, p), matvec=lambda v: w * (B @ (BT @ (w * v.ravel()))),
+                            dtype=np.float64)
+    else:  # G = B^T W^2 B, of side d
+        op = LinearOperator((d, d), matvec=lambda v: BT @ (w2 * (B @ v.ravel())),
+                            dtype=np.float64)
+    val = eigsh(op, k=1, which="LA", v0=np.ones(op.shape[0]), tol=EIGSH_TOL,
+                return_eigenvectors=False)
     return max(float(val[0]), 0.0)
 
 
@@ -75,7 +101,7 @@ def client_lmax(A, offsets: np.ndarray) -> np.ndarray:
         size = int(size)
         clients = np.flatnonzero(m_i == size)
         k = min(size, d)
-        if k > _DENSE_GRAM_MAX or size * d > _CHUNK_ELEMS:
+        if k > _DENSE_GRAM_MAX or size * d > _CLIENT_DENSE_MAX:
             for i in clients:
                 out[i] = lmax_gram(A[offsets[i]:offsets[i + 1]])
             continue

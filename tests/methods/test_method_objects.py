@@ -144,6 +144,8 @@ def test_one_round_against_numpy(name, kind):
     x1 = m.step(x0)
     assert x1 is not x0
     np.testing.assert_array_equal(x0, x0_copy)
+    # EF14's errors of the step from x0 (a round already makes the next step's)
+    errors = m.errors.copy() if name == "ef14" else None
     rnd = m.round(x1)
     assert isinstance(rnd, Round)
     G1 = P.client_grads(x1)
@@ -156,7 +158,7 @@ def test_one_round_against_numpy(name, kind):
     if name == "ef14":
         e = gamma * G0
         c = np.array([topk(row, k) for row in e])
-        close(m.errors, e - c)
+        close(errors, e - c)
         close(x1, x0 - c.sum(axis=0) / n)
         close(rnd.grad, G1.mean(axis=0))
         assert rnd.bits == 32.0 * k

@@ -1,0 +1,163 @@
+"""EF21 at scale through the public API: setup time (load, constants), time per round
+and peak memory against the data plus the client states.
+
+Cases (issue 14, item 4), each run in its own process so that its peak resident set
+(``ru_maxrss``) is its own:
+
+* ``a9a``: the a9a LIBSVM file (``--a9a PATH``; a synthetic CSR of its shape and
+  density when the file is missing), logistic regression, n = 10,000 clients;
+* ``news20``: :func:`ef21fast.methods.data_sparse.make_news20_like` (19996 x 1355191,
+  0.034% non-zeros), logistic regression, n = 100 clients.
+
+Each case runs ``ef21fast.methods.algorithms.run(problem, "ef21", k=1, iters=T)``
+(its trace included: f and ||grad f||^2 every round). Memory is the resident set
+above the one after the imports (those of the setup included): its peak during the
+setup (load and constants), and its peak during the run (the peak is reset after the
+setup through /proc/self/clear_refs), against the data (CSR arrays and labels) plus the
+client states (n x d); the run overhead is run peak / (data + states) - 1.
+
+    python bench/scale.py [--a9a PATH] [--rounds T] [--cases a9a,news20] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_A9A = Path(__file__).resolve().parents[2] / "shared" / "data" / "a9a.txt"
+A9A_SHAPE = (32561, 123, 0.11275)  # rows, features, density of a9a
+
+
+def _rss_mb() -> float:
+    """The current resident set, MB (Linux /proc; else the peak so far)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_mb() -> float:
+    """The peak resident set since the start or the last :func:`_reset_peak`, MB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _reset_peak() -> bool:
+    """Reset the peak resident set to the current one (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
+    import numpy as np
+
+    import ef21fast
+    from ef21fast.methods import data, data_sparse
+    from ef21fast.methods.algorithms import run
+    from ef21fast.methods.problems import LogisticRegression
+
+    for mod in ("scipy.sparse.linalg", "scipy.special", "sklearn.datasets",
+                "ef21fast.methods.oracle"):  # what the setup imports: not counted
+        importlib.import_module(mod)
+    from ef21fast.backends.registry import available_backends, default_backend, load_backend
+
+    for name in available_backends():  # the run resolves the default among them
+        load_backend(name)
+    default_backend()
+
+    if threads:
+        ef21fast.set_num_threads(threads)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    if case == "a9a":
+        n = 10_000
+        if os.path.exists(a9a):
+            A, b = data.load_libsvm(a9a)
+            cd, source = data.split_clients(A, b, n, name="a9a"), a9a
+            del A, b
+        else:
+            m, d, dens = A9A_SHAPE
+            cd = data_sparse.make_sparse_classification(m, d, dens, n, binary=True,
+                                                        name="a9a-like")
+            source = "synthetic, a9a's shape"
+    elif case == "news20":
+        cd, source = data_sparse.make_news20_like(100), "make_news20_like"
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+    t_load = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    problem = LogisticRegression(cd)
+    t_const = time.perf_counter() - t1
+    A = cd.A
+    data_mb = (sum(a.nbytes for a in (A.data, A.indices, A.indptr))
+               if hasattr(A, "indptr") else A.nbytes) / 2**20 + cd.b.nbytes / 2**20
+    state_mb = problem.n * problem.d * problem.dtype.itemsize / 2**20
+    setup_peak = _peak_mb()
+    before = _rss_mb()  # the data and the problem, as they stay during the run
+    reset = _reset_peak()
+    tr = run(problem, "ef21", k=1, iters=rounds)
+    per_round = np.diff(tr.time_s)
+    peak = _peak_mb()
+    return dict(case=case, source=source, m=int(A.shape[0]), d=problem.d, n=problem.n,
+                nnz=int(getattr(A, "nnz", A.size)), oracle=problem.oracle,
+                load_s=t_load, constants_s=t_const, start_s=float(tr.time_s[0]),
+                round_s=float(np.median(per_round)), rounds=len(per_round),
+                L=problem.L, data_mb=data_mb, state_mb=state_mb, base_mb=base,
+                peak_mb=peak, extra_mb=peak - base, setup_extra_mb=setup_peak - base,
+                after_setup_mb=before - base, peak_reset=reset,
+                overhead=(peak - base) / (data_mb + state_mb) - 1.0,
+                threads=ef21fast.get_num_threads())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--a9a", default=str(DEFAULT_A9A), help="the a9a LIBSVM file")
+    ap.add_argument("--rounds", type=int, default=20, help="rounds per case (20)")
+    ap.add_argument("--cases", default="a9a,news20")
+    ap.add_argument("--threads", type=int, default=None, help="kernel threads")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_case(args.child, args.a9a, args.rounds, args.threads)))
+        return
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()}")
+    print("| case | m x d (nnz) | n | setup s (load + constants) | start s | s/round "
+          "| data + states MB | peak MB: setup / after it / run | run peak vs data + states |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case in args.cases.split(","):
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--a9a",
+               args.a9a, "--rounds", str(args.rounds)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {r['case']} ({r['source']}, {r['oracle']} oracle) | {r['m']} x {r['d']} "
+              f"({r['nnz']}) | {r['n']} | {r['load_s'] + r['constants_s']:.2f} "
+              f"({r['load_s']:.2f} + {r['constants_s']:.2f}) | {r['start_s']:.3f} | "
+              f"{r['round_s']:.4f} | {r['data_mb']:.1f} + {r['state_mb']:.1f} | "
+              f"{r['setup_extra_mb']:.0f} / {r['after_setup_mb']:.0f} / "
+              f"{r['extra_mb']:.0f} | {100 * r['overhead']:+.1f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
