@@ -10,15 +10,23 @@ last iterate of the single-process run, bit for bit (docs/maths.rst, "The method
 across processes"). Called on every rank of the job; ``ef21fast run --workers N``
 starts the ranks (or joins a ``torchrun`` job).
 
-What is split: the per-client state (``n x d``), the compression, what crosses the
-network (``k`` values per client instead of ``d``), and, with the fused C oracle
-(dense logistic or linear regression, regulariser on all features, not the SGD
-methods), the client gradients of each round: a rank evaluates its block's only, and
-the trace's full-gradient mean is a running sum passed from rank to rank in client
-order (``_Exchange.mean``). What every rank still does in full: the gradients at
-``x_0`` (once), the other oracles' gradients, the loss, the random draws
-(minibatches, participants, from the same seeded generator) and the server's
-``d``-vector. Importing this module imports torch.
+What is split: the per-client state (``g_i`` of EF21 and its forms, ``e_i`` of EF14),
+the client gradients of every round (a rank evaluates its block's only, through
+:meth:`~ef21fast.methods.problems.Problem.client_grads` with ``lo, hi``), the
+compression, and what crosses the network (``k`` values per client instead of ``d``).
+Sums over all clients keep the single-process order: the trace's mean gradient and
+EF21-W's initial ``g`` are running sums passed from rank to rank in client order
+(``_Exchange.chain``), and the trace's ``f`` is the mean of the clients' losses,
+each rank contributing its block's (``_Exchange.values``). So a rank holds its block's
+states and gradients (two arrays of ``(block, d)``), the data, and ``d``-vectors. What
+every rank still does in full: the loss and the full gradient where the single
+process computes them from all the data (the SGD methods' trace; a problem without a
+fused oracle), the random draws (minibatches, participants, from the same seeded
+generator) and the server's ``d``-vector. ``d < 2`` and ``ef21-clone`` keep every
+client's gradients on every rank (NumPy's sum of the rows of a ``(n, 1)`` array is
+not the row-by-row sum that the chain reproduces; a clone's losses are its base
+client's).
+Importing this module imports torch.
 """
 
 from __future__ import annotations
@@ -35,8 +43,8 @@ from ef21fast import api
 from ef21fast.methods.algorithms import method_class, run_method
 from ef21fast.methods.baselines import EF14
 from ef21fast.methods.ef21 import EF21, EF21PP, EF21SGD
-from ef21fast.methods.method import Round, mean_rows
-from ef21fast.methods.problems import LinearRegression, LogisticRegression, _reg_grad
+from ef21fast.methods.method import Round, mean_rows, weighted_row_sum
+from ef21fast.methods.problems import ClonedProblem
 from ef21fast.methods.trace import Trace
 
 __all__ = ["DEFAULT_TIMEOUT_S", "run", "blocks", "check_workers"]
@@ -107,11 +115,12 @@ class _Exchange:
                 f"{self.rank} (another rank died, or did not answer within the timeout "
                 f"of {self.timeout:g} s): {' '.join(str(exc).split())[:300]}") from None
 
-    def mean(self, rows: np.ndarray, n: int) -> np.ndarray:
-        """``mean_rows`` of all clients' rows, this rank holding its block's ``rows``:
-        a running sum passed from rank to rank (one broadcast each), adding the rows
-        one by one in client order, then divided by ``n`` on the last rank; shape
-        (d,), float64, the same bits on every rank."""
+    def chain(self, rows: np.ndarray, n=None) -> np.ndarray:
+        """The float64 sum of all clients' rows, this rank holding its block's
+        ``rows``, added one by one in client order (as ``mean_rows`` and
+        ``weighted_row_sum`` add them): a running sum passed from rank to rank (one
+        broadcast each), divided by ``n`` on the last rank if given; shape (d,),
+        float64, the same bits on every rank."""
         acc = torch.empty(rows.shape[1], dtype=torch.float64)
         a = acc.numpy()
         for r in range(len(self.off) - 1):
@@ -122,10 +131,20 @@ class _Exchange:
                     first = 1
                 for row in rows[first:]:
                     a += row
-                if r == len(self.off) - 2:
+                if r == len(self.off) - 2 and n is not None:
                     a /= n
             self._call(dist.broadcast, acc, r)
         return a.copy()
+
+    def values(self, mine: np.ndarray) -> np.ndarray:
+        """Every client's value (float64), this rank holding its block's ``mine``:
+        one all-gather; shape (n,), in client order."""
+        rows = self.rows
+        buf = torch.zeros(rows, dtype=torch.float64)
+        buf.numpy()[:mine.size] = mine
+        out = [torch.empty_like(buf) for _ in range(len(self.off) - 1)]
+        self._call(dist.all_gather, out, buf)
+        return np.concatenate([o.numpy()[:c] for o, c in zip(out, np.diff(self.off))])
 
     def gather(self, idx, val, counts) -> tuple[np.ndarray, np.ndarray]:
         """Send this rank's ``(m, k)`` message rows; return every rank's rows
@@ -144,6 +163,22 @@ class _Exchange:
         return np.concatenate(idxs).astype(np.int64), np.concatenate(vals)
 
 
+class _RankProblem:
+    """The problem as the loop of ``run_method`` sees it on a rank whose block
+    oracle is on: ``loss(x)`` is the mean of every client's loss, each rank
+    contributing its block's; anything else is the problem's."""
+
+    def __init__(self, problem, lo, hi, exchange):
+        self._pb, self._lo, self._hi, self._ex = problem, lo, hi, exchange
+
+    def loss(self, x) -> float:
+        mine = self._pb.client_losses(x, self._lo, self._hi)
+        return float(np.mean(self._ex.values(mine)))
+
+    def __getattr__(self, name):
+        return getattr(self._pb, name)
+
+
 class _Block:
     """The method object ``m`` with its client state restricted to clients
     ``lo:hi``; the loop of :func:`~ef21fast.methods.algorithms.run_method` drives it
@@ -153,50 +188,38 @@ class _Block:
         self._m, self._off, self._ex = m, off, exchange
         self._lo, self._hi = int(off[rank]), int(off[rank + 1])
         self._ef14 = isinstance(m, EF14)
-        pb = m.problem
-        # The block's own gradients where they are the same bits as those rows of the
-        # full call: the fused C oracle computes each client alone, in a fixed order.
-        self._split = (len(off) > 2 and not isinstance(m, EF21SGD) and m.d >= 2
-                       and type(pb) in (LogisticRegression, LinearRegression)
-                       and pb.oracle == "c" and isinstance(pb._A, np.ndarray)
-                       and pb._A.dtype == np.float64 and pb._own is None)
-        if self._split:
-            self._offsets = np.ascontiguousarray(pb._offsets, dtype=np.int64)[
-                self._lo:self._hi + 1]
-        self._row0 = 0  # the client of row 0 of the gradients this rank holds
-
-    def _client_grads(self, x):
-        """This rank's client gradients at ``x``: the block's, else all clients'."""
-        pb = self._m.problem
-        if not self._split:
-            self._row0 = 0
-            return pb.client_grads(x)
-        from ef21fast.methods.oracle import glm_client_grads  # the C module: built
-
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        self._row0 = self._lo
-        return glm_client_grads(pb._A, pb._b, self._offsets, x, _reg_grad(pb.lam, x),
-                                pb._c_kind)
-
-    def _mean(self, G):
-        """``mean_rows`` over all clients of what :meth:`_client_grads` returned."""
-        return self._ex.mean(G, self._m.n) if self._split else mean_rows(G)
-
-    def _check_split(self, G, grad) -> None:
-        """Keep the block oracle only if the chained sum of :meth:`_Exchange.mean`
-        gives ``mean_rows``'s bits on these gradients (NumPy adds the rows of a
-        C-contiguous ``(n, d)`` array one by one for ``d >= 2``; checked here, on
-        every rank alike, rather than assumed)."""
-        if self._split:
-            acc = G[0].astype(np.float64)  # mean_rows adds in float64
-            for row in G[1:]:
-                acc += row
-            acc /= G.shape[0]
-            self._split = acc.tobytes() == grad.tobytes()
-        self._m.extra["block_oracle"] = self._split
+        # The block's own gradients where the chained sums give the single process's
+        # bits: rows of d >= 2 (see the module's docstring), a problem with ranges.
+        self._split = (len(off) > 2 and m.d >= 2 and m._ranged()
+                       and not isinstance(m.problem, ClonedProblem))
+        # The clients whose gradients this rank evaluates: its block, or all.
+        self._glo, self._ghi = (self._lo, self._hi) if self._split else (0, m.n)
+        self.problem = (_RankProblem(m.problem, self._lo, self._hi, exchange)
+                        if self._split else m.problem)
+        m.extra["block_oracle"] = self._split
 
     def __getattr__(self, name):
         return getattr(self._m, name)
+
+    def _grads(self, x, draw=None):
+        """The gradients at ``x`` of the clients this rank evaluates (minibatch ones
+        from ``draw``); and this rank's own rows of them."""
+        pb, m = self._m.problem, self._m
+        rng = (self._glo, self._ghi) if m._ranged() else ()
+        if draw is None:
+            G = pb.client_grads(x, *rng)
+        else:
+            G = pb.client_stochastic_grads(x, m.batch, draw, *rng)
+        return G, G[self._lo - self._glo:self._hi - self._glo]
+
+    def _chain(self, G, n=None, weights=None):
+        """``mean_rows`` (``n`` given) or ``weighted_row_sum`` (``weights``) over all
+        clients of what :meth:`_grads` returned."""
+        if not self._split:
+            return mean_rows(G) if weights is None else weighted_row_sum(weights, G)
+        if weights is not None:
+            G = G * weights[self._lo:self._hi, None]
+        return self._ex.chain(G, n)
 
     def _counts(self, clients=None):
         if clients is None:
@@ -204,20 +227,16 @@ class _Block:
         return np.diff(np.searchsorted(clients, self._off))
 
     # EF14 ---------------------------------------------------------------------
-    def _start_ef14(self, x0):
+    def _round_ef14(self, x):
         m = self._m
-        self._grads = m.problem.client_grads(x0)
-        self.errors = np.zeros((self._hi - self._lo, m.d), dtype=self._grads.dtype)
-        grad = mean_rows(self._grads)
-        self._check_split(self._grads, grad)
-        return grad
+        G, mine = self._grads(x)
+        self._message = api.ef_step(mine, self.errors, m.k, lr=m.gamma,
+                                    backend=m.backend)
+        return Round(self._chain(G, m.n), m.bits_per_round)
 
     def _step_ef14(self, x):
         m = self._m
-        r0 = self._row0
-        idx, val = api.ef_step(self._grads[self._lo - r0:self._hi - r0], self.errors,
-                               m.k, lr=m.gamma, backend=m.backend)
-        idx, val = self._ex.gather(idx, val, self._counts())
+        idx, val = self._ex.gather(*self._message, self._counts())
         x_new = x.copy()
         api.scatter_add(x_new, idx, val.astype(x_new.dtype, copy=False),
                         weights=-1.0 / m.n, backend=m.backend)
@@ -226,23 +245,21 @@ class _Block:
     # EF21 and its forms ---------------------------------------------------------
     def start(self, x0, rng=None):
         m = self._m
+        dtype = np.dtype(getattr(m.problem, "dtype", np.float64))
         if self._ef14:
-            return self._start_ef14(x0)
+            self.errors = np.zeros((self._hi - self._lo, m.d), dtype=dtype)
+            return self._round_ef14(x0).grad
         m._rng = rng
-        G = m.problem.client_grads(x0)
-        grad = mean_rows(G)
-        self._check_split(G, grad)
-        # EF21.start's g from all the states, on every rank, in the states' layout
-        # (C-contiguous, G's dtype); G, freshly allocated, holds them without a second
-        # n x d array.
-        S = np.ascontiguousarray(G)
+        G, mine = self._grads(x0)
+        grad = self._chain(G, m.n)
+        # EF21.start: g_i = the (scaled) gradients, g their (weighted) mean.
         if m.weighted:
-            np.multiply(S, m.scale[:, None], out=S)
-            g = m.weights @ S
+            np.multiply(G, m.scale[self._glo:self._ghi, None], out=G)
+            g = self._chain(mine if self._split else G, weights=m.weights)
         else:
-            g = mean_rows(S)
-        m.g = g.astype(G.dtype, copy=False)
-        self.state = S[self._lo:self._hi].copy()
+            g = grad
+        m.g = g.astype(G.dtype)
+        self.state = mine.copy()
         return grad
 
     def step(self, x):
@@ -252,34 +269,35 @@ class _Block:
     def round(self, x):
         m = self._m
         if self._ef14:
-            self._grads = self._client_grads(x)
-            return Round(self._mean(self._grads), m.bits_per_round)
+            return self._round_ef14(x)
         if isinstance(m, EF21SGD):
-            G = m.problem.client_stochastic_grads(x, m.batch, m._rng)
-            self._exchange(G)
+            draw = (m.problem.draw_minibatches(m.batch, m._rng) if m._ranged()
+                    else m._rng)
+            self._exchange(self._grads(x, draw)[1])
             return Round(np.asarray(m.problem.grad(x), dtype=np.float64),
                          m.bits_per_round)
-        G = self._client_grads(x)
-        grad = self._mean(G)
+        G, mine = self._grads(x)
+        grad = self._chain(G, m.n)
         if isinstance(m, EF21PP):
             S = m.participants()
             if S.size:
-                self._exchange(G, S)
+                self._exchange(mine, S)
             return Round(grad, m.bits_per_round * S.size / m.n)
-        self._exchange(G)
+        self._exchange(mine)
         return Round(grad, m.bits_per_round)
 
-    def _exchange(self, G, clients=None):
-        """EF21._exchange with the clients of this block compressing and every
-        message applied on every rank, in client order."""
+    def _exchange(self, mine, clients=None):
+        """EF21's exchange with the clients of this block compressing (``mine``:
+        their gradients) and every message applied on every rank, in client
+        order."""
         m, lo, hi = self._m, self._lo, self._hi
-        mine = (np.arange(lo, hi) if clients is None
-                else clients[(clients >= lo) & (clients < hi)])
-        rows = self.state[mine - lo]
-        idx, val = api.ef21_step(G[mine - self._row0], rows, m.k,
-                                 None if m.scale is None else m.scale[mine],
+        own = (np.arange(lo, hi) if clients is None
+               else clients[(clients >= lo) & (clients < hi)])
+        rows = self.state[own - lo]
+        idx, val = api.ef21_step(mine[own - lo], rows, m.k,
+                                 None if m.scale is None else m.scale[own],
                                  backend=m.backend)
-        self.state[mine - lo] = rows
+        self.state[own - lo] = rows
         idx, val = self._ex.gather(idx, val, self._counts(clients))
         w = m._server_weights
         if clients is not None and m.weighted:

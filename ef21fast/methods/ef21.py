@@ -18,7 +18,7 @@ import numpy as np
 
 from ef21fast import api
 from ef21fast.methods import rare_features, theory, theory_sgd
-from ef21fast.methods.method import Method, Round, mean_rows
+from ef21fast.methods.method import Method, Round, mean_rows, weighted_row_sum
 from ef21fast.methods.options import batch_sizes, participation_probs
 from ef21fast.methods.problems import ClonedProblem
 
@@ -133,7 +133,7 @@ class EF21(Method):
         if self.weighted:
             # g_i = grad f_i(x0) / (n w_i), rounded as ef21_step does.
             np.multiply(S, self.scale[:, None], out=S)
-            g = self.weights @ S
+            g = weighted_row_sum(self.weights, S)
         else:
             g = grad  # the mean of the states, which are the gradients
         self.g = g.astype(dtype)  # the states' dtype (float32 problems), a new array
@@ -145,7 +145,8 @@ class EF21(Method):
         grad = mean_rows(G)
         self.state = np.array(G * self.scale[:, None] if self.weighted else G,
                               dtype=G.dtype, order="C", copy=True)
-        g = self.weights @ self.state if self.weighted else mean_rows(self.state)
+        g = (weighted_row_sum(self.weights, self.state) if self.weighted
+             else mean_rows(self.state))
         self.g = g.astype(G.dtype, copy=False)
         return grad
 

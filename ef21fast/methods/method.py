@@ -30,7 +30,7 @@ from ef21fast.backends.registry import default_backend, load_backend
 from ef21fast.methods import theory
 from ef21fast.methods.options import bits_per_value, check_k, choose_gamma
 
-__all__ = ["Method", "Round", "mean_rows", "chunk_rows", "CHUNK_FRACTION",
+__all__ = ["Method", "Round", "mean_rows", "weighted_row_sum", "chunk_rows", "CHUNK_FRACTION",
            "CHUNK_MIN_BYTES"]
 
 #: A round computes its client gradients in chunks of clients whose buffer holds at
@@ -72,6 +72,33 @@ def chunk_rows(n: int, d: int, itemsize: int) -> int:
     row = d * itemsize
     budget = max(int(CHUNK_FRACTION * n * row), CHUNK_MIN_BYTES)
     return max(1, min(n, budget // row))
+
+
+def weighted_row_sum(w, S) -> np.ndarray:
+    """``sum_i w_i S[i]`` in float64, the rows added one by one in order (as
+    :func:`mean_rows` adds them; never a BLAS product, whose order of additions may
+    depend on its threads), chunk by chunk: no (n, d) float64 temporary.
+
+    Parameters
+    ----------
+    w : ndarray, shape (n,), float64
+    S : ndarray, shape (n, d), C-contiguous
+
+    Returns
+    -------
+    ndarray, shape (d,), float64
+    """
+    n, d = S.shape
+    if n == 0:
+        return np.zeros(d)
+    rows = chunk_rows(n, d, 8)
+    X = np.empty((1 + min(rows, n), d))
+    acc = None
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        np.multiply(S[lo:hi], w[lo:hi, None], out=X[1:1 + hi - lo])
+        acc = _add_rows(acc, X[:1 + hi - lo])
+    return acc
 
 
 def _add_rows(acc, rows_with_spare) -> np.ndarray:

@@ -189,7 +189,7 @@ class Problem:
             self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
         self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
-        self._ell_part = None  # (x, loss sums, clients done) while ranges cover x
+        self._ell_part = None  # (x, loss sums, clients covered) while ranges cover x
         self.oracle = self._choose_oracle(oracle)
 
     def _choose_oracle(self, oracle):
@@ -300,28 +300,49 @@ class Problem:
         return last[1]
 
     # --- oracles ----------------------------------------------------------------------
-    def client_losses(self, x) -> np.ndarray:
-        """f_i(x) for every client.
+    def client_losses(self, x, lo=0, hi=None) -> np.ndarray:
+        """f_i(x) for the clients ``lo:hi`` (all by default).
+
+        Each value has the bits of the call over all clients: it comes from the loss
+        sums of the last fused pass at ``x`` where that pass covered the client (the
+        pass of a traced round, or of a rank's block of clients), else from one
+        product ``A @ x`` over all the data.
 
         Parameters
         ----------
         x : array_like, shape (d,)
+        lo, hi : int, optional
+            The clients, ``0 <= lo <= hi <= n``; ``hi=None`` means ``n``.
 
         Returns
         -------
-        ndarray, shape (n,), float64
+        ndarray, shape (hi - lo,), float64
+
+        Raises
+        ------
+        ValueError
+            On x of the wrong shape or a bad range.
         """
         x = self._x(x)
-        last = self._ell
+        lo, hi = check_range(lo, hi, self.n)
         with _errstate():
-            if last is not None and np.array_equal(last[0], x):
-                ell = last[1]
-            else:
+            ell = self._kept_losses(x, lo, hi)
+            if ell is None:
                 ell = np.add.reduceat(self._sample_losses(self._A @ x, self._b),
-                                      self._starts)
+                                      self._starts)[lo:hi]
             reg = (_reg_value(self.lam, x) if self._own is None
-                   else self._own @ _reg_terms(self.lam, x))
-            return ell / self.m_i + reg
+                   else (self._own @ _reg_terms(self.lam, x))[lo:hi])
+            return ell / self.m_i[lo:hi] + reg
+
+    def _kept_losses(self, x, lo, hi):
+        """The fused pass's loss sums of clients ``lo:hi`` at ``x``, or None."""
+        last = self._ell
+        if last is not None and np.array_equal(last[0], x):
+            return last[1][lo:hi]
+        part = self._ell_part
+        if part is not None and part[2][lo:hi].all() and np.array_equal(part[0], x):
+            return part[1][lo:hi]
+        return None
 
     def loss(self, x) -> float:
         """f(x) = (1/n) sum_i f_i(x)."""
@@ -393,19 +414,16 @@ class Problem:
         return out
 
     def _keep_losses(self, x, ell, lo, hi) -> None:
-        """Keep the fused pass's client losses at x once ranges in client order (from
-        0, each starting at or before the end of the last) have covered every client:
-        a single call over all of them, or a chunked round."""
-        if lo == 0:
-            self._ell_part = (x.copy(), np.empty(self.n), 0)
+        """Keep the fused pass's loss sums of clients ``lo:hi`` at x: with those of
+        the other ranges at the same x until every client is covered (a single call
+        over all of them, or a chunked round), then as the losses at x. A client's
+        loss sum at x has fixed bits, whichever range computes it."""
         part = self._ell_part
-        if part is None or part[2] < lo or not np.array_equal(part[0], x):
-            self._ell_part = None
-            return
-        part[1][lo:hi] = ell  # (ranges may overlap: a client's loss has fixed bits)
-        done = max(part[2], hi)
-        self._ell_part = (part[0], part[1], done)
-        if done == self.n:
+        if part is None or not np.array_equal(part[0], x):
+            part = self._ell_part = (x.copy(), np.empty(self.n), np.zeros(self.n, bool))
+        part[1][lo:hi] = ell
+        part[2][lo:hi] = True
+        if part[2].all():
             self._ell, self._ell_part = (part[0], part[1]), None
 
     def draw_minibatches(self, batch, rng) -> Minibatches:
@@ -618,9 +636,10 @@ class ClonedProblem(Problem):
     def _x(self, x):
         return self.base._x(x)
 
-    def client_losses(self, x) -> np.ndarray:
-        """f_ij(x) for every clone, shape (N,)."""
-        return self.base.client_losses(x)[self.source] * self.scale
+    def client_losses(self, x, lo=0, hi=None) -> np.ndarray:
+        """f_ij(x) for clones ``lo:hi`` (all by default), shape (hi - lo,)."""
+        lo, hi = check_range(lo, hi, self.n)
+        return self.base.client_losses(x)[self.source[lo:hi]] * self.scale[lo:hi]
 
     def loss(self, x) -> float:
         """f(x), the base objective."""

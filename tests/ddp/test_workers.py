@@ -34,9 +34,9 @@ _spec.loader.exec_module(scenario)
 
 TIMEOUT_S = 4
 COLUMNS = ("iter", "bits", "grad_norm_sq", "f")
-#: The cases run with the block oracle (fused C oracle, no owned regulariser, not SGD).
-BLOCK_ORACLE = {"ef21", "ef21-w", "ef14", "ef21-pp", "ef21-w-pp", "indices",
-                "fresh-seed"}
+#: The cases where every rank evaluates all clients' gradients (a clone's losses are
+#: its base client's); every other case evaluates only its block's.
+ALL_CLIENTS = {"ef21-clone"}
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,7 @@ def test_every_rank_equals_the_single_process_run(jobs, case, world):
             assert str(got["status"]) == ref.status
             assert int(got["workers"]) == world
             # each rank evaluates only its block's gradients where that is exact
-            assert bool(got["block_oracle"]) == (
-                case in BLOCK_ORACLE and scenario.problem(case).oracle == "c")
+            assert bool(got["block_oracle"]) == (case not in ALL_CLIENTS)
 
 
 @pytest.mark.parametrize("mode", ["dead", "stall", "absent"])
