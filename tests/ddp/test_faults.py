@@ -23,4 +23,4 @@ def test_a_dead_or_stalled_rank_makes_the_others_fail_within_the_timeout(tmp_pat
         assert info["iteration"] == 2
         assert "ef21fast.ddp: the all-gather of bucket" in info["message"], info
         assert "at iteration 2 failed on rank 0" in info["message"], info
-        assert info["seconds"] < TIMEOUT_S + 3, info
+        assert info["seconds"] < TIMEOUT_S + 8, info  # slack for a loaded machine

@@ -84,7 +84,8 @@ def test_a_dead_stalled_or_absent_rank_makes_the_others_fail_within_the_timeout(
         assert code == 0, f"{mode}: rank {rank} ended with {code}:\n{text}"
     info = json.loads((out / f"{mode}-0.json").read_text())
     assert info["error"] == "RuntimeError", info
-    assert info["seconds"] < TIMEOUT_S + 3, info
+    # the timeout plus start-up and teardown slack (a loaded 2-core machine took 7.0 s)
+    assert info["seconds"] < TIMEOUT_S + 8, info
     if mode == "absent":
         assert "rank 0 could not join the job at 127.0.0.1:" in info["message"], info
     else:
