@@ -242,10 +242,11 @@ FEW_MAX = 64
 #: above (about 1.3 k candidates on random rows either way).
 FEW_GROUPS = 16
 FEW_GROUPS_K = 8
-#: ... for k at least this: below, the insertion top-k costs less (one thread, 1000 x
-#: 112 float32 ef21_step, 2026-12-05, insertion / select_few: k = 2 122 / 212 us, k = 3
-#: 196 / 220, k = 4 282 / 230, k = 8 530 / 254, k = 16 846 / 332).
-FEW_MIN_K = 4
+#: ... for k at least this: below, the insertion top-k costs less (1000 x 112 float32
+#: ef21_step, 2026-12-05, insertion / select_few, us: 2 threads k = 4 73-83 / 114-118,
+#: k = 5 76-126 / 121-124, k = 6 183-194 / 126-129, k = 8 225-244 / 130-132; one
+#: thread k = 2 122 / 212, k = 4 272 / 244, k = 5 350 / 253, k = 8 503 / 267).
+FEW_MIN_K = 5
 
 
 @njit(cache=True, nogil=True)
