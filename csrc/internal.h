@@ -67,7 +67,11 @@ enum { EF_FORCE_RADIX = 1, EF_FORCE_NOSMALL = 2, EF_FORCE_ROWS = 4, EF_FORCE_WIT
 
 #define EF_BLOCK 16             /* elements per block of the SIMD passes and the sample */
 #define EF_SMALL 16384          /* rows up to this length: keys held in memory (serial) */
-#define EF_SMALL_K 16           /* ... and for k up to this, an insertion top-k (no radix) */
+#define EF_SMALL_K 16           /* ... and for k up to this, select_few (no radix) */
+/* select_few: at most this many candidates (else an insertion top-k), from at most
+ * this many groups */
+#define EF_FEW_MAX 64
+#define EF_FEW_GROUPS_MAX 32
 #define EF_SAMPLE_BLOCKS 1024   /* sample: up to this many blocks of EF_BLOCK elements */
 #define EF_WITHIN_MIN 65536     /* rows at least this long may be split across threads */
 /* Batches smaller than this run on one thread: waking a team costs more than the work

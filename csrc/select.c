@@ -200,6 +200,123 @@ static K F(kth_small_k)(const K *a, int64_t len, int64_t k)
     return best[k - 1];
 }
 
+/* The k (2 <= k <= EF_SMALL_K) largest of the keys a[0..len) of a short row, in one
+ * branch-light sweep instead of an insertion top-k (whose mispredicted insertions made
+ * k = 8 cost 20x k = 1 on rows of 112). G groups (j mod G, G a constant >= k): t = the
+ * k-th largest of the G group maxima is at most the row's k-th largest key (the maxima
+ * are G distinct entries), so every selected entry has key >= t, and on most rows few
+ * others have (G = 16 for k <= 8, 32 above: about 1.3k candidates on random rows).
+ * Those candidates (key >= t, in index order, at most EF_FEW_MAX) are ranked among
+ * themselves in the order of the package (key descending, then index): every entry
+ * that ranks above a candidate is itself one, so its rank is its rank in the row, and
+ * the candidates of rank < k are the selection, already ascending. Returns 1 with the
+ * k indices in oidx, or 0 when more than EF_FEW_MAX entries reach t (many ties: the
+ * caller selects another way). */
+EF_INLINE int F(few_g)(const K *restrict a, int64_t len, int64_t k, int64_t *restrict oidx,
+                       const int G)
+{
+    const int ng = G / EF_L; /* vectors of group maxima */
+    F(vk) mv[EF_FEW_GROUPS_MAX / EF_L], cnt[EF_FEW_GROUPS_MAX / EF_L], best = F(vksplat)(0);
+    K m[EF_FEW_GROUPS_MAX], last[EF_FEW_GROUPS_MAX] = {0}, t = 0;
+    K ck[EF_FEW_MAX + EF_BLOCK];
+    uint32_t co[EF_FEW_MAX + EF_BLOCK];
+    int64_t sel[EF_FEW_MAX + EF_BLOCK];
+    int64_t j = 0, c = 0, o = 0, i, p;
+    int u, w;
+    for (w = 0; w < ng; w++) {
+        mv[w] = F(vksplat)(0);
+        cnt[w] = F(vksplat)(0);
+    }
+    for (; j + G <= len; j += G) {
+        for (w = 0; w < ng; w++) {
+            F(vk) kv;
+            memcpy(&kv, a + j + w * EF_L, sizeof kv);
+            mv[w] = F(vmax)(mv[w], kv);
+        }
+    }
+    for (u = 0; j + u < len; u++)
+        last[u] = a[j + u];
+    for (w = 0; w < ng; w++) {
+        F(vk) kv;
+        memcpy(&kv, last + w * EF_L, sizeof kv);
+        mv[w] = F(vmax)(mv[w], kv);
+    }
+    memcpy(m, mv, (size_t)G * sizeof m[0]);
+    /* t: the largest maximum that at least k maxima reach (lanes count down: -1 each) */
+    for (u = 0; u < G; u++) {
+        const F(vk) bu = F(vksplat)(0) + (SK)m[u]; /* (a broadcast, not 8 inserts) */
+        for (w = 0; w < ng; w++)
+            cnt[w] += bu >= mv[w];
+    }
+    for (w = 0; w < ng; w++)
+        best = F(vmax)(best, mv[w] & (cnt[w] <= (SK)-k));
+    {
+        SK bl[EF_L];
+        memcpy(bl, &best, sizeof bl);
+        for (u = 0; u < EF_L; u++)
+            t = (K)bl[u] > t ? (K)bl[u] : t;
+    }
+    {
+        const F(vk) tv = F(vksplat)((SK)t);
+        for (j = 0; j + EF_BLOCK <= len; j += EF_BLOCK) {
+            /* every vector appended, none tested: a test per block mispredicts (the
+             * few candidates fall in random blocks) */
+            for (u = 0; u < EF_NV; u++) {
+                F(vk) kv;
+                memcpy(&kv, a + j + u * EF_L, sizeof kv);
+                const int mk = F(vmask)(kv >= tv);
+                const F(vk) pk = F(vpack)(kv, mk);
+                const F(vo) po = __builtin_convertvector(
+                    F(vpack)(F(iota)() + (SK)(j + u * EF_L), mk), F(vo));
+                memcpy(ck + c, &pk, sizeof pk);
+                memcpy(co + c, &po, sizeof po);
+                c += F(lpn)[mk];
+            }
+            if (c > EF_FEW_MAX)
+                return 0;
+        }
+    }
+    for (; j < len; j++) { /* branch-free: room for EF_BLOCK more */
+        ck[c] = a[j];
+        co[c] = (uint32_t)j;
+        c += a[j] >= t;
+    }
+    if (c > EF_FEW_MAX)
+        return 0;
+    {
+        const int64_t cb = (c + EF_L - 1) / EF_L * EF_L;
+        /* padding: key 0 after every candidate, so each of them ranks above it, and it
+         * ranks c >= k (never selected) */
+        for (p = c; p < cb; p++) {
+            ck[p] = 0;
+            co[p] = 0;
+        }
+        /* the ranks of EF_L candidates at a time (lanes count down: -1 per entry above) */
+        for (i = 0; i < cb; i += EF_L) {
+            F(vk) kv, r = F(vksplat)(0);
+            const F(vk) iv = F(iota)() + (SK)i;
+            int mk;
+            memcpy(&kv, ck + i, sizeof kv);
+            for (p = 0; p < c; p++) {
+                const F(vk) bp = F(vksplat)(0) + (SK)ck[p];
+                r += (bp > kv) | ((bp == kv) & (F(vksplat)(0) + (SK)p < iv));
+            }
+            mk = F(vmask)(r > (SK)-k);
+            for (u = 0; u < EF_L; u++) { /* branch-free: o advances on the selected */
+                sel[o] = co[i + u];
+                o += (mk >> u) & 1;
+            }
+        }
+    }
+    memcpy(oidx, sel, (size_t)k * sizeof *oidx);
+    return 1;
+}
+
+EF_CLONES static int F(select_few)(const K *a, int64_t len, int64_t k, int64_t *oidx)
+{
+    return k <= 8 ? F(few_g)(a, len, k, oidx, 16) : F(few_g)(a, len, k, oidx, 32);
+}
+
 /* Tie quotas and output offsets per chunk from W->gt (keys > T) and W->eq (keys == T,
  * the k-th key): the ties go to the chunks in order, the earliest first. */
 void F(plan_ties)(F(ws) *W, int64_t k)
@@ -217,8 +334,9 @@ void F(plan_ties)(F(ws) *W, int64_t k)
 }
 
 /* The k (2 <= k < d <= EF_SMALL) largest of a short row, serially, with its keys held
- * in memory (W->samp): the k-th key by an insertion top-k (k <= EF_SMALL_K) or the
- * in-place radix select, then one scan of the keys for the indices (to oidx, ascending).
+ * in memory (W->samp): for k <= EF_SMALL_K the candidates of select_few, or the k-th
+ * key by an insertion top-k (when too many keys tie for select_few); the in-place radix
+ * select for larger k; then one scan of the keys for the indices (to oidx, ascending).
  * EF21_MODE_EF writes the updated error back (the caller then forms the values). */
 void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
 {
@@ -226,6 +344,8 @@ void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
     int64_t gt, eq, q, o = 0, j;
     F(keys)(S, d, keys);
     F(written_back)(S);
+    if (k <= EF_SMALL_K && F(select_few)(keys, d, k, oidx))
+        return;
     if (k <= EF_SMALL_K) {
         tk = F(kth_small_k)(keys, d, k);
         for (gt = 0, j = 0; j < d; j++)

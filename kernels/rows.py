@@ -7,7 +7,8 @@ Every row goes through the same pipeline (see :mod:`.select`, :mod:`.passes`,
 
 1. k = 0: nothing (EF14 still updates its error); k = d: everything; k = 1: argmax.
 2. Short (dense) rows precompute all keys into a workspace, then an exact radix select
-   (for small k, an insertion top-k) and one emitting scan.
+   (for small k, :func:`.select.select_few` or an insertion top-k) and one emitting
+   scan.
 3. Longer rows draw a sample and take its threshold keys (about ``rank * d / s`` keys
    are > t). One streaming pass collects the candidates (key > t: value bits and
    offsets) into bounded buffers (EF14: the same pass writes the updated error back).
@@ -46,8 +47,9 @@ from .candidates import emit_list, list_kth
 from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, emit, key, update_state,
                    value, vbits)
 from .modes import MODE_EF, MODE_TOPK
-from .passes import collect, count_equal, emit_chunk, sample_keys, update_error
-from .select import BUCKETS_MAX, kth_small_k, radix_select, sample_threshold
+from .passes import WORD, collect, count_equal, emit_chunk, sample_keys, update_error
+from .select import (BUCKETS_MAX, FEW_GROUPS, FEW_GROUPS_K, FEW_MAX, FEW_MIN_K,
+                     group_maxima, kth_small_k, radix_select, sample_threshold, select_few)
 
 
 @njit(cache=True, nogil=True)
@@ -206,10 +208,12 @@ def rows_trivial(mode, rows, k, out, span):
 @njit(cache=True, nogil=True)
 def rows_dense(mode, rows, plan, out, span):
     """Rows ``span = (lo, hi)`` of a batch of dense rows (``2 <= k < d``, ``plan``: a
-    :data:`.plan.ROW_PLAN`): the row's keys into a buffer, the k-th key by an
-    insertion top-k (``small``) or a radix select, then one emitting scan; loops on
-    the 2-D arrays, one call for all the rows (a call per row costs as much as a pass
-    over a short row)."""
+    :data:`.plan.ROW_PLAN`): the row's keys into a buffer, then for ``small`` k the
+    selection of :func:`.select.select_few` (from ``FEW_MIN_K`` on), or the k-th key
+    by an insertion top-k (below it, or when too many keys tie for select_few), else
+    the k-th key by a radix select, then one emitting scan; loops on the 2-D arrays,
+    one call for all the rows (a call per row costs as much as a pass over a short
+    row)."""
     a, b, cvec = rows
     k, keybits, rbits, _, small, _ = plan[:6]
     lo, hi = span
@@ -218,12 +222,24 @@ def rows_dense(mode, rows, plan, out, span):
     best = bits_empty(k if small else 0, a)
     nb = 0 if small else BUCKETS_MAX
     scratch = (np.empty((1, nb), dtype=np.int64), np.empty(1, dtype=np.int64))
+    few_k = small and k >= FEW_MIN_K
+    nf = FEW_MAX + WORD if few_k else 0
+    groups = FEW_GROUPS if k <= FEW_GROUPS_K else 2 * FEW_GROUPS
+    few = (bits_empty(2 * FEW_GROUPS + 1, a), bits_empty(nf, a), np.empty(nf, np.int64))
+    sel = np.empty(nf, dtype=np.int64)
     for i in range(lo, hi):
         row = (a, b, cvec[i])
         if mode == MODE_EF:
             write_back_row(row, i)
         for j in range(d):
             keys[j] = key(value(mode, True, row, (i, j)))
+        if few_k:
+            group_maxima(keys, d, groups, few[0])
+            if select_few(keys, d, k, groups, few, sel):
+                for o in range(k):
+                    j = sel[o]
+                    emit(mode, True, row, (i, j), j, out, (i, o))
+                continue
         # every key with key >> shift > prefix, then the first quota with ==
         if small:
             tk = kth_small_k(keys, d, k, best)

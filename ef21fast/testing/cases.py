@@ -112,8 +112,14 @@ def cases(dtype=np.float64, seed: int = 0, large: bool = True):
     yield from emit("big_endian", normal.astype(dtype.newbyteorder(">")))
     batch = rng.standard_normal((1000, 112)).astype(dtype)
     batch[::7] = np.round(batch[::7])  # rows with ties
-    # k around the compiled backends' insertion top-k limit (16) and the radix above it
-    yield from emit("batched_clients", batch, ks=[0, 1, 2, 5, 16, 17, 112])
+    # k from 2 to 16 (the compiled backends' selection among the group maxima'
+    # candidates, or an insertion top-k), and the radix select above 16
+    yield from emit("batched_clients", batch, ks=[0, 1, 2, 4, 5, 8, 16, 17, 112])
+    short = np.round(rng.standard_normal((40, 20)) * 2).astype(dtype)
+    short[::5, 3:] = 0  # mostly zero: every key reaches the threshold (0)
+    short[1::9, ::4] = np.nan
+    # rows shorter than the 16 or 32 groups of that selection, many ties
+    yield from emit("batched_short_rows", short, ks=[2, 3, 4, 8, 9, 16, 19])
     ties = rng.integers(-3, 4, (6, 4000)).astype(dtype)
     yield from emit("batched_ties", ties, ks=[1, 3, 16, 17, 100, 3999])
     ascending_rows = np.tile(np.arange(300, dtype=dtype), (4, 1))  # insertion worst case

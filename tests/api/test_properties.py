@@ -20,11 +20,13 @@ PAIRS = registry_params()
 
 
 @st.composite
-def kernel_inputs(draw, max_rows=6, max_d=48):
+def kernel_inputs(draw, max_rows=6, max_d=48, small_k=False):
+    """A random :class:`Case`; ``small_k``: a batch of rows with ``2 <= k <= 16`` and
+    ``k < d`` (the compiled backends' selection for few entries per row)."""
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64])))
-    two_d = draw(st.booleans())
-    d = draw(st.integers(0, max_d))
-    shape = (draw(st.integers(0, max_rows)), d) if two_d else (d,)
+    two_d = small_k or draw(st.booleans())
+    d = draw(st.integers(3 if small_k else 0, max_d))
+    shape = (draw(st.integers(1 if small_k else 0, max_rows)), d) if two_d else (d,)
     specials = [float(nan_with_payload(dtype, p, negative=s)) for p, s in
                 ((1, False), (99, True))] + [np.inf, -np.inf, 0.0, -0.0,
                                              float(np.finfo(dtype).smallest_subnormal)]
@@ -43,7 +45,7 @@ def kernel_inputs(draw, max_rows=6, max_d=48):
     elif draw(st.booleans()) and x.ndim == 2:
         x = np.asfortranarray(x)
     state = draw(hnp.arrays(dtype, shape, elements=elems))
-    k = draw(st.integers(0, d))
+    k = draw(st.integers(2, min(16, d - 1))) if small_k else draw(st.integers(0, d))
     return Case("hypothesis", x, k, np.ascontiguousarray(state))
 
 
@@ -67,6 +69,16 @@ def _kwargs(draw, kernel, case):
 @given(data=st.data())
 def test_property_matches_reference(kernel, backend, data):
     case = data.draw(kernel_inputs())
+    kw = _kwargs(data.draw, kernel, case)
+    assert compare(kernel, case, backend, **kw) is None
+
+
+@pytest.mark.parametrize("kernel,backend", PAIRS)
+@given(data=st.data())
+def test_property_small_k_rows_match_reference(kernel, backend, data):
+    """Batches of rows up to 150 long with 2 <= k <= 16: the group-maxima selection of
+    the compiled backends, and its fallback where many keys tie."""
+    case = data.draw(kernel_inputs(max_rows=8, max_d=150, small_k=True))
     kw = _kwargs(data.draw, kernel, case)
     assert compare(kernel, case, backend, **kw) is None
 
