@@ -14,6 +14,7 @@ instead of the dense gradient.
 
 import argparse
 import datetime
+import gc
 
 import numpy as np
 import torch
@@ -86,9 +87,11 @@ def main():
         for name, (loss, acc, mb, _) in rows:
             print(f"{name:32s} train loss {loss:.4f}  test accuracy {acc:.3f}  "
                   f"sent {mb:8.3f} MB per rank")
-    # every rank done (rank 0's printing included) before the group goes: a gloo peer
-    # closed early made rank 0 abort at exit ("terminate called without an active
-    # exception") once in a CI run
+    # The DDP models (kept alive by reference cycles) hold the process group: collect
+    # them, and wait for every rank (rank 0's printing included), before the group
+    # goes. Otherwise gloo's threads can be torn down at interpreter exit, in any
+    # order, and a rank aborts ("terminate called without an active exception").
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 
