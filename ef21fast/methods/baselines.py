@@ -11,7 +11,7 @@ import numpy as np
 
 from ef21fast import api
 from ef21fast.methods import theory
-from ef21fast.methods.method import Method, Round
+from ef21fast.methods.method import Method, Round, descent_step
 
 __all__ = ["GD", "EF14"]
 
@@ -51,7 +51,7 @@ class GD(Method):
         return self.round(x0).grad
 
     def step(self, x):
-        return x - self.gamma * self._grad
+        return descent_step(x, self.gamma, self._grad)
 
     def round(self, x):
         for _ in self._chunks(x):
