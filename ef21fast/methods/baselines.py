@@ -54,6 +54,7 @@ class GD(Method):
         return descent_step(x, self.gamma, self._grad)
 
     def round(self, x):
+        self._grad = None  # the step is made: not held through the round
         for _ in self._chunks(x):
             pass
         self._grad = self._chunk_mean

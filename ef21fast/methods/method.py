@@ -354,6 +354,7 @@ class Method:
         Afterwards ``self._chunk_mean`` is ``mean_rows`` of all the gradients, to the
         bit (without ``draw``)."""
         p, n, d = self.problem, self.n, self.d
+        self._chunk_mean = None  # the last round's mean is not held through this one
         if not self._ranged():
             G = (p.client_grads(x) if draw is None
                  else p.client_stochastic_grads(x, self.batch, draw))
