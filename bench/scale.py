@@ -177,7 +177,10 @@ def main() -> None:
                args.a9a, "--rounds", str(args.rounds)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode:
+            raise SystemExit(f"case {case} failed:\n{res.stderr}")
+        out = res.stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"| {r['case']} ({r['source']}, {r['oracle']} oracle) | {r['m']} x {r['d']} "
               f"({r['nnz']}) | {r['n']} | {r['load_s'] + r['constants_s']:.2f} "
