@@ -13,8 +13,15 @@ Each case runs ``ef21fast.methods.algorithms.run(problem, "ef21", k=1, iters=T)`
 (its trace included: f and ||grad f||^2 every round). Memory is the resident set
 above the one after the imports (those of the setup included): its peak during the
 setup (load and constants), and its peak during the run (the peak is reset after the
-setup through /proc/self/clear_refs), against the data (CSR arrays and labels) plus the
-client states (n x d); the run overhead is run peak / (data + states) - 1.
+setup through /proc/self/clear_refs), against the data (the CSR arrays data, indices and
+indptr as the problem holds them, and the labels) plus the client states (n x d); the
+run overhead is run peak / (data + states) - 1. A tiny problem is built and run before
+the base is taken (the first call's lazy imports and caches are not counted), and the
+heap's free memory is returned to the system (glibc ``malloc_trim``) before the base
+and before the run, so that what the loader and the setup freed is not counted as the
+run's. The a9a rows are ordered by length inside each client
+(:func:`ef21fast.methods.data_sparse.rows_by_length`), so the fused oracle shares the
+problem's arrays instead of running on a reordered copy.
 
     python bench/scale.py [--a9a PATH] [--rounds T] [--cases a9a,news20] [--threads N]
 """
@@ -22,6 +29,7 @@ client states (n x d); the run overhead is run peak / (data + states) - 1.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import json
 import os
@@ -67,6 +75,15 @@ def _reset_peak() -> bool:
         return False
 
 
+def _trim() -> None:
+    """Return the heap's free memory to the system (glibc ``malloc_trim``; nothing
+    elsewhere)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
     import numpy as np
 
@@ -86,14 +103,24 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
 
     if threads:
         ef21fast.set_num_threads(threads)
+    # A tiny problem and run first: the lazy imports and caches of the first call
+    # (threadpoolctl, the oracles) are not counted either.
+    import scipy.sparse as sp
+
+    tiny = data.split_clients(sp.random(40, 30, density=0.3, format="csr", random_state=0),
+                              np.where(np.arange(40) % 2, 1.0, -1.0), 4)
+    run(LogisticRegression(tiny), "ef21", k=1, iters=2)
+    del tiny
+    _trim()
     base = _rss_mb()
     t0 = time.perf_counter()
     if case == "a9a":
         n = 10_000
         if os.path.exists(a9a):
             A, b = data.load_libsvm(a9a)
-            cd, source = data.split_clients(A, b, n, name="a9a"), a9a
-            del A, b
+            cd = data.split_clients(A, b, n, name="a9a")
+            del A, b  # each client's rows by length: the fused oracle shares the arrays
+            cd, source = data_sparse.rows_by_length(cd), a9a
         else:
             m, d, dens = A9A_SHAPE
             cd = data_sparse.make_sparse_classification(m, d, dens, n, binary=True,
@@ -112,6 +139,7 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
                if hasattr(A, "indptr") else A.nbytes) / 2**20 + cd.b.nbytes / 2**20
     state_mb = problem.n * problem.d * problem.dtype.itemsize / 2**20
     setup_peak = _peak_mb()
+    _trim()  # what the setup freed goes back to the system: the run counts its own
     before = _rss_mb()  # the data and the problem, as they stay during the run
     reset = _reset_peak()
     tr = run(problem, "ef21", k=1, iters=rounds)
@@ -149,7 +177,10 @@ def main() -> None:
                args.a9a, "--rounds", str(args.rounds)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode:
+            raise SystemExit(f"case {case} failed:\n{res.stderr}")
+        out = res.stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"| {r['case']} ({r['source']}, {r['oracle']} oracle) | {r['m']} x {r['d']} "
               f"({r['nnz']}) | {r['n']} | {r['load_s'] + r['constants_s']:.2f} "

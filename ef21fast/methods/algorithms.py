@@ -348,28 +348,35 @@ def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bo
                     status, message = "diverged", DIVERGED_MESSAGE
                     t -= 1
                     break
-                x_prev, grad_prev = x, grad
+                # Only ||grad f||^2 of the previous round is kept for a roll-back, not
+                # its gradient: one (d,) vector less during the round.
+                x_prev, gn_prev = x, gn
+                grad = None
                 x = x_new
+                del x_new
                 grad, sent = m.round(x)
                 bits_sum += sent
+                gn = float(grad @ grad)
                 if not traced:  # f not evaluated: the iterate and ||grad f||^2 checked
-                    if np.isfinite(float(grad @ grad)):
+                    if np.isfinite(gn):
+                        x_prev = None
                         if bar is not None:
                             bar.update(1)
                         continue
                     # a non-finite gradient: the previous round is the last finite one
                     status, message = "diverged", DIVERGED_MESSAGE
-                    x, grad = x_prev, grad_prev
+                    x, gn = x_prev, gn_prev
                     bits_sum -= sent
                     t -= 1
                     break
-                gn, fx = float(grad @ grad), float(m.problem.loss(x))
+                fx = float(m.problem.loss(x))
                 if not (np.isfinite(gn) and np.isfinite(fx)):
                     status, message = "diverged", DIVERGED_MESSAGE
-                    x, grad = x_prev, grad_prev
+                    x, gn = x_prev, gn_prev
                     bits_sum -= sent
                     t -= 1
                     break
+                x_prev = None
                 rows.add(t, bits_sum, gn, fx, time.perf_counter() - start)
                 x_rec = x
                 if on_row is not None:
@@ -384,7 +391,7 @@ def run_method(m, method: str, *, T: int, tol, x0, seed, bits: str, progress: bo
             if status == "diverged" and K > 1 and t > rows.last_round:
                 # the last finite round was not recorded: record it (its f costs one
                 # more evaluation), so that the trace ends where the run stayed finite
-                gn, fx = float(grad @ grad), float(m.problem.loss(x))
+                fx = float(m.problem.loss(x))
                 rows.add(t, bits_sum, gn, fx, time.perf_counter() - start)
                 x_rec = x
                 if on_row is not None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ef21fast import api
 from ef21fast.methods import theory
-from ef21fast.methods.method import Method, Round
+from ef21fast.methods.method import Method, Round, descent_step
 
 __all__ = ["GD", "EF14"]
 
@@ -51,9 +51,10 @@ class GD(Method):
         return self.round(x0).grad
 
     def step(self, x):
-        return x - self.gamma * self._grad
+        return descent_step(x, self.gamma, self._grad)
 
     def round(self, x):
+        self._grad = None  # the step is made: not held through the round
         for _ in self._chunks(x):
             pass
         self._grad = self._chunk_mean

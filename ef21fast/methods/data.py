@@ -359,7 +359,7 @@ def load_libsvm(path, *, max_features: int = MAX_FEATURES):
         b = np.where(y == labels[1], 1.0, -1.0)
     else:
         b = np.full(y.shape, 1.0 if labels[0] > 0 else -1.0)
-    A = A.tocsr().astype(np.float64)
+    A = A.tocsr().astype(np.float64, copy=False)  # the reader's arrays, not a copy
     A.sum_duplicates()
     A.sort_indices()
     return A, b

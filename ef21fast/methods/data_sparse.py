@@ -25,7 +25,7 @@ import numpy as np
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.theory import _check_positive
 
-__all__ = ["ownership", "owners_per_feature", "make_rare_features",
+__all__ = ["rows_by_length", "ownership", "owners_per_feature", "make_rare_features",
            "make_sparse_classification", "make_news20_like", "NEWS20_SHAPE"]
 
 #: (rows, features, density) of LIBSVM's news20.binary.
@@ -288,6 +288,45 @@ def make_sparse_classification(m, d, density, n, *, seed=0, skew=2.0, binary=Fal
     if name is None:
         name = f"sparse-m{m}-d{d}-density{density:g}"
     return split_clients(A, b, n, name=name)
+
+
+def rows_by_length(data: ClientData) -> ClientData:
+    """The same clients with the rows of each client stably ordered by their number of
+    stored values: the order the fused CSR oracle reads them in
+    (:func:`ef21fast.methods.oracle.bind`), so that a problem on the result shares its
+    arrays where it would otherwise run on a reordered copy.
+
+    Each client keeps its samples, so the objective and every ``f_i`` are the same,
+    and the fused oracle's gradients and losses have the same bits as on ``data``.
+    What reads the rows in stored order sees the new order: ``L`` and the ``L_i`` (sums
+    over the rows: equal up to rounding, and so the theory step sizes), the NumPy
+    oracle's sums (rounding only), the SGD constants (rounding only), and the rows a
+    minibatch draw picks from the same random numbers. A run at a given step size with
+    the fused oracle (deterministic methods) is the same, bit for bit.
+
+    Parameters
+    ----------
+    data : ClientData
+        CSR data (dense data are returned as they are, as is data already in that
+        order).
+
+    Returns
+    -------
+    ClientData
+        A new one on reordered copies of A and b (the same offsets and name), or
+        ``data`` itself when nothing moves.
+    """
+    A = data.A
+    if not hasattr(A, "indptr"):
+        return data
+    owner = np.repeat(np.arange(data.n), data.m_i)
+    order = np.lexsort((np.diff(A.indptr), owner))
+    del owner
+    if np.all(order == np.arange(order.size)):
+        return data
+    B = A[order]
+    B.has_sorted_indices = A.has_sorted_indices
+    return ClientData(B, np.ascontiguousarray(data.b[order]), data.offsets, data.name)
 
 
 def make_news20_like(n=100, *, seed=0, name="news20-like"):

@@ -18,7 +18,8 @@ import numpy as np
 
 from ef21fast import api
 from ef21fast.methods import rare_features, theory, theory_sgd
-from ef21fast.methods.method import Method, Round, mean_rows, weighted_row_sum
+from ef21fast.methods.method import (Method, Round, descent_step, mean_rows,
+                                     weighted_row_sum)
 from ef21fast.methods.options import batch_sizes, participation_probs
 from ef21fast.methods.problems import ClonedProblem
 
@@ -152,8 +153,8 @@ class EF21(Method):
 
     def step(self, x):
         if self.adaptive_step:
-            return x - self._gamma_t * self.g
-        return x - self.gamma * self.g
+            return descent_step(x, self._gamma_t, self.g)
+        return descent_step(x, self.gamma, self.g)
 
     def round(self, x):
         if self.adaptive_step:  # its q_t needs every e_i at once

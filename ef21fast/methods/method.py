@@ -31,13 +31,19 @@ from ef21fast.methods import theory
 from ef21fast.methods.options import bits_per_value, check_k, choose_gamma
 
 __all__ = ["Method", "Round", "mean_rows", "weighted_row_sum", "chunk_rows", "CHUNK_FRACTION",
-           "CHUNK_MIN_BYTES"]
+           "CHUNK_MIN_BYTES", "CHUNK_ONE_BELOW", "descent_step"]
 
-#: A round computes its client gradients in chunks of clients whose buffer holds at
-#: most this fraction of the bytes of the (n, d) client states ...
-CHUNK_FRACTION = 0.02
+#: Client states of at most this many bytes are one chunk: the whole round at once
+#: (a small problem, whose round is dominated by the per-call costs) ...
+CHUNK_ONE_BELOW = 4 << 20
+#: ... above it a round computes its client gradients in chunks of clients whose buffer
+#: holds at most this fraction of the bytes of the (n, d) client states ...
+CHUNK_FRACTION = 0.01
 #: ... or this many bytes, whichever is larger (and at least one client).
-CHUNK_MIN_BYTES = 4 << 20
+CHUNK_MIN_BYTES = 1 << 20
+#: Rows of at least this many bytes are added to the round's running sum one call per
+#: row, in place (no spare row in the buffer, no second running sum).
+_ROW_IN_PLACE_BYTES = 1 << 16
 
 
 class Round(NamedTuple):
@@ -63,15 +69,32 @@ def mean_rows(G) -> np.ndarray:
 
 
 def chunk_rows(n: int, d: int, itemsize: int) -> int:
-    """Clients per chunk of a round: ``max(CHUNK_FRACTION * n d itemsize,
-    CHUNK_MIN_BYTES) // (d itemsize)``, between 1 and n; all n when ``d < 2`` (NumPy
+    """Clients per chunk of a round, between 1 and n: all n when the states
+    (``n d itemsize`` bytes) are at most :data:`CHUNK_ONE_BELOW` or ``d < 2`` (NumPy
     adds the rows of an ``(r, d)`` array one by one, the order the chunks keep, only
-    for ``d >= 2``)."""
-    if d < 2 or n < 1:
+    for ``d >= 2``); else ``max(CHUNK_FRACTION * n d itemsize, CHUNK_MIN_BYTES) //
+    (d itemsize)``."""
+    if d < 2 or n < 1 or n * d * itemsize <= CHUNK_ONE_BELOW:
         return max(n, 1)
     row = d * itemsize
     budget = max(int(CHUNK_FRACTION * n * row), CHUNK_MIN_BYTES)
     return max(1, min(n, budget // row))
+
+
+def _spare_row(rows: int, d: int, itemsize: int) -> int:
+    """1 when a chunk of ``rows`` rows of length d is summed through a spare row 0
+    (:func:`_add_rows`), 0 when its rows are added in place one by one."""
+    return 0 if rows == 1 or d * itemsize >= _ROW_IN_PLACE_BYTES else 1
+
+
+def descent_step(x, gamma, g) -> np.ndarray:
+    """``x - gamma * g``, a new array with the bits of that expression, from one
+    temporary instead of two (``gamma * g`` is computed, then ``x`` minus it is
+    written over it when the result has its dtype and shape)."""
+    t = np.multiply(g, gamma)
+    if t.shape == np.shape(x) and t.dtype == np.result_type(x, t):
+        return np.subtract(x, t, out=t)
+    return x - t
 
 
 def weighted_row_sum(w, S) -> np.ndarray:
@@ -92,21 +115,32 @@ def weighted_row_sum(w, S) -> np.ndarray:
     if n == 0:
         return np.zeros(d)
     rows = chunk_rows(n, d, 8)
-    X = np.empty((1 + min(rows, n), d))
+    spare = _spare_row(rows, d, 8)
+    X = np.empty((spare + min(rows, n), d))
     acc = None
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
-        np.multiply(S[lo:hi], w[lo:hi, None], out=X[1:1 + hi - lo])
-        acc = _add_rows(acc, X[:1 + hi - lo])
+        np.multiply(S[lo:hi], w[lo:hi, None], out=X[spare:spare + hi - lo])
+        acc = _add_rows(acc, X[:spare + hi - lo], spare)
     return acc
 
 
-def _add_rows(acc, rows_with_spare) -> np.ndarray:
+def _add_rows(acc, X, spare=1) -> np.ndarray:
     """The float64 running sum of a chunk's rows, added one by one in order after
     ``acc`` (None: nothing yet), as ``mean_rows`` adds the rows of all clients.
-    ``rows_with_spare``: (1 + c, d), the chunk's c rows after a spare row 0, which is
-    overwritten."""
-    X = rows_with_spare
+
+    ``X``: (spare + c, d), the chunk's c rows, after a spare row 0 when ``spare`` is
+    1 (overwritten: the rows are then summed by one ``np.add.reduce``, into a new
+    array); with ``spare`` 0 each row is added to ``acc`` in place (one call per row,
+    for long rows), ``acc`` then being updated and returned. Both add the same
+    numbers in the same order: the same bits."""
+    if not spare:
+        start = 0
+        if acc is None:
+            acc, start = np.array(X[0], dtype=np.float64), 1
+        for j in range(start, X.shape[0]):
+            np.add(acc, X[j], out=acc)
+        return acc
     if X.dtype != np.float64:
         X = X.astype(np.float64)
     if acc is None:
@@ -320,6 +354,7 @@ class Method:
         Afterwards ``self._chunk_mean`` is ``mean_rows`` of all the gradients, to the
         bit (without ``draw``)."""
         p, n, d = self.problem, self.n, self.d
+        self._chunk_mean = None  # the last round's mean is not held through this one
         if not self._ranged():
             G = (p.client_grads(x) if draw is None
                  else p.client_stochastic_grads(x, self.batch, draw))
@@ -328,21 +363,25 @@ class Method:
             return
         dtype = np.dtype(p.dtype)
         rows = chunk_rows(n, d, dtype.itemsize)
+        spare = _spare_row(rows, d, dtype.itemsize)
         buf = getattr(self, "_buf", None)
-        if buf is None or buf.shape != (rows + 1, d) or buf.dtype != dtype:
-            self._buf = buf = np.empty((rows + 1, d), dtype=dtype)
+        if buf is None or buf.shape != (rows + spare, d) or buf.dtype != dtype:
+            self._buf = None  # not two buffers at once
+            self._buf = buf = np.empty((rows + spare, d), dtype=dtype)
         acc = None
         for lo in range(0, n, rows):
             hi = min(n, lo + rows)
-            G = buf[1:1 + hi - lo]
+            G = buf[spare:spare + hi - lo]
             if draw is None:
                 p.client_grads(x, lo, hi, out=G)
             else:
                 p.client_stochastic_grads(x, self.batch, draw, lo, hi, out=G)
             yield lo, hi, G
             if draw is None:  # after the consumer: it may not have read G yet
-                acc = _add_rows(acc, buf[:1 + hi - lo])
-        self._chunk_mean = None if acc is None else acc / n
+                acc = _add_rows(acc, buf[:spare + hi - lo], spare)
+        if acc is not None:
+            acc /= n  # in place: the bits of acc / n
+        self._chunk_mean = acc
 
     def _chunk_grads_into(self, x, out) -> np.ndarray:
         """Write the client gradients at ``x`` into ``out`` ((n, d), C-contiguous,
@@ -353,14 +392,19 @@ class Method:
             out[...] = G
             return mean_rows(G)
         rows = chunk_rows(n, self.d, out.dtype.itemsize)
-        spare = np.empty((1 + rows, self.d))
+        spare = _spare_row(rows, self.d, 8)
+        X = np.empty((spare + rows, self.d)) if spare else None
         acc = None
         for lo in range(0, n, rows):
             hi = min(n, lo + rows)
             p.client_grads(x, lo, hi, out=out[lo:hi])
-            spare[1:1 + hi - lo] = out[lo:hi]
-            acc = _add_rows(acc, spare[:1 + hi - lo])
-        return acc / n
+            if spare:
+                X[1:1 + hi - lo] = out[lo:hi]
+                acc = _add_rows(acc, X[:1 + hi - lo])
+            else:
+                acc = _add_rows(acc, out[lo:hi], 0)
+        acc /= n
+        return acc
 
     def __repr__(self):
         return (f"{type(self).__name__}(n={self.n}, d={self.d}, k={self.k}, "

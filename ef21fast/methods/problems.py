@@ -159,15 +159,13 @@ class Problem:
         off = data.offsets
         self._offsets = off
         self._starts = off[:-1]
-        m = data.m
-        self._owner = np.repeat(np.arange(self.n, dtype=np.int64), self.m_i)
-        self._inv_m_row = 1.0 / self.m_i[self._owner].astype(np.float64)
-        # Client-averaging matrix W (n x m): W[i, j] = coef_j / m_i for j in client i.
-        # Its pattern is fixed; each call writes the coefficients into W.data.
-        self._W = sp.csr_matrix(
-            (np.empty(m), np.arange(m, dtype=np.int32 if m < 2**31 else np.int64),
-             off.astype(np.int32 if m < 2**31 else np.int64)),
-            shape=(self.n, m))
+        owner = np.repeat(np.arange(self.n, dtype=np.int64), self.m_i)
+        inv_m_row = 1.0 / self.m_i[owner].astype(np.float64)
+        del owner
+        self._inv_m = None  # 1/m_i of every row (m,), built on first use
+        # Client-averaging matrix W (n x m): W[i, j] = coef_j / m_i for j in client i,
+        # built on first use (the NumPy oracle on dense data of unequal clients).
+        self._W = None
         # Dense fast path: clients 0..n-2 all of size q (every split of data.py) ->
         # one batched matmul over a (n-1, q, d) view of A.
         self._q = None
@@ -176,6 +174,7 @@ class Problem:
         self._nnz_keys = None  # (row, owner * d + column) per stored value, on first use
         self._z = None  # (x, per-sample slopes at x) of the NumPy oracle's last product
         self._reg = None  # (x, the regulariser's gradient at x), the last x
+        self._x_seen = None  # a copy of the last x, shared by the caches above
         c = self._curvature
         # Regulariser part of the constants (docs/maths.rst, "Rare features" for owned).
         reg_i, reg = 2.0 * lam, 2.0 * lam
@@ -184,7 +183,8 @@ class Problem:
             reg = 2.0 * lam * (self._own.sum(axis=0).max() if self.d else 0.0) / self.n
         with single_threaded_blas():  # many tiny eigenproblems: threads only hurt
             self.L_i = c * client_lmax(A, off) / self.m_i + reg_i
-        self.L = float(c * lmax_gram(A, np.sqrt(self._inv_m_row / self.n)) + reg)
+        self.L = float(c * lmax_gram(A, np.sqrt(inv_m_row / self.n)) + reg)
+        del inv_m_row
         if self.dtype != np.float64:  # the constants above come from the float64 data
             self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
@@ -228,11 +228,28 @@ class Problem:
         return self._curvature
 
     # --- helpers ----------------------------------------------------------------------
+    @property
+    def _inv_m_row(self) -> np.ndarray:
+        """``1/m_i`` of the client of every row, shape (m,), float64."""
+        if self._inv_m is None:
+            self._inv_m = np.repeat(1.0 / self.m_i.astype(np.float64), self.m_i)
+        return self._inv_m
+
+    def _seen(self, x) -> np.ndarray:
+        """A copy of ``x``, one for all the caches keyed by the last x (the regulariser's
+        gradient, the slopes, the loss sums): a new x replaces it."""
+        seen = self._x_seen
+        if seen is None or not np.array_equal(seen, x):
+            self._x_seen = None  # not two copies at once
+            self._x_seen = seen = x.copy()
+        return seen
+
     def _reg_grad_at(self, x) -> np.ndarray:
         """``_reg_grad(lam, x)``, kept for the last x (the client ranges of a round)."""
         last = self._reg
         if last is None or not np.array_equal(last[0], x):
-            last = self._reg = (x.copy(), _reg_grad(self.lam, x))
+            self._reg = None
+            last = self._reg = (self._seen(x), _reg_grad(self.lam, x))
         return last[1]
 
     def _reg_rows(self, x, src=None):
@@ -259,7 +276,8 @@ class Problem:
             A = self._A
             if self._nnz_keys is None:  # only the scipy path needs these 16 bytes per value
                 rows = np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(A.indptr))
-                self._nnz_keys = (rows, self._owner[rows] * d + A.indices.astype(np.int64))
+                owner = np.repeat(np.arange(self.n, dtype=np.int64), self.m_i)
+                self._nnz_keys = (rows, owner[rows] * d + A.indices.astype(np.int64))
             rows, flat = self._nnz_keys
             p0, p1 = int(A.indptr[r0]), int(A.indptr[off[hi]])
             if lo == 0 and hi == self.n:
@@ -279,12 +297,18 @@ class Problem:
                 k = (n - 1) * q
                 G[n - 1 - lo] = coef[k - r0:] @ A[k:]
             return G
+        import scipy.sparse as sp
+
         W = self._W
+        if W is None:
+            m = self._A.shape[0]
+            idx = np.int32 if m < 2**31 else np.int64
+            W = self._W = sp.csr_matrix(
+                (np.empty(m), np.arange(m, dtype=idx), self._offsets.astype(idx)),
+                shape=(self.n, m))
         if lo == 0 and hi == self.n:
             W.data[:] = coef
             return np.asarray(W @ self._A)
-        import scipy.sparse as sp
-
         r1 = int(off[hi])
         Wc = sp.csr_matrix((coef.astype(np.float64), np.arange(r1 - r0), off[lo:hi + 1] - r0),
                            shape=(hi - lo, r1 - r0))
@@ -296,7 +320,8 @@ class Problem:
         last = self._z
         if last is None or not np.array_equal(last[0], x):
             with _errstate():
-                last = self._z = (x.copy(), self._sample_slopes(self._A @ x, self._b))
+                self._z = None
+                last = self._z = (self._seen(x), self._sample_slopes(self._A @ x, self._b))
         return last[1]
 
     # --- oracles ----------------------------------------------------------------------
@@ -420,7 +445,9 @@ class Problem:
         loss sum at x has fixed bits, whichever range computes it."""
         part = self._ell_part
         if part is None or not np.array_equal(part[0], x):
-            part = self._ell_part = (x.copy(), np.empty(self.n), np.zeros(self.n, bool))
+            # a new x: the sums at the last one are dropped with its copy
+            self._ell = self._ell_part = None
+            part = self._ell_part = (self._seen(x), np.empty(self.n), np.zeros(self.n, bool))
         part[1][lo:hi] = ell
         part[2][lo:hi] = True
         if part[2].all():

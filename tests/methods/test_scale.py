@@ -38,6 +38,7 @@ ORACLE_CASES = [(False, "numpy"), (True, "numpy"), (False, None), (True, None)]
 def test_round_extra_memory_is_the_chunk_buffer(monkeypatch, name, sparse, oracle):
     monkeypatch.setattr(M, "CHUNK_MIN_BYTES", 1 << 16)  # chunks of 5 clients
     monkeypatch.setattr(M, "CHUNK_FRACTION", 0.0)
+    monkeypatch.setattr(M, "CHUNK_ONE_BELOW", 0)
     p = big_problem(sparse, oracle)
     opts = {"p": 0.5} if name == "ef21-pp" else {"batch": 1} if name == "ef21-sgd" else {}
     m = method_class(name)(p, k=2, gamma=1e-3, backend="numpy", **opts)
@@ -72,8 +73,123 @@ def test_round_extra_memory_is_the_chunk_buffer(monkeypatch, name, sparse, oracl
 def test_chunk_rows():
     assert M.chunk_rows(10, 1, 8) == 10  # d = 1: one chunk
     assert M.chunk_rows(10**6, 100, 8) == int(M.CHUNK_FRACTION * 10**6)
-    assert M.chunk_rows(100, 10, 8) == 100  # under CHUNK_MIN_BYTES: all
+    assert M.chunk_rows(100, 10, 8) == 100  # under CHUNK_ONE_BELOW: all
+    n = M.CHUNK_ONE_BELOW // (8 * 100) + 1  # just above it: CHUNK_MIN_BYTES
+    assert M.chunk_rows(n, 100, 8) == M.CHUNK_MIN_BYTES // 800 < n
     assert M.chunk_rows(3, 10**7, 8) == 1
+    assert M.chunk_rows(100, 1355191, 8) == 1  # news20-like: one client per chunk
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows,d", [(1, 7), (3, 5), (50, 2), (9, 3000)])
+def test_running_sum_in_place_is_the_reduce(rows, d, dtype):
+    # the rows added one call each, in place, give the bits of np.add.reduce over the
+    # rows after a spare row holding the running sum (and of mean_rows over all)
+    rng = np.random.default_rng(rows * d)
+    chunks = [(rng.standard_normal((rows, d)) * 10.0 ** rng.integers(-4, 4, (rows, 1)))
+              .astype(dtype) for _ in range(4)]
+    acc_spare = acc_place = None
+    for G in chunks:
+        X = np.zeros((1 + rows, d), dtype)
+        X[1:] = G
+        acc_spare = M._add_rows(acc_spare, X, 1)
+        acc_place = M._add_rows(acc_place, G.copy(), 0)
+    assert acc_place.dtype == np.float64
+    np.testing.assert_array_equal(acc_place, acc_spare)
+    np.testing.assert_array_equal(acc_place / (4 * rows),
+                                  M.mean_rows(np.concatenate(chunks)))
+
+
+def test_descent_step_bits():
+    rng = np.random.default_rng(5)
+    x, g = rng.standard_normal(1000), rng.standard_normal(1000)
+    for gamma in (0.37, np.float64(1e-3)):
+        np.testing.assert_array_equal(M.descent_step(x, gamma, g), x - gamma * g)
+        g32 = g.astype(np.float32)
+        out = M.descent_step(x, gamma, g32)
+        assert out.dtype == (x - gamma * g32).dtype
+        np.testing.assert_array_equal(out, x - gamma * g32)
+    x0 = x.copy()
+    M.descent_step(x, 0.5, g)
+    np.testing.assert_array_equal(x, x0)  # x not modified
+
+
+# ---------------------------------------------------------- run memory (the bound)
+
+
+def _warm_up():
+    """Build and run a tiny problem: the lazy imports of the first run (backends,
+    kernels) are not the run's memory."""
+    from ef21fast.methods.algorithms import run
+
+    cd = make_sparse_classification(60, 40, 0.2, 5, seed=9)
+    run(LogisticRegression(cd), "ef21", k=1, iters=2)
+
+
+@pytest.mark.parametrize("case", ["a9a-like", "wide"])
+def test_run_memory_within_data_and_states_plus_10_percent(monkeypatch, case):
+    """What run() allocates (tracemalloc: deterministic) is the client states plus at
+    most 10% of the data and the states, on a sparse problem of a9a's shape at
+    n = 10,000 and on a wide one (d = 20,000, n = 100) standing in for news20-like,
+    whose chunk is one client (CHUNK_MIN_BYTES lowered so that it is here too)."""
+    from ef21fast.methods.algorithms import run
+
+    if case == "a9a-like":
+        cd = make_sparse_classification(32561, 123, 0.11, 10_000, binary=True, seed=1)
+    else:
+        monkeypatch.setattr(M, "CHUNK_MIN_BYTES", 0)
+        cd = make_sparse_classification(3000, 20_000, 0.003, 100, seed=1)
+    p = LogisticRegression(cd)
+    A = p._A
+    data = A.data.nbytes + A.indices.nbytes + A.indptr.nbytes + p._b.nbytes
+    states = p.n * p.d * 8
+    if case == "wide":
+        assert M.chunk_rows(p.n, p.d, 8) == 1
+    _warm_up()
+    tracemalloc.start()
+    try:
+        for name in ("ef21", "ef21-w", "gd"):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            tr = run(p, name, k=1, iters=4)
+            extra = tracemalloc.get_traced_memory()[1] - before - states
+            assert tr.status == "completed"
+            assert extra <= 0.10 * (data + states), (name, extra, data, states)
+    finally:
+        tracemalloc.stop()
+
+
+def test_rows_by_length_same_clients_and_bits():
+    from ef21fast.methods.algorithms import run
+    from ef21fast.methods.data import split_clients
+    from ef21fast.methods.data_sparse import rows_by_length
+
+    rng = np.random.default_rng(4)
+    m, d = 400, 60
+    A = sp.random(m, d, density=0.1, random_state=5, format="csr")
+    b = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    cd = split_clients(A, b, 9)
+    cd2 = rows_by_length(cd)
+    assert cd2 is not cd and np.array_equal(cd2.offsets, cd.offsets)
+    lengths = np.diff(cd2.A.indptr)
+    for i in range(cd.n):
+        r0, r1 = cd.offsets[i], cd.offsets[i + 1]
+        assert np.all(np.diff(lengths[r0:r1]) >= 0)
+        rows = lambda X, y: sorted(tuple(X[j].toarray().ravel()) + (y[j],)
+                                   for j in range(r0, r1))
+        assert rows(cd.A, cd.b) == rows(cd2.A, cd2.b)  # the same samples
+    assert rows_by_length(cd2) is cd2
+    p, p2 = LogisticRegression(cd), LogisticRegression(cd2)
+    assert p.oracle == p2.oracle
+    # L and the L_i are sums over the rows: equal up to rounding
+    assert p2.L == pytest.approx(p.L, rel=1e-12)
+    np.testing.assert_allclose(p2.L_i, p.L_i, rtol=1e-12)
+    if p.oracle == "c":  # the fused oracle reads both in the same order: the same bits
+        assert np.shares_memory(p2._A.indices, cd2.A.indices)
+        for name in ("ef21", "gd", "ef21-pp"):  # at a given step size
+            t1, t2 = (run(q, name, k=2, iters=6, gamma=0.5 / p.L) for q in (p, p2))
+            np.testing.assert_array_equal(t1.f, t2.f)
+            np.testing.assert_array_equal(t1.x, t2.x)
 
 
 # ------------------------------------------------------------- lambda_max (ARPACK)
