@@ -253,7 +253,7 @@ def rows_dense(mode, rows, plan, out, span):
             shift, prefix, quota = 0, tk, k - above
         else:
             # on given keys: the mode is not read
-            shift, prefix, quota = radix_select(MODE_TOPK, None, keys, k,
+            shift, prefix, quota = radix_select(MODE_TOPK, None, keys[:d], k,
                                                 (keybits, rbits), scratch)
         o = 0
         for j in range(d):
