@@ -218,18 +218,14 @@ def rows_dense(mode, rows, plan, out, span):
     k, keybits, rbits, _, small, _ = plan[:6]
     lo, hi = span
     d = a.shape[1]
-    # (the entries from d on: below every key, for select_few's whole words)
-    keys = bits_empty(-(-d // WORD) * WORD, a)
-    for j in range(d, keys.shape[0]):
-        keys[j] = -1
+    keys = bits_empty(d, a)
     best = bits_empty(k if small else 0, a)
     nb = 0 if small else BUCKETS_MAX
     scratch = (np.empty((1, nb), dtype=np.int64), np.empty(1, dtype=np.int64))
     few_k = small and k >= FEW_MIN_K
     nf = FEW_MAX + WORD if few_k else 0
     groups = FEW_GROUPS if k <= FEW_GROUPS_K else 2 * FEW_GROUPS
-    few = (bits_empty(2 * FEW_GROUPS, a), bits_empty(nf, a), np.empty(nf, np.int64),
-           np.empty(max(nf, 2 * FEW_GROUPS), np.int64))
+    few = (bits_empty(2 * FEW_GROUPS + 1, a), bits_empty(nf, a), np.empty(nf, np.int64))
     sel = np.empty(nf, dtype=np.int64)
     for i in range(lo, hi):
         row = (a, b, cvec[i])
@@ -253,7 +249,7 @@ def rows_dense(mode, rows, plan, out, span):
             shift, prefix, quota = 0, tk, k - above
         else:
             # on given keys: the mode is not read
-            shift, prefix, quota = radix_select(MODE_TOPK, None, keys[:d], k,
+            shift, prefix, quota = radix_select(MODE_TOPK, None, keys, k,
                                                 (keybits, rbits), scratch)
         o = 0
         for j in range(d):

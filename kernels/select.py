@@ -26,7 +26,6 @@ import numpy as np
 from numba import njit
 
 from .keys import ZERO, canon, ctz
-from .masks import gt_mask
 from .passes import WORD, histogram_keys, histogram_range
 
 #: Buckets of a round of :func:`select_rank`: at most this many ...
@@ -253,27 +252,26 @@ FEW_MIN_K = 5
 @njit(cache=True, nogil=True)
 def group_maxima(keys, d, groups, m):
     """``m[u]`` = the largest of the keys ``keys[j]``, ``j < d``, ``j % groups == u``
-    (0 for a group without keys); ``m`` has room for ``groups``.
-
-    One group at a time, its maximum in a register (a max, no branch: a conditional
-    store per key into ``m`` mispredicted about once per group and round on random
-    rows, which the benchmarks' repeated rows hid)."""
+    (0 for a group without keys); ``m`` has room for ``groups``."""
     for u in range(groups):
-        mu = keys[u] if u < d else keys.dtype.type(0)
-        for j in range(u + groups, d, groups):
-            mu = max(mu, keys[j])
-        m[u] = mu
+        m[u] = 0
+    nfull = d - d % groups
+    for j0 in range(0, nfull, groups):
+        for u in range(groups):
+            v = keys[j0 + u]
+            if v > m[u]:  # (a conditional store: max() here costs twice the time)
+                m[u] = v
+    for j in range(nfull, d):
+        m[j - nfull] = max(m[j - nfull], keys[j])
 
 
 @njit(cache=True, nogil=True)
 def select_few(keys, d, k, groups, scratch, sel):
-    """The k (``2 <= k <= groups``, in practice ``FEW_MIN_K <= k``) largest of the keys
-    ``keys[:d]``, ties to the smaller index, without an insertion top-k (whose
-    mispredicted insertions made k = 8 cost 12x k = 1 on rows of 112). Writes their
-    indices, ascending, to ``sel[:k]`` and returns k, or returns 0 (``sel`` garbage)
-    when more than ``FEW_MAX`` keys reach the threshold below (many ties: the caller
-    selects another way). ``keys`` (signed integers) has room for d rounded up to a
-    multiple of ``WORD``, the entries from d on being -1 (below every key).
+    """The k (``2 <= k <= groups``, in practice ``FEW_MIN_K <= k``) largest of the keys ``keys[:d]``, ties to the smaller
+    index, without an insertion top-k (whose mispredicted insertions made k = 8 cost
+    12x k = 1 on rows of 112). Writes their indices, ascending, to ``sel[:k]`` and
+    returns k, or returns 0 (``sel`` garbage) when more than ``FEW_MAX`` keys reach
+    the threshold below (many ties: the caller selects another way).
 
     The groups are the indices ``j % groups``, with their maxima ``m[:groups]``
     (:func:`group_maxima`): the k-th largest t of the group maxima is at most the
@@ -281,30 +279,28 @@ def select_few(keys, d, k, groups, scratch, sel):
     has a key >= t, and on most rows few others have. Those candidates are ranked
     among themselves (key descending, then index): every entry ranked above a
     candidate is one too, so its rank is its rank in the row, and the candidates of
-    rank < k are the selection, in index order. ``scratch = (m, ck, co, cn)``: the
-    group maxima (room for ``groups``), room for ``FEW_MAX + WORD`` keys and as many
-    indices, and an int64 count per group or per candidate (room for both);
-    ``sel``: room for ``FEW_MAX + WORD`` indices.
-
-    The counts (how many maxima reach each; each candidate's rank) are summed over
-    the outer loop, one lane per group or candidate in the inner one: no horizontal
-    sum per entry (which cost more than the rest of the row on rows of 112).
+    rank < k are the selection, in index order. ``scratch = (m, ck, co)``: the group
+    maxima (room for ``groups + 1``), room for ``FEW_MAX + WORD`` keys and as many
+    indices; ``sel``: room for ``FEW_MAX + WORD`` indices.
     """
-    m, ck, co, cn = scratch
-    for u in range(groups):
-        cn[u] = 0
-    for v in range(groups):
-        mv = m[v]
-        for u in range(groups):
-            cn[u] += mv >= m[u]
-    t = np.int64(0)  # the largest maximum that at least k maxima reach
-    for u in range(groups):
-        t = max(t, np.int64(m[u]) if cn[u] >= k else np.int64(0))
-    # the candidates (key >= t), in index order: a bit mask per WORD keys (one vector
-    # compare), then its set bits only
+    m, ck, co = scratch
+    t = np.int64(0)
+    for u in range(groups):  # the largest maximum that at least k maxima reach
+        mu = m[u]
+        n = 0
+        for v in range(groups):
+            n += m[v] >= mu
+        if n >= k:
+            t = max(t, np.int64(mu))
+    m[groups] = t  # (t in the keys' own type: the comparisons below vectorise)
+    t = m[groups]
+    # the candidates, in index order: a bit mask per WORD keys (vectorised), then its
+    # set bits only
     c = 0
     for j0 in range(0, d, WORD):
-        msk = gt_mask(keys, j0, t - 1)
+        msk = np.uint64(0)
+        for u in range(min(WORD, d - j0)):
+            msk |= np.uint64(keys[j0 + u] >= t) << np.uint64(u)
         while msk:
             j = j0 + ctz(msk)
             ck[c] = keys[j]
@@ -313,16 +309,14 @@ def select_few(keys, d, k, groups, scratch, sel):
             msk &= msk - np.uint64(1)
         if c > FEW_MAX:
             return 0
-    for i in range(c):
-        cn[i] = 0
-    for p in range(c):
-        kp = ck[p]
-        for i in range(c):
-            cn[i] += (kp > ck[i]) | ((kp == ck[i]) & (p < i))
     o = 0
     for i in range(c):
+        kv = ck[i]
+        r = 0
+        for p in range(c):
+            r += (ck[p] > kv) | ((ck[p] == kv) & (p < i))
         sel[o] = co[i]
-        o += cn[i] < k
+        o += r < k
     return o
 
 
