@@ -25,11 +25,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .keys import add, canon, ctz, emit, key, mul, value, vbits
-from .modes import MODE_EF
+from .keys import ZERO, add, canon, ctz, emit, key, mul, value, vbits
+from .masks import MASK_BITS, gt_mask, key_gt_mask
+from .modes import MODE_EF, MODE_TOPK
 
 #: Elements per bit mask word of the passes that visit only the set bits ...
-WORD = 64
+WORD = MASK_BITS
 #: ... and words per tile of the candidate pass (masks computed ahead of the visits).
 TILE_WORDS = 8
 
@@ -63,12 +64,12 @@ def tile_masks(mode, written, seg, q0, nw, t, masks, keys):
             sb[j] = add(sb[j], mul(c, sa[j]))
     for w in range(nw):
         uw = u0 + np.uint64(WORD * w)
+        if mode == MODE_TOPK:  # the values are the input: keys and compare in one go
+            masks[w] = key_gt_mask(sa, uw, t)
+            continue
         for u in range(WORD):
             keys[u] = canon(vbits(value(mode, True, seg, uw + np.uint64(u))))
-        msk = np.uint64(0)
-        for u in range(WORD):
-            msk |= np.uint64(keys[u] > t) << np.uint64(u)
-        masks[w] = msk
+        masks[w] = gt_mask(keys, ZERO, t)
 
 
 @njit(cache=True, nogil=True)
