@@ -194,21 +194,7 @@ class EF21(Method):
         their ``g_i``; the server adds the weighted messages to ``g``. ``clients``:
         indices of the clients that take part, ``G`` holding every client's row
         (None: all of them)."""
-        if clients is None:
-            idx, val = api.ef21_step(G, self.state, self.k, self.scale,
-                                     backend=self.backend)
-            api.scatter_add(self.g, idx, val, weights=self._server_weights,
-                            backend=self.backend)
-            return
-        rows = self.state[clients]
-        idx, val = api.ef21_step(G[clients], rows, self.k,
-                                 None if self.scale is None else self.scale[clients],
-                                 backend=self.backend)
-        self.state[clients] = rows
-        api.scatter_add(self.g, idx, val,
-                        weights=(self._server_weights[clients] if self.weighted
-                                 else self._server_weights),
-                        backend=self.backend)
+        self._exchange_range(G, 0, self.n, clients)
 
 
 class EF21W(EF21):
