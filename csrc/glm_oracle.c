@@ -44,7 +44,7 @@
 #endif
 
 /* Below this many elements of A one thread does it: a team costs more than it saves. */
-#define OR_PAR_MIN ((int64_t)1 << 18)
+#define OR_PAR_MIN ((int64_t)1 << 15)
 
 /* 4 doubles: AVX registers in the AVX2 clone, SSE2 pairs in the default one. Only used
  * inside always-inlined helpers (no ABI crossing). */
