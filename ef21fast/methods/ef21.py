@@ -170,6 +170,14 @@ class EF21(Method):
     def _exchange_range(self, G, lo, hi, clients=None) -> None:
         """:meth:`_exchange` for the clients of ``lo:hi``, ``G`` holding their rows;
         ``clients``: the indices of those that take part (None: all of them)."""
+        if clients is None and self._own_rows(G, lo, hi):
+            # The method's own arrays, in the layout the kernels take: the calls of
+            # ``api`` without their checks (a tenth of a small problem's round).
+            step, scatter, scale, weights = self._kernels()
+            idx, val = step(G, self.state[lo:hi], self.k,
+                            None if scale is None else scale[lo:hi])
+            scatter(self.g, idx, val, weights[lo:hi])
+            return
         if clients is None:
             idx, val = api.ef21_step(G, self.state[lo:hi], self.k,
                                      None if self.scale is None else self.scale[lo:hi],
@@ -188,6 +196,31 @@ class EF21(Method):
                         weights=(self._server_weights[clients] if self.weighted
                                  else self._server_weights),
                         backend=self.backend)
+
+    def _own_rows(self, G, lo, hi) -> bool:
+        """Whether ``G`` is a C-contiguous ``(hi - lo, d)`` array of the states' dtype
+        that shares no memory with the states (the rows of :meth:`_chunks`' buffer)."""
+        S = self.state
+        return (type(G) is np.ndarray and G.dtype == S.dtype and G.shape == (hi - lo, self.d)
+                and G.flags.c_contiguous and not np.may_share_memory(G, S)
+                and not np.may_share_memory(G, self.g))
+
+    def _kernels(self):
+        """``ef21_step`` and ``scatter_add`` of the method's backend, with the factors
+        the API would pass them: ``scale`` and the server's weights as vectors of the
+        states' dtype (per client), resolved once for the states' dtype."""
+        fast = self.__dict__.get("_fast")
+        if fast is None or fast[0] != self.state.dtype:
+            from ef21fast import _validation as v
+            from ef21fast.backends.registry import get_kernel
+
+            dt = self.state.dtype
+            fast = self._fast = (
+                dt, get_kernel("ef21_step", self.backend),
+                get_kernel("scatter_add", self.backend),
+                v.row_vector("scale", self.scale, self.n, dt),
+                v.row_vector("weights", self._server_weights, self.n, dt))
+        return fast[1:]
 
     def _exchange(self, G, clients=None) -> None:
         """The clients compress ``G - g_i`` (``G`` scaled when weighted) and update
