@@ -194,3 +194,38 @@ def test_pp_fixed_draws_a_sorted_subset():
     for _ in range(5):
         S = m.participants()
         assert S.size == 3 and np.all(np.diff(S) > 0) and S.max() < m.n
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["ef21", "ef21-w", "ef21-sgd"])
+def test_kernels_called_directly_match_the_api(monkeypatch, name, dtype, backend):
+    """EF21's rounds call the backend's kernels on the method's own rows without the
+    API's checks: the same bits as through ``ef21fast.api`` (forced here), in chunks of
+    clients and in one."""
+    from ef21fast.backends.registry import available_backends
+    from ef21fast.methods import ef21, method
+
+    if backend not in available_backends():
+        pytest.skip(f"backend {backend} not available")
+    data = make_synthetic(n=13, d=40, m_per_client=9, seed=3)
+    problem = LogisticRegression(data, lam=0.1, dtype=dtype)
+    calls = []
+    direct = ef21.EF21._own_rows
+
+    def spy(self, G, lo, hi):
+        calls.append(direct(self, G, lo, hi))
+        return calls[-1]
+
+    traces = []
+    for chunk in (None, 4):
+        if chunk is not None:
+            monkeypatch.setattr(method, "chunk_rows", lambda n, d, itemsize: chunk)
+        for own in (spy, lambda self, G, lo, hi: False):
+            monkeypatch.setattr(ef21.EF21, "_own_rows", own)
+            traces.append(algorithms.run(problem, name, k=3, iters=12, seed=5,
+                                         backend=backend))
+    assert any(calls), "the direct path was never taken"
+    for tr in traces[1:]:
+        for col in ("x", "f", "grad_norm_sq"):
+            np.testing.assert_array_equal(getattr(tr, col), getattr(traces[0], col))
