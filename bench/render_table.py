@@ -128,23 +128,35 @@ def batched_table(doc: dict) -> str:
     return "\n".join(lines) if rows else ""
 
 
+#: ``impl`` prefixes of the anchors of the round tables: the per-client loop (the
+#: speed-up column) and one streaming read of the data (the "x stream read" column).
+_LOOP, _READ = "per-client", "one streaming read"
+
+
+def _versus_anchors(rows, key, time):
+    """``(benchmark, time, speed-up vs loop, x stream read)`` for each row, the ratios
+    against the anchors of the same ``key(b)`` (empty on the anchors themselves)."""
+    anchor = {p: {key(b): time(b) for b in rows if b["extra_info"]["impl"].startswith(p)}
+              for p in (_LOOP, _READ)}
+    for b in rows:
+        t = time(b)
+        if b["extra_info"]["impl"].startswith((_LOOP, _READ)):
+            yield b, t, "", ""
+            continue
+        ref, rd = anchor[_LOOP].get(key(b)), anchor[_READ].get(key(b))
+        yield (b, t, "" if ref is None else f"{ref / t:.1f}x",
+               "" if rd is None else f"{t / rd:.2f}")
+
+
 def rounds_table(doc: dict) -> str:
     """EF21 rounds (bench/test_bench_ef21_round.py): package vs the per-client loop."""
     rows = [b for b in doc.get("benchmarks", [])
             if {"impl", "shape"} <= set(b.get("extra_info", {}))]
-    loop = {b["extra_info"]["shape"]: b["stats"]["median"] for b in rows
-            if b["extra_info"]["impl"].startswith("per-client")}
-    read = {b["extra_info"]["shape"]: b["stats"]["median"] for b in rows
-            if b["extra_info"]["impl"].startswith("one streaming read")}
     lines = ["| data (n = 1000 clients, Top1) | implementation | kernel threads | median "
              "| speed-up vs loop | x stream read |", "|" + "---|" * 6]
-    for b in rows:
+    for b, med, speed, times in _versus_anchors(rows, lambda b: b["extra_info"]["shape"],
+                                                lambda b: b["stats"]["median"]):
         i = b["extra_info"]
-        med = b["stats"]["median"]
-        anchor = i["impl"].startswith(("per-client", "one streaming read"))
-        ref, rd = loop.get(i["shape"]), read.get(i["shape"])
-        speed = "" if ref is None or anchor else f"{ref / med:.1f}x"
-        times = "" if rd is None or anchor else f"{med / rd:.2f}"
         lines.append(f"| {b.get('group') or i['shape']} | {i['impl']} "
                      f"| {i.get('threads', '')} | {format_seconds(med)} | {speed} "
                      f"| {times} |")
@@ -181,25 +193,15 @@ def ddp_table(doc: dict) -> str:
 def run_table(doc: dict) -> str:
     """``ef21fast run`` per round (bench/test_bench_run.py): medians divided by the
     rounds of a call, speed-up vs the per-client loop and times the streaming read."""
-    rows = [b for b in doc.get("benchmarks", [])
-            if {"impl", "data", "rounds"} <= set(b.get("extra_info", {}))]
-
-    def per_round(b):
-        return b["stats"]["median"] / b["extra_info"]["rounds"]
-
-    def anchor(prefix):
-        return {(b["extra_info"]["data"], b["extra_info"]["n"]): per_round(b) for b in rows
-                if b["extra_info"]["impl"].startswith(prefix)}
-    loop, read = anchor("per-client"), anchor("one streaming read")
+    rows = sorted((b for b in doc.get("benchmarks", [])
+                   if {"impl", "data", "rounds"} <= set(b.get("extra_info", {}))),
+                  key=lambda b: (b["extra_info"]["data"], b["extra_info"]["n"]))
     lines = ["| data | n | implementation | layout | kernel threads | per round "
              "| speed-up vs loop | x stream read |", "|" + "---|" * 8]
-    for b in sorted(rows, key=lambda b: (b["extra_info"]["data"], b["extra_info"]["n"])):
+    for b, med, speed, times in _versus_anchors(
+            rows, lambda b: (b["extra_info"]["data"], b["extra_info"]["n"]),
+            lambda b: b["stats"]["median"] / b["extra_info"]["rounds"]):
         i = b["extra_info"]
-        key, med = (i["data"], i["n"]), per_round(b)
-        is_anchor = i["impl"].startswith(("per-client", "one streaming read"))
-        ref, rd = loop.get(key), read.get(key)
-        speed = "" if ref is None or is_anchor else f"{ref / med:.1f}x"
-        times = "" if rd is None or is_anchor else f"{med / rd:.2f}"
         lines.append(f"| {i['data']} | {i['n']} | {i['impl']} | {i.get('layout', '')} "
                      f"| {i.get('threads', '')} | {format_seconds(med)} | {speed} "
                      f"| {times} |")
