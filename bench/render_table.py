@@ -222,28 +222,16 @@ def render(doc: dict, kernels: list[str] | None = None, compact: bool = False) -
     if compact:
         rows = [r for r in rows if r["backend"] not in _NOT_COMPACT and r["d"] > 1000]
     parts = [header(doc), format_table(rows)]
-    rounds = rounds_table(doc)
-    if rounds:
-        parts.append("One EF21 round (client gradients + ef21_step + scatter_add):\n\n"
-                     + rounds)
-    run = run_table(doc)
-    if run:
-        parts.append("`ef21fast run` per round (EF21, Top1, trace included):\n\n" + run)
-    batched = batched_table(doc)
-    if batched:
-        parts.append("Batched clients, one call for all rows:\n\n" + batched)
-    if scaling:
-        parts.append("Time per element as d grows (medians):\n\n" + format_scaling(scaling))
-    memory = format_memory(doc)
-    if memory:
-        parts.append("Peak extra resident memory of one call (fresh process, after a "
-                     "warm-up):\n\n" + memory)
-    ddp = ddp_table(doc)
-    if ddp:
-        parts.append("DDP step, 2 processes (bench/test_bench_ddp.py):\n\n" + ddp)
-    startup = format_startup(doc)
-    if startup:
-        parts.append("Start-up (fresh processes):\n\n" + startup)
+    sections = (
+        ("One EF21 round (client gradients + ef21_step + scatter_add)", rounds_table(doc)),
+        ("`ef21fast run` per round (EF21, Top1, trace included)", run_table(doc)),
+        ("Batched clients, one call for all rows", batched_table(doc)),
+        ("Time per element as d grows (medians)", format_scaling(scaling) if scaling else ""),
+        ("Peak extra resident memory of one call (fresh process, after a warm-up)",
+         format_memory(doc)),
+        ("DDP step, 2 processes (bench/test_bench_ddp.py)", ddp_table(doc)),
+        ("Start-up (fresh processes)", format_startup(doc)))
+    parts += [f"{title}:\n\n{body}" for title, body in sections if body]
     return "\n\n".join(parts)
 
 
