@@ -29,59 +29,23 @@ problem's arrays instead of running on a reordered copy.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from rss import current_bytes, peak_bytes, reset_peak, trim  # bench/rss.py
+
 DEFAULT_A9A = Path(__file__).resolve().parents[2] / "shared" / "data" / "a9a.txt"
 A9A_SHAPE = (32561, 123, 0.11275)  # rows, features, density of a9a
 
 
-def _rss_mb() -> float:
-    """The current resident set, MB (Linux /proc; else the peak so far)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _peak_mb() -> float:
-    """The peak resident set since the start or the last :func:`_reset_peak`, MB."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _reset_peak() -> bool:
-    """Reset the peak resident set to the current one (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _trim() -> None:
-    """Return the heap's free memory to the system (glibc ``malloc_trim``; nothing
-    elsewhere)."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+def _mb(nbytes: int) -> float:
+    return nbytes / 2**20
 
 
 def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
@@ -111,8 +75,8 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
                               np.where(np.arange(40) % 2, 1.0, -1.0), 4)
     run(LogisticRegression(tiny), "ef21", k=1, iters=2)
     del tiny
-    _trim()
-    base = _rss_mb()
+    trim()
+    base = _mb(current_bytes())
     t0 = time.perf_counter()
     if case == "a9a":
         n = 10_000
@@ -138,13 +102,13 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
     data_mb = (sum(a.nbytes for a in (A.data, A.indices, A.indptr))
                if hasattr(A, "indptr") else A.nbytes) / 2**20 + cd.b.nbytes / 2**20
     state_mb = problem.n * problem.d * problem.dtype.itemsize / 2**20
-    setup_peak = _peak_mb()
-    _trim()  # what the setup freed goes back to the system: the run counts its own
-    before = _rss_mb()  # the data and the problem, as they stay during the run
-    reset = _reset_peak()
+    setup_peak = _mb(peak_bytes())
+    trim()  # what the setup freed goes back to the system: the run counts its own
+    before = _mb(current_bytes())  # the data and the problem, as they stay during the run
+    reset = reset_peak()
     tr = run(problem, "ef21", k=1, iters=rounds)
     per_round = np.diff(tr.time_s)
-    peak = _peak_mb()
+    peak = _mb(peak_bytes())
     return dict(case=case, source=source, m=int(A.shape[0]), d=problem.d, n=problem.n,
                 nnz=int(getattr(A, "nnz", A.size)), oracle=problem.oracle,
                 load_s=t_load, constants_s=t_const, start_s=float(tr.time_s[0]),
