@@ -233,6 +233,27 @@ def test_rows_by_length_same_clients_and_bits():
             np.testing.assert_array_equal(t1.x, t2.x)
 
 
+def test_cli_problem_holds_one_copy_of_the_rows(tmp_path):
+    """``ef21fast run --data FILE``: the rows by length inside each client, so that
+    the fused oracle runs on the data itself (no reordered copy of it)."""
+    from sklearn.datasets import dump_svmlight_file
+
+    from ef21fast.cli._common import build_problem
+    from ef21fast.methods.data_sparse import rows_by_length
+
+    rng = np.random.default_rng(8)
+    A = sp.random(90, 25, density=0.3, format="csr", random_state=9)
+    path = tmp_path / "f.svm"
+    dump_svmlight_file(A, np.where(rng.random(90) < 0.5, -1.0, 1.0), str(path),
+                       zero_based=False)
+    problem, cd = build_problem("logreg", str(path), clients=6, layout="csr")
+    assert cd.is_sparse and rows_by_length(cd) is cd  # already in the oracle's order
+    assert np.shares_memory(problem._A.indices, cd.A.indices)
+    for i in range(cd.n):
+        lengths = np.diff(cd.A.indptr)[cd.offsets[i]:cd.offsets[i + 1]]
+        assert np.all(lengths[1:] >= lengths[:-1])
+
+
 # ------------------------------------------------------------- lambda_max (ARPACK)
 
 
