@@ -371,7 +371,8 @@ class Problem:
                                       self._starts)[lo:hi]
             reg = (_reg_value(self.lam, x) if self._own is None
                    else (self._own @ _reg_terms(self.lam, x))[lo:hi])
-            return ell / self.m_i[lo:hi] + reg
+            out = np.divide(ell, self.m_i[lo:hi])
+            return np.add(out, reg, out=out)  # the bits of ell / m_i + reg, one (n,) array
 
     def _kept_losses(self, x, lo, hi):
         """The fused pass's loss sums of clients ``lo:hi`` at ``x``, or None."""
