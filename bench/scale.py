@@ -15,8 +15,10 @@ above the one after the imports (those of the setup included): its peak during t
 setup (load and constants), and its peak during the run (the peak is reset after the
 setup through /proc/self/clear_refs), against the data (the CSR arrays data, indices and
 indptr as the problem holds them, and the labels) plus the client states (n x d); the
-run overhead is run peak / (data + states) - 1. A tiny problem is built and run before
-the base is taken (the first call's lazy imports and caches are not counted), and the
+run overhead is run peak / (data + states) - 1. A tiny problem goes through the case's
+own set-up and a run before the base is taken (a tiny LIBSVM file through the loader,
+the split and ``rows_by_length``; a tiny ``make_sparse_classification``): the first
+calls' lazy imports, caches and code pages are not counted, and the
 heap's free memory is returned to the system (glibc ``malloc_trim``) before the base
 and before the run, so that what the loader and the setup freed is not counted as the
 run's. The a9a rows are ordered by length inside each client
