@@ -15,8 +15,10 @@ above the one after the imports (those of the setup included): its peak during t
 setup (load and constants), and its peak during the run (the peak is reset after the
 setup through /proc/self/clear_refs), against the data (the CSR arrays data, indices and
 indptr as the problem holds them, and the labels) plus the client states (n x d); the
-run overhead is run peak / (data + states) - 1. A tiny problem is built and run before
-the base is taken (the first call's lazy imports and caches are not counted), and the
+run overhead is run peak / (data + states) - 1. A tiny problem goes through the case's
+own set-up and a run before the base is taken (a tiny LIBSVM file through the loader,
+the split and ``rows_by_length``; a tiny ``make_sparse_classification``): the first
+calls' lazy imports, caches and code pages are not counted, and the
 heap's free memory is returned to the system (glibc ``malloc_trim``) before the base
 and before the run, so that what the loader and the setup freed is not counted as the
 run's. The a9a rows are ordered by length inside each client
@@ -29,66 +31,64 @@ problem's arrays instead of running on a reordered copy.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from rss import current_bytes, peak_bytes, reset_peak, trim  # bench/rss.py
 
 DEFAULT_A9A = Path(__file__).resolve().parents[2] / "shared" / "data" / "a9a.txt"
 A9A_SHAPE = (32561, 123, 0.11275)  # rows, features, density of a9a
 
 
-def _rss_mb() -> float:
-    """The current resident set, MB (Linux /proc; else the peak so far)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _mb(nbytes: int) -> float:
+    return nbytes / 2**20
 
 
-def _peak_mb() -> float:
-    """The peak resident set since the start or the last :func:`_reset_peak`, MB."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _write_tiny_libsvm(path: str) -> None:
+    """A LIBSVM file of 60 binary rows in 40 features, labels -1 / +1."""
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.datasets import dump_svmlight_file
+
+    A = sp.random(60, 40, density=0.2, format="csr", random_state=0)
+    A.data[:] = 1.0
+    dump_svmlight_file(A, np.where(np.arange(60) % 2, 1.0, -1.0), path, zero_based=False)
 
 
-def _reset_peak() -> bool:
-    """Reset the peak resident set to the current one (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+def _load(case: str, a9a: str, tiny: bool = False):
+    """The case's ClientData and where it comes from; ``tiny``: the same steps on a
+    tiny problem (``a9a`` then names a tiny LIBSVM file)."""
+    from ef21fast.methods import data, data_sparse
 
-
-def _trim() -> None:
-    """Return the heap's free memory to the system (glibc ``malloc_trim``; nothing
-    elsewhere)."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if case == "a9a":
+        n = 4 if tiny else 10_000
+        if os.path.exists(a9a):
+            A, b = data.load_libsvm(a9a)
+            cd = data.split_clients(A, b, n, name="a9a")
+            del A, b  # each client's rows by length: the fused oracle shares the arrays
+            return data_sparse.rows_by_length(cd), a9a
+        m, d, dens = (60, 40, 0.2) if tiny else A9A_SHAPE
+        cd = data_sparse.make_sparse_classification(m, d, dens, n, binary=True,
+                                                    name="a9a-like")
+        return cd, "synthetic, a9a's shape"
+    if case == "news20":
+        if tiny:
+            return data_sparse.make_sparse_classification(60, 400, 0.05, 5), "tiny"
+        return data_sparse.make_news20_like(100), "make_news20_like"
+    raise SystemExit(f"unknown case {case!r}")
 
 
 def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
     import numpy as np
 
     import ef21fast
-    from ef21fast.methods import data, data_sparse
     from ef21fast.methods.algorithms import run
     from ef21fast.methods.problems import LogisticRegression
 
@@ -103,33 +103,20 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
 
     if threads:
         ef21fast.set_num_threads(threads)
-    # A tiny problem and run first: the lazy imports and caches of the first call
-    # (threadpoolctl, the oracles) are not counted either.
-    import scipy.sparse as sp
-
-    tiny = data.split_clients(sp.random(40, 30, density=0.3, format="csr", random_state=0),
-                              np.where(np.arange(40) % 2, 1.0, -1.0), 4)
-    run(LogisticRegression(tiny), "ef21", k=1, iters=2)
-    del tiny
-    _trim()
-    base = _rss_mb()
+    # The same set-up and run on a tiny problem first: the lazy imports, caches and
+    # code pages of the first call (the LIBSVM loader, the reordering, the constants,
+    # threadpoolctl, the oracles) are not counted either.
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny_file = os.path.join(tmp, "tiny.svm")
+        _write_tiny_libsvm(tiny_file)
+        for tiny_case in ("a9a", "news20"):
+            tiny, _ = _load(tiny_case, tiny_file, tiny=True)
+            run(LogisticRegression(tiny), "ef21", k=1, iters=2)
+            del tiny
+    trim()
+    base = _mb(current_bytes())
     t0 = time.perf_counter()
-    if case == "a9a":
-        n = 10_000
-        if os.path.exists(a9a):
-            A, b = data.load_libsvm(a9a)
-            cd = data.split_clients(A, b, n, name="a9a")
-            del A, b  # each client's rows by length: the fused oracle shares the arrays
-            cd, source = data_sparse.rows_by_length(cd), a9a
-        else:
-            m, d, dens = A9A_SHAPE
-            cd = data_sparse.make_sparse_classification(m, d, dens, n, binary=True,
-                                                        name="a9a-like")
-            source = "synthetic, a9a's shape"
-    elif case == "news20":
-        cd, source = data_sparse.make_news20_like(100), "make_news20_like"
-    else:
-        raise SystemExit(f"unknown case {case!r}")
+    cd, source = _load(case, a9a)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
     problem = LogisticRegression(cd)
@@ -138,13 +125,13 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
     data_mb = (sum(a.nbytes for a in (A.data, A.indices, A.indptr))
                if hasattr(A, "indptr") else A.nbytes) / 2**20 + cd.b.nbytes / 2**20
     state_mb = problem.n * problem.d * problem.dtype.itemsize / 2**20
-    setup_peak = _peak_mb()
-    _trim()  # what the setup freed goes back to the system: the run counts its own
-    before = _rss_mb()  # the data and the problem, as they stay during the run
-    reset = _reset_peak()
+    setup_peak = _mb(peak_bytes())
+    trim()  # what the setup freed goes back to the system: the run counts its own
+    before = _mb(current_bytes())  # the data and the problem, as they stay during the run
+    reset = reset_peak()
     tr = run(problem, "ef21", k=1, iters=rounds)
     per_round = np.diff(tr.time_s)
-    peak = _peak_mb()
+    peak = _mb(peak_bytes())
     return dict(case=case, source=source, m=int(A.shape[0]), d=problem.d, n=problem.n,
                 nnz=int(getattr(A, "nnz", A.size)), oracle=problem.oracle,
                 load_s=t_load, constants_s=t_const, start_s=float(tr.time_s[0]),

@@ -61,34 +61,18 @@ KNOWN_MISSES: dict[tuple[str, str, int], str] = {}
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0",
              "OPENBLAS_NUM_THREADS": "1"}
 
+#: Where the child finds rss.py (the readings it shares with bench/scale.py).
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import numpy as np
     import ef21fast
     from ef21fast._spec import KERNELS
 
     kernel, backend, d, k_frac = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-
-    def status_kb(field):
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        return None
-
-    def peak_bytes():
-        kb = status_kb("VmHWM")
-        if kb is None:  # no /proc: ru_maxrss is in kB on Linux
-            kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return kb * 1024
-
-    def reset_peak():
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            return True
-        except OSError:
-            return False
+    sys.path.insert(0, sys.argv[5])  # bench/: the resident-set readings of rss.py
+    from rss import peak_bytes, reset_peak, status_kib
 
     spec = KERNELS[kernel]
     fn = getattr(ef21fast, kernel)
@@ -113,7 +97,8 @@ CHILD = textwrap.dedent("""
     del state
     reset = reset_peak()
     before = peak_bytes()
-    rss_before = status_kb("VmRSS") * 1024 if status_kb("VmRSS") is not None else None
+    rss_kib = status_kib("VmRSS")
+    rss_before = rss_kib * 1024 if rss_kib is not None else None
     out = fn(*args, backend=backend, **kwargs)
     after = peak_bytes()
     assert out[0].shape == (k,)
@@ -126,8 +111,8 @@ def measure(kernel: str, backend: str, d: int, k_fraction: int) -> dict:
     """Run the child for one case; its JSON report plus ``extra`` and ``fraction``."""
     env = dict(os.environ, **CHILD_ENV)
     proc = subprocess.run([sys.executable, "-c", CHILD, kernel, backend, str(d),
-                           str(k_fraction)], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=tempfile.gettempdir())  # the installed package
+                           str(k_fraction), BENCH_DIR], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=tempfile.gettempdir())  # the installed package
     if proc.returncode != 0:
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])

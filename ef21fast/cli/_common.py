@@ -128,10 +128,14 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
     split into ``clients`` clients (default ``default_clients``). ``dtype``: that of
     the problem's oracles and of the methods' states (``"float64"`` or ``"float32"``).
     ``layout``: the rows dense or CSR (:func:`ef21fast.methods.data.with_layout`; a
-    LIBSVM file loads as CSR, and ``"auto"`` makes it dense when dense enough).
+    LIBSVM file loads as CSR, and ``"auto"`` makes it dense when dense enough). CSR
+    rows are ordered by length inside each client
+    (:func:`ef21fast.methods.data_sparse.rows_by_length`): the fused oracle runs on
+    the data itself, not on a reordered copy.
     """
     from ef21fast.methods import data as D
     from ef21fast.methods import problems as P
+    from ef21fast.methods.data_sparse import rows_by_length
 
     if kind not in PROBLEMS:
         raise UsageError(f"unknown problem {kind!r} (choose from {', '.join(PROBLEMS)})")
@@ -163,6 +167,9 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
     if layout not in D.LAYOUTS:
         raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(D.LAYOUTS)})")
     cd = D.with_layout(cd, layout)
+    # CSR rows by length inside each client, the order the fused oracle reads them in:
+    # it then shares the arrays instead of holding a reordered copy of the data
+    cd = rows_by_length(cd)
     cls = P.LogisticRegression if kind == "logreg" else P.LinearRegression
     return cls(cd, lam=lam, dtype=dtype), cd
 

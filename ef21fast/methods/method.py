@@ -31,16 +31,21 @@ from ef21fast.methods import theory
 from ef21fast.methods.options import bits_per_value, check_k, choose_gamma
 
 __all__ = ["Method", "Round", "mean_rows", "weighted_row_sum", "chunk_rows", "CHUNK_FRACTION",
-           "CHUNK_MIN_BYTES", "CHUNK_ONE_BELOW", "descent_step"]
+           "CHUNK_MIN_BYTES", "CHUNK_MAX_FRACTION", "CHUNK_ONE_BELOW", "descent_step"]
 
 #: Client states of at most this many bytes are one chunk: the whole round at once
 #: (a small problem, whose round is dominated by the per-call costs) ...
 CHUNK_ONE_BELOW = 4 << 20
-#: ... above it a round computes its client gradients in chunks of clients whose buffer
-#: holds at most this fraction of the bytes of the (n, d) client states ...
+#: ... above it a round computes its client gradients in chunks of clients, in a
+#: buffer of this fraction of the bytes of the (n, d) client states ...
 CHUNK_FRACTION = 0.01
-#: ... or this many bytes, whichever is larger (and at least one client).
+#: ... or, where that is smaller, of this many bytes (fewer, longer calls: a chunk
+#: costs some 20 us of calls besides its work) ...
 CHUNK_MIN_BYTES = 1 << 20
+#: ... but at most this fraction of the states (states under 20 MiB), so that the
+#: buffer takes at most half of the tenth of the data and states that a run may hold
+#: beyond them (and at least one client).
+CHUNK_MAX_FRACTION = 0.05
 #: Rows of at least this many bytes are added to the round's running sum one call per
 #: row, in place (no spare row in the buffer, no second running sum).
 _ROW_IN_PLACE_BYTES = 1 << 16
@@ -70,14 +75,16 @@ def mean_rows(G) -> np.ndarray:
 
 def chunk_rows(n: int, d: int, itemsize: int) -> int:
     """Clients per chunk of a round, between 1 and n: all n when the states
-    (``n d itemsize`` bytes) are at most :data:`CHUNK_ONE_BELOW` or ``d < 2`` (NumPy
+    (``S = n d itemsize`` bytes) are at most :data:`CHUNK_ONE_BELOW` or ``d < 2`` (NumPy
     adds the rows of an ``(r, d)`` array one by one, the order the chunks keep, only
-    for ``d >= 2``); else ``max(CHUNK_FRACTION * n d itemsize, CHUNK_MIN_BYTES) //
-    (d itemsize)``."""
+    for ``d >= 2``); else ``max(CHUNK_FRACTION S, min(CHUNK_MIN_BYTES,
+    CHUNK_MAX_FRACTION S)) // (d itemsize)``."""
     if d < 2 or n < 1 or n * d * itemsize <= CHUNK_ONE_BELOW:
         return max(n, 1)
     row = d * itemsize
-    budget = max(int(CHUNK_FRACTION * n * row), CHUNK_MIN_BYTES)
+    states = n * row
+    budget = max(int(CHUNK_FRACTION * states),
+                 min(CHUNK_MIN_BYTES, int(CHUNK_MAX_FRACTION * states)))
     return max(1, min(n, budget // row))
 
 

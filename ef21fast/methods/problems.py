@@ -47,6 +47,16 @@ def _expit(t):
     return expit(t)
 
 
+def _equal(a, b) -> bool:
+    """``np.array_equal`` of two arrays of one shape (the same values: NaN unequal,
+    -0.0 equal to 0.0): element by element in C through memoryviews, without
+    np.array_equal's checks, for short vectors (each range of a chunked round asks
+    it), where those checks cost several times the comparison; NumPy's for long ones."""
+    if a.size <= 4096:
+        return memoryview(a) == memoryview(b)
+    return bool((a == b).all())
+
+
 def _errstate():
     return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
@@ -189,7 +199,8 @@ class Problem:
             self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
         self._fused = None
         self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
-        self._ell_part = None  # (x, loss sums, clients covered) while ranges cover x
+        # [x, loss sums, clients covered, how many] while ranges cover x
+        self._ell_part = None
         self.oracle = self._choose_oracle(oracle)
 
     def _choose_oracle(self, oracle):
@@ -239,17 +250,20 @@ class Problem:
         """A copy of ``x``, one for all the caches keyed by the last x (the regulariser's
         gradient, the slopes, the loss sums): a new x replaces it."""
         seen = self._x_seen
-        if seen is None or not np.array_equal(seen, x):
+        if seen is None or not _equal(seen, x):
             self._x_seen = None  # not two copies at once
             self._x_seen = seen = x.copy()
         return seen
 
-    def _reg_grad_at(self, x) -> np.ndarray:
-        """``_reg_grad(lam, x)``, kept for the last x (the client ranges of a round)."""
+    def _reg_grad_at(self, x, seen=None) -> np.ndarray:
+        """``_reg_grad(lam, x)``, kept for the last x (the client ranges of a round).
+        ``seen``: ``self._seen(x)`` when the caller has it (one comparison of x per
+        call: a cache holds the very copy that ``_seen`` returns while x is the same)."""
+        seen = self._seen(x) if seen is None else seen
         last = self._reg
-        if last is None or not np.array_equal(last[0], x):
+        if last is None or last[0] is not seen:
             self._reg = None
-            last = self._reg = (self._seen(x), _reg_grad(self.lam, x))
+            last = self._reg = (seen, _reg_grad(self.lam, x))
         return last[1]
 
     def _reg_rows(self, x, src=None):
@@ -357,7 +371,8 @@ class Problem:
                                       self._starts)[lo:hi]
             reg = (_reg_value(self.lam, x) if self._own is None
                    else (self._own @ _reg_terms(self.lam, x))[lo:hi])
-            return ell / self.m_i[lo:hi] + reg
+            out = np.divide(ell, self.m_i[lo:hi])
+            return np.add(out, reg, out=out)  # the bits of ell / m_i + reg, one (n,) array
 
     def _kept_losses(self, x, lo, hi):
         """The fused pass's loss sums of clients ``lo:hi`` at ``x``, or None."""
@@ -417,11 +432,11 @@ class Problem:
         if out is not None:
             check_out(out, hi - lo, self.d, self.dtype)
         if self._fused is not None:
-            G, ell = self._fused(np.ascontiguousarray(x),
-                                 self._reg_grad_at(x) if self._own is None else None,
-                                 lo, hi, out)
+            seen = self._seen(x)  # x compared once: the caches below are keyed by it
+            G, ell = self._fused(seen, self._reg_grad_at(x, seen) if self._own is None
+                                 else None, lo, hi, out)
             if ell is not None:  # the losses of the same pass, for loss(x) next
-                self._keep_losses(x, ell, lo, hi)
+                self._keep_losses(seen, ell, lo, hi)
             if self._own is not None:
                 G += self._reg_rows(x, slice(lo, hi))
             return G
@@ -438,19 +453,22 @@ class Problem:
         out[...] = G
         return out
 
-    def _keep_losses(self, x, ell, lo, hi) -> None:
-        """Keep the fused pass's loss sums of clients ``lo:hi`` at x: with those of
-        the other ranges at the same x until every client is covered (a single call
-        over all of them, or a chunked round), then as the losses at x. A client's
-        loss sum at x has fixed bits, whichever range computes it."""
+    def _keep_losses(self, seen, ell, lo, hi) -> None:
+        """Keep the fused pass's loss sums of clients ``lo:hi`` at x (``seen``:
+        ``self._seen(x)``): with those of the other ranges at the same x until every
+        client is covered (a single call over all of them, or a chunked round), then as
+        the losses at x. A client's loss sum at x has fixed bits, whichever range
+        computes it."""
         part = self._ell_part
-        if part is None or not np.array_equal(part[0], x):
+        if part is None or part[0] is not seen:
             # a new x: the sums at the last one are dropped with its copy
             self._ell = self._ell_part = None
-            part = self._ell_part = (self._seen(x), np.empty(self.n), np.zeros(self.n, bool))
+            part = self._ell_part = [seen, np.empty(self.n), np.zeros(self.n, bool), 0]
         part[1][lo:hi] = ell
-        part[2][lo:hi] = True
-        if part[2].all():
+        covered = part[2][lo:hi]
+        part[3] += (hi - lo) - int(np.count_nonzero(covered))  # the clients new to x
+        covered[:] = True
+        if part[3] == self.n:  # (not a pass over all n flags per range)
             self._ell, self._ell_part = (part[0], part[1]), None
 
     def draw_minibatches(self, batch, rng) -> Minibatches:

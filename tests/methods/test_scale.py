@@ -74,10 +74,51 @@ def test_chunk_rows():
     assert M.chunk_rows(10, 1, 8) == 10  # d = 1: one chunk
     assert M.chunk_rows(10**6, 100, 8) == int(M.CHUNK_FRACTION * 10**6)
     assert M.chunk_rows(100, 10, 8) == 100  # under CHUNK_ONE_BELOW: all
-    n = M.CHUNK_ONE_BELOW // (8 * 100) + 1  # just above it: CHUNK_MIN_BYTES
-    assert M.chunk_rows(n, 100, 8) == M.CHUNK_MIN_BYTES // 800 < n
+    # just above it: CHUNK_MAX_FRACTION of the states (under the CHUNK_MIN_BYTES floor)
+    n = M.CHUNK_ONE_BELOW // (8 * 100) + 1
+    assert M.chunk_rows(n, 100, 8) == int(M.CHUNK_MAX_FRACTION * n * 800) // 800 < n
+    # a9a at n = 10,000 (9.4 MiB of states): a twentieth of them, not 1 MiB
+    rows = M.chunk_rows(10_000, 123, 8)
+    assert rows * 123 * 8 <= M.CHUNK_MAX_FRACTION * 10_000 * 123 * 8 < M.CHUNK_MIN_BYTES
+    assert rows == int(M.CHUNK_MAX_FRACTION * 10_000 * 984) // 984
+    # states where CHUNK_MIN_BYTES lies between 1% and CHUNK_MAX_FRACTION of them: the floor
+    n = int(1.5 * M.CHUNK_MIN_BYTES / M.CHUNK_MAX_FRACTION) // 800
+    assert M.CHUNK_FRACTION * n * 800 < M.CHUNK_MIN_BYTES < M.CHUNK_MAX_FRACTION * n * 800
+    assert M.chunk_rows(n, 100, 8) == M.CHUNK_MIN_BYTES // 800
     assert M.chunk_rows(3, 10**7, 8) == 1
     assert M.chunk_rows(100, 1355191, 8) == 1  # news20-like: one client per chunk
+    for n, d in ((700, 1000), (5000, 300), (10**5, 30), (40, 10**5)):  # the buffer's bound
+        S = n * d * 8
+        if S > M.CHUNK_ONE_BELOW:
+            assert 1 <= M.chunk_rows(n, d, 8) * d * 8 <= max(
+                M.CHUNK_FRACTION * S, min(M.CHUNK_MIN_BYTES, M.CHUNK_MAX_FRACTION * S), d * 8)
+
+
+def test_ranges_keep_the_loss_sums_of_one_x():
+    """The fused pass's loss sums, kept range by range (overlapping ranges included),
+    are those of one call over all clients once every client is covered, and a new x
+    (the caller's array changed in place included) starts them afresh."""
+    cd = make_sparse_classification(300, 40, 0.2, 9, seed=5)
+    if LogisticRegression(cd).oracle != "c":
+        pytest.skip("no fused C oracle")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(40)
+    ref = LogisticRegression(cd)
+    G_all, f_all = ref.client_grads(x), ref.client_losses(x)
+    p = LogisticRegression(cd)
+    for lo, hi in ((0, 3), (2, 5), (1, 2), (4, 8)):
+        np.testing.assert_array_equal(p.client_grads(x, lo, hi), G_all[lo:hi])
+        assert p._ell is None  # client 8 not covered yet
+    p.client_grads(x.copy(), 8, 9)  # an equal x: the same sums
+    assert p._ell is not None
+    np.testing.assert_array_equal(p.client_losses(x), f_all)
+    q = LogisticRegression(cd)
+    y = x.copy()
+    q.client_grads(y, 0, 5)
+    y[3] += 0.5  # changed in place between two ranges
+    q.client_grads(y, 5, 9)
+    assert q._ell is None
+    np.testing.assert_array_equal(q.client_losses(y), LogisticRegression(cd).client_losses(y))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -190,6 +231,27 @@ def test_rows_by_length_same_clients_and_bits():
             t1, t2 = (run(q, name, k=2, iters=6, gamma=0.5 / p.L) for q in (p, p2))
             np.testing.assert_array_equal(t1.f, t2.f)
             np.testing.assert_array_equal(t1.x, t2.x)
+
+
+def test_cli_problem_holds_one_copy_of_the_rows(tmp_path):
+    """``ef21fast run --data FILE``: the rows by length inside each client, so that
+    the fused oracle runs on the data itself (no reordered copy of it)."""
+    from sklearn.datasets import dump_svmlight_file
+
+    from ef21fast.cli._common import build_problem
+    from ef21fast.methods.data_sparse import rows_by_length
+
+    rng = np.random.default_rng(8)
+    A = sp.random(90, 25, density=0.3, format="csr", random_state=9)
+    path = tmp_path / "f.svm"
+    dump_svmlight_file(A, np.where(rng.random(90) < 0.5, -1.0, 1.0), str(path),
+                       zero_based=False)
+    problem, cd = build_problem("logreg", str(path), clients=6, layout="csr")
+    assert cd.is_sparse and rows_by_length(cd) is cd  # already in the oracle's order
+    assert np.shares_memory(problem._A.indices, cd.A.indices)
+    for i in range(cd.n):
+        lengths = np.diff(cd.A.indptr)[cd.offsets[i]:cd.offsets[i + 1]]
+        assert np.all(lengths[1:] >= lengths[:-1])
 
 
 # ------------------------------------------------------------- lambda_max (ARPACK)
