@@ -1,7 +1,8 @@
 /* Exact selection on keys (the Numba backend's kernels/select.py): the k-th largest key
  * of an array (in-place radix digits, or an insertion top-k for small k), the threshold
  * of the sample-select, the tie quotas of the chunks of a row, the in-memory select of a
- * short row, and the exact radix select of a whole row over its chunks.
+ * short row (for few entries, on float32 with AVX-512: few_x512, its keys formed and
+ * ranked in registers), and the exact radix select of a whole row over its chunks.
  *
  * Every path yields the unique answer: the k-th key T is unique, and the tie quota per
  * chunk takes the earliest ties in index order, so it never depends on threads.
@@ -444,9 +445,9 @@ EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j
 }
 
 /* The keys of the row (len of them) to a, with the largest (*m1) and second largest
- * (*m2) of each group j mod 16 (key 0 for none). Stored a vector at a time: the loads
- * of few_x512 that follow then take them from the stores (the 32-byte stores of keys
- * could not pass to those 64-byte loads: each load waited for them to retire). */
+ * (*m2) of each group j mod 16 (key 0 for none). Stored in the width that few_x512
+ * reads them back in: after the 32-byte stores of keys (passes.c), its 64-byte loads
+ * stalled (1000 x 112 float32 ef21_step, k = 2, one thread: 77 us, 54 with these). */
 EF_X512_INLINE void F(x512_keys_m)(const F(src) *S, const int mode, int64_t len, K *a,
                                    __m512i *m1, __m512i *m2)
 {
@@ -470,16 +471,18 @@ EF_X512_INLINE void F(x512_keys_m)(const F(src) *S, const int mode, int64_t len,
     *m2 = x2;
 }
 
-/* select_few with AVX-512 (float32 keys, len <= EF_FEWX_D): the same selection, with a
- * threshold from 16 groups (j mod 16, the lanes of a vector) and the candidates ranked
- * in registers. For k <= 12, t = the k-th largest of the 16 group maxima; above, t =
- * the ceil(k/2)-th largest of the 16 groups' second largest keys: that many groups
- * then hold two distinct entries >= t each, so again at least k entries of the row
- * reach t, and t is at most the row's k-th largest key (on random rows of 112, about
- * 25 candidates for k = 16 instead of 42). The candidates (key >= t, in index order,
- * at most EF_FEWX_MAX) are ranked among themselves, the ranks below k are the
- * selection. Returns 1 with the k indices (ascending) in oidx, or 0 when more than
- * EF_FEWX_MAX entries reach t. */
+/* select_few with AVX-512 for the row of S (float32, len <= EF_FEWX_D, a mode that
+ * x512_key_at forms): its keys go to a (all of them, whether or not it succeeds), the
+ * threshold comes from 16 groups (j mod 16, the lanes of a vector). For k <= 12, t =
+ * the k-th largest of the 16 group maxima; above, t = the ceil(k/2)-th largest of the
+ * 16 groups' second largest keys: that many groups then hold two distinct entries >= t
+ * each, so again at least k entries of the row reach t, and t is at most the row's
+ * k-th largest key (on random rows of 112, about 25 candidates for k = 16 instead of
+ * 42). The candidates (key >= t, in index order) give the row's k-th key T (the
+ * largest candidate that at least k candidates reach); the selection is the keys
+ * above T and the first ties. At most 16 candidates (most rows for k <= 10) are packed
+ * in registers; up to EF_FEWX_MAX go through memory. Returns 1 with the k indices
+ * (ascending) in oidx, or 0 when more than EF_FEWX_MAX entries reach t. */
 static EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a,
                                       int64_t *oidx)
 {
@@ -570,9 +573,11 @@ void F(plan_ties)(F(ws) *W, int64_t k)
 }
 
 /* The k (2 <= k < d <= EF_SMALL) largest of a short row, serially, with its keys held
- * in memory (W->samp): for k <= EF_SMALL_K the candidates of select_few, or the k-th
- * key by an insertion top-k (when too many keys tie for select_few); the in-place radix
- * select for larger k; then one scan of the keys for the indices (to oidx, ascending).
+ * in memory (W->samp): for k <= EF_SMALL_K the candidates of few_x512 (float32 rows up
+ * to EF_FEWX_D on x86-64-v4 CPUs, not for ef_step or a NaN scale; it forms the keys
+ * itself) or select_few, or the k-th key by an insertion top-k (when too many keys tie
+ * for those); the in-place radix select for larger k; then one scan of the keys for the
+ * indices (to oidx, ascending).
  * EF21_MODE_EF writes the updated error back (the caller then forms the values). */
 void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
 {
