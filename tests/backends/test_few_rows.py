@@ -1,0 +1,126 @@
+"""Batched short rows with few entries each (2 <= k <= 16, rows up to a few hundred):
+the selection that C's AVX-512 version runs in registers (its threshold from the
+lanes' largest and second largest keys, at most 16 or 32 candidates) and the paths it
+falls back to, against the reference, bit for bit, for every mode and thread count.
+
+The edges of that selection: rows shorter than a vector or not a multiple of it, k = d,
+heavy ties at the k-th key (more candidates than it ranks), zeros, NaNs, rows longer
+than it takes (1024), a NaN scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from registry_params import backend_params, require_threads
+
+import ef21fast
+from ef21fast import api, reference
+
+BACKENDS = backend_params()
+LENGTHS = [2, 5, 15, 16, 17, 31, 33, 63, 112, 128, 129, 300, 1024, 1025]
+KINDS = ["normal", "ties", "small_ints", "zeros", "nans", "ramp"]
+
+
+def _rows(kind, n, d, rng, dtype=np.float32):
+    if kind == "normal":
+        return rng.standard_normal((n, d)).astype(dtype)
+    if kind == "ties":  # a few distinct magnitudes: many keys equal to the k-th
+        return (rng.integers(-2, 3, (n, d)) * 0.5).astype(dtype)
+    if kind == "small_ints":
+        return rng.integers(-40, 41, (n, d)).astype(dtype)
+    if kind == "zeros":
+        x = rng.standard_normal((n, d)).astype(dtype)
+        x[rng.random((n, d)) < 0.9] = 0
+        return x
+    if kind == "nans":
+        x = rng.standard_normal((n, d)).astype(dtype)
+        x[rng.random((n, d)) < 0.2] = np.nan
+        x[rng.random((n, d)) < 0.05] = -np.inf
+        return x
+    # ascending magnitudes: the largest keys in the last group of every lane
+    return np.tile(np.arange(d, dtype=dtype), (n, 1)) * np.where(rng.random((n, d)) < 0.5,
+                                                                 -1, 1).astype(dtype)
+
+
+def _same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    bits = np.uint32 if a.dtype == np.float32 else np.uint64
+    assert np.array_equal(np.ascontiguousarray(a).view(bits), np.ascontiguousarray(b).view(bits))
+
+
+def _ks(d):
+    return sorted({k for k in (2, 3, 8, 9, 12, 13, 16) if k <= d} | ({d} if d <= 16 else set()))
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = ef21fast.get_num_threads()
+    yield
+    ef21fast.set_num_threads(before)
+
+
+THREADS = pytest.mark.parametrize("threads", [1, 2], ids=["1thread", "2threads"])
+
+
+@THREADS
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_ef21_step_and_topk_match_the_reference(backend, kind, threads):
+    require_threads(backend, threads)
+    rng = np.random.default_rng(len(kind) * 7919 + threads)
+    for d in LENGTHS:
+        n = 40 if d <= 300 else 8
+        g = _rows(kind, n, d, rng)
+        s0 = (rng.standard_normal((n, d)) * (kind != "zeros")).astype(np.float32)
+        for k in _ks(d):
+            s_ref, s_got = s0.copy(), s0.copy()
+            want = reference.ef21_step(g, s_ref, k)
+            got = api.ef21_step(g, s_got, k, backend=backend)
+            for w, h in zip(want, got):
+                _same(w, h)
+            _same(s_ref, s_got)
+            for w, h in zip(reference.topk(g, k), api.topk(g, k, backend=backend)):
+                _same(w, h)
+
+
+@THREADS
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale", ["rows", "nan"])
+def test_scaled_and_ef_steps_match_the_reference(backend, scale, threads):
+    require_threads(backend, threads)
+    rng = np.random.default_rng(17 + threads)
+    for d in (5, 16, 112, 129):
+        for kind in ("normal", "ties", "nans"):
+            g = _rows(kind, 30, d, rng)
+            s0 = rng.standard_normal((30, d)).astype(np.float32)
+            w = rng.uniform(0.5, 2.0, 30).astype(np.float32)
+            if scale == "nan":
+                w[::3] = np.nan
+            for k in _ks(d):
+                s_ref, s_got = s0.copy(), s0.copy()
+                want = reference.ef21_step(g, s_ref, k, scale=w)
+                got = api.ef21_step(g, s_got, k, scale=w, backend=backend)
+                for a, b in zip(want, got):
+                    _same(a, b)
+                _same(s_ref, s_got)
+                e_ref, e_got = s0.copy(), s0.copy()
+                for a, b in zip(reference.ef_step(g, e_ref, k, lr=0.25),
+                                api.ef_step(g, e_got, k, lr=0.25, backend=backend)):
+                    _same(a, b)
+                _same(e_ref, e_got)
+
+
+@THREADS
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_rows_match_the_reference(backend, threads):
+    require_threads(backend, threads)
+    rng = np.random.default_rng(5)
+    for d in (7, 112, 300):
+        for kind in ("normal", "ties", "nans"):
+            g = _rows(kind, 20, d, rng, np.float64)
+            for k in _ks(d):
+                s_ref, s_got = np.zeros_like(g), np.zeros_like(g)
+                for a, b in zip(reference.ef21_step(g, s_ref, k),
+                                api.ef21_step(g, s_got, k, backend=backend)):
+                    _same(a, b)
+                _same(s_ref, s_got)
