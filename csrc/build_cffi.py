@@ -25,8 +25,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: The translation units of the kernels, in the order of the Numba backend's modules.
-KERNEL_SOURCES = ["keys.c", "passes.c", "passes_avx512.c", "select.c", "candidates.c",
-                  "rows.c", "scatter.c", "plan.c"]
+KERNEL_SOURCES = ["keys.c", "passes.c", "passes_avx512.c", "select.c", "select_avx512.c",
+                  "candidates.c", "rows.c", "scatter.c", "plan.c"]
 #: The headers the kernels include (setuptools tracks only the sources by default).
 KERNEL_HEADERS = ["ef21fast.h", "internal.h", "isa.h", "each_type.h", "typed.h", "keys.h",
                   "passes.h"]

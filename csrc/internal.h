@@ -9,6 +9,7 @@
  *   passes_avx512.c     the AVX-512 candidate pass
  *   select.c            selection on keys: k-th largest, sample threshold, tie quotas,
  *                       the in-memory select of a short row, the radix select of a row
+ *   select_avx512.c     the AVX-512 select of a short float32 row with few entries
  *   candidates.c        the select among the candidates of a sample-select pass
  *   rows.c              the drivers: one row, all rows of a call; the entry points
  *   scatter.c           scatter_add
@@ -68,6 +69,8 @@ enum { EF_FORCE_RADIX = 1, EF_FORCE_NOSMALL = 2, EF_FORCE_ROWS = 4, EF_FORCE_WIT
 #define EF_BLOCK 16             /* elements per block of the SIMD passes and the sample */
 #define EF_SMALL 16384          /* rows up to this length: keys held in memory (serial) */
 #define EF_SMALL_K 16           /* ... and for k up to this, select_few (no radix) */
+#define EF_FEWX_D 1024          /* ... and on float32 rows up to this long with AVX-512,
+                                   few_x512 (longer ones bring more candidates than it ranks) */
 /* select_few: at most this many candidates (else an insertion top-k), from at most
  * this many groups */
 #define EF_FEW_MAX 64

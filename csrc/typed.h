@@ -69,6 +69,13 @@ EF_HIDDEN int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cb
                               int64_t *eq_out, int64_t cap, int64_t *shared, int stream);
 #endif
 
+#if EF_X512
+/* select_avx512.c: the select of a short float32 row with few entries (x86-64-v4). */
+#if EF_IS_F32
+EF_HIDDEN int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a, int64_t *oidx);
+#endif
+#endif
+
 /* select.c: selection on keys. */
 EF_HIDDEN K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
                            int64_t *gt_out, int64_t *eq_out);

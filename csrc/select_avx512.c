@@ -1,0 +1,250 @@
+/* The AVX-512 select of a short float32 row with few entries (few_x512; its
+ * measurements are in the comments below), called by select_small (select.c) when the
+ * CPU has x86-64-v4. As passes_avx512.c: intrinsics cannot live in the clones of other
+ * targets, so it is its own unit, compiled only where EF_X512 (isa.h) says the
+ * x86-64-v4 version exists, and only for float32 (EF_IS_F32). */
+#ifndef EF_TYPED
+#include "internal.h"
+#if EF_X512
+#define EF_TYPED_FILE "select_avx512.c"
+#include "each_type.h"
+#undef EF_TYPED_FILE
+#endif
+#else /* EF_TYPED: the code of one value type */
+#if EF_IS_F32
+#include "keys.h"
+#define EF_X512_INLINE static inline __attribute__((always_inline)) EF_TARGET_X512
+/* few_x512 takes rows up to EF_FEWX_D (internal.h); at most this many candidates, ranked in two vectors (else select_few) */
+#define EF_FEWX_MAX 32
+/* ... and up to this k, first the candidates in one register (most rows of 112) */
+#define EF_FEWX_ONE_K 10
+
+/* rank + 1 in the lanes of m (a mask of lanes), as a vector of counts. */
+EF_X512_INLINE __m512i F(x512_count)(__m512i rank, __mmask16 m)
+{
+    return _mm512_mask_add_epi32(rank, m, rank, _mm512_set1_epi32(1));
+}
+
+/* The largest lane of v, in every lane (swaps of halves, quarters, pairs, lanes). */
+EF_X512_INLINE __m512i F(x512_allmax)(__m512i v)
+{
+    v = _mm512_max_epu32(v, _mm512_shuffle_i32x4(v, v, 0x4E));
+    v = _mm512_max_epu32(v, _mm512_shuffle_i32x4(v, v, 0xB1));
+    v = _mm512_max_epu32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x4E));
+    return _mm512_max_epu32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0xB1));
+}
+
+/* The q-th largest (1 <= q <= 16) of the 16 lanes of v (in every lane): the largest
+ * lane that at least q lanes reach (each lane compared with the 15 rotations of v). */
+EF_X512_INLINE __m512i F(x512_kth16)(__m512i v, int q)
+{
+    /* two counts (odd and even rotations), summed at the end: half the additions wait
+     * on each other */
+    __m512i c1 = _mm512_set1_epi32(1), c2 = _mm512_setzero_si512(),
+            rot = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i one = _mm512_set1_epi32(1), lanes = _mm512_set1_epi32(15);
+    int r;
+#pragma GCC unroll 16
+    for (r = 1; r < 16; r++) {
+        const __mmask16 ge = _mm512_cmpge_epu32_mask(
+            _mm512_permutexvar_epi32(rot = _mm512_and_si512(_mm512_add_epi32(rot, one), lanes), v),
+            v);
+        if (r & 1)
+            c1 = F(x512_count)(c1, ge);
+        else
+            c2 = F(x512_count)(c2, ge);
+    }
+    return F(x512_allmax)(_mm512_maskz_mov_epi32(
+        _mm512_cmpge_epi32_mask(_mm512_add_epi32(c1, c2), _mm512_set1_epi32(q)), v));
+}
+
+/* Write the indices (uint32 lanes of idx) in the lanes of m, in order, to out as int64;
+ * returns their count. */
+EF_X512_INLINE int F(x512_put)(__m512i idx, __mmask16 m, int64_t *out)
+{
+    const int n = __builtin_popcount(ef_mask16(m));
+    const __m512i p = _mm512_maskz_compress_epi32(m, idx);
+    const __mmask8 lo = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1);
+    const __mmask8 hi = (__mmask8)(n <= 8 ? 0 : (1u << (n - 8)) - 1);
+    _mm512_mask_storeu_epi64(out, lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(p)));
+    _mm512_mask_storeu_epi64(out + 8, hi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(p, 1)));
+    return n;
+}
+
+/* The selection when at most 16 entries reach the threshold (tv, in every lane): the
+ * candidates, their keys and indices, are gathered in one register each, without a
+ * trip through memory: the packed lanes of each vector are rotated up to the count so
+ * far and blended in. The k-th largest key T among them (counts of candidates >= each,
+ * from the rotations), then the keys above T and the first ties. Returns 1 with the k
+ * indices (ascending) in oidx, or 0 when more than 16 entries reach the threshold. */
+EF_X512_INLINE int F(x512_one_vector)(const K *a, int64_t len, int64_t k, __m512i tv,
+                                      int64_t *oidx)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                           15);
+    const int64_t full = len & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
+    __m512i ka = _mm512_setzero_si512(), ia = _mm512_setzero_si512();
+    uint32_t c = 0;
+    int64_t j;
+    for (j = 0; j < len; j += 16) {
+        const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
+        const __m512i v = _mm512_maskz_loadu_epi32(in, (const void *)(a + j));
+        const __mmask16 m = _mm512_mask_cmpge_epu32_mask(in, v, tv);
+        /* lane i of a rotated vector: packed lane (i - c) mod 16; lanes >= c are free */
+        const __m512i up = _mm512_sub_epi32(iota, _mm512_set1_epi32((int)c));
+        const __mmask16 to = (__mmask16)(c < 16 ? 0xFFFFu << c : 0);
+        /* (ORed in, not merged by the permute: the vectors do not wait on each other) */
+        ka = _mm512_or_si512(
+            ka, _mm512_maskz_permutexvar_epi32(to, up, _mm512_maskz_compress_epi32(m, v)));
+        ia = _mm512_or_si512(
+            ia, _mm512_maskz_permutexvar_epi32(
+                    to, up, _mm512_maskz_compress_epi32(
+                                m, _mm512_add_epi32(iota, _mm512_set1_epi32((int)j)))));
+        c += (uint32_t)__builtin_popcount(ef_mask16(m));
+    }
+    if (c > 16)
+        return 0;
+    {
+        const __mmask16 va = (__mmask16)((1u << c) - 1);
+        const __m512i tk = F(x512_kth16)(ka, (int)k); /* (absent lanes: key 0) */
+        const uint32_t gt = ef_mask16(_mm512_mask_cmpgt_epu32_mask(va, ka, tk));
+        const uint32_t eq = ef_mask16(_mm512_mask_cmpeq_epu32_mask(va, ka, tk));
+        const uint32_t sel = gt | _pdep_u32((1u << (k - __builtin_popcount(gt))) - 1, eq);
+        F(x512_put)(ia, (__mmask16)sel, oidx);
+    }
+    return 1;
+}
+
+/* The keys of the row of S at j .. j + 15 (the lanes of `in`; the others: key 0) in
+ * mode `mode`, one of EF21_MODE_TOPK, EF21_MODE_EF21, EF21_MODE_EF21_SCALED (s not a
+ * NaN: the product's NaN is then g's, as the reference's), in the reference's operand
+ * order. */
+EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j, __mmask16 in)
+{
+    __m512i v;
+    if (mode == EF21_MODE_TOPK)
+        v = _mm512_maskz_loadu_epi32(in, (const void *)(S->x + j));
+    else if (mode == EF21_MODE_EF21)
+        v = _mm512_castps_si512(
+            _mm512_sub_ps(_mm512_maskz_loadu_ps(in, S->g + j), _mm512_maskz_loadu_ps(in, S->st + j)));
+    else
+        v = _mm512_castps_si512(_mm512_sub_ps(
+            _mm512_mul_ps(_mm512_set1_ps(S->s), _mm512_maskz_loadu_ps(in, S->g + j)),
+            _mm512_maskz_loadu_ps(in, S->st + j)));
+    return _mm512_min_epu32(_mm512_and_si512(v, _mm512_set1_epi32((int)KABS)),
+                            _mm512_set1_epi32((int)KNAN));
+}
+
+/* The keys of the row (len of them) to a, with the largest (*m1) and second largest
+ * (*m2) of each group j mod 16 (key 0 for none). Stored in the width that few_x512
+ * reads them back in: after the 32-byte stores of keys (passes.c), its 64-byte loads
+ * stalled (1000 x 112 float32 ef21_step, k = 2, one thread: 77 us, 54 with these). */
+EF_X512_INLINE void F(x512_keys_m)(const F(src) *S, const int mode, int64_t len, K *a,
+                                   __m512i *m1, __m512i *m2)
+{
+    const int64_t full = len & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
+    __m512i x1 = _mm512_setzero_si512(), x2 = _mm512_setzero_si512();
+    int64_t j;
+    for (j = 0; j < full; j += 16) {
+        const __m512i v = F(x512_key_at)(S, mode, j, (__mmask16)0xFFFF);
+        _mm512_storeu_si512((void *)(a + j), v);
+        x2 = _mm512_max_epu32(x2, _mm512_min_epu32(x1, v));
+        x1 = _mm512_max_epu32(x1, v);
+    }
+    if (tail) {
+        const __m512i v = F(x512_key_at)(S, mode, full, tail);
+        _mm512_mask_storeu_epi32((void *)(a + full), tail, v);
+        x2 = _mm512_max_epu32(x2, _mm512_min_epu32(x1, v));
+        x1 = _mm512_max_epu32(x1, v);
+    }
+    *m1 = x1;
+    *m2 = x2;
+}
+
+/* select_few with AVX-512 for the row of S (float32, len <= EF_FEWX_D, a mode that
+ * x512_key_at forms): its keys go to a (all of them, whether or not it succeeds), the
+ * threshold comes from 16 groups (j mod 16, the lanes of a vector). For k <= 12, t =
+ * the k-th largest of the 16 group maxima; above, t = the ceil(k/2)-th largest of the
+ * 16 groups' second largest keys: that many groups then hold two distinct entries >= t
+ * each, so again at least k entries of the row reach t, and t is at most the row's
+ * k-th largest key (on random rows of 112, about 25 candidates for k = 16 instead of
+ * 42). The candidates (key >= t, in index order) give the row's k-th key T (the
+ * largest candidate that at least k candidates reach); the selection is the keys
+ * above T and the first ties. At most 16 candidates (most rows for k <= 10) are packed
+ * in registers; up to EF_FEWX_MAX go through memory. Returns 1 with the k indices
+ * (ascending) in oidx, or 0 when more than EF_FEWX_MAX entries reach t. */
+EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a,
+                                      int64_t *oidx)
+{
+    K ck[EF_FEWX_MAX + 16];
+    uint32_t co[EF_FEWX_MAX + 16];
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                           15);
+    const int64_t full = len & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
+    __m512i m1, m2, tv, ka, kb, ra, rb;
+    int64_t j, c = 0;
+    __mmask16 va, vb;
+    switch (S->mode) {
+    case EF21_MODE_TOPK:
+        F(x512_keys_m)(S, EF21_MODE_TOPK, len, a, &m1, &m2);
+        break;
+    case EF21_MODE_EF21:
+        F(x512_keys_m)(S, EF21_MODE_EF21, len, a, &m1, &m2);
+        break;
+    default:
+        F(x512_keys_m)(S, EF21_MODE_EF21_SCALED, len, a, &m1, &m2);
+        break;
+    }
+    tv = k <= 12 ? F(x512_kth16)(m1, (int)k) : F(x512_kth16)(m2, (int)(k + 1) / 2);
+    if (k <= EF_FEWX_ONE_K && F(x512_one_vector)(a, len, k, tv, oidx))
+        return 1;
+    for (j = 0; j < len; j += 16) {
+        const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
+        const __m512i v = _mm512_maskz_loadu_epi32(in, (const void *)(a + j));
+        const __mmask16 m = _mm512_mask_cmpge_epu32_mask(in, v, tv);
+        _mm512_storeu_si512((void *)(ck + c), _mm512_maskz_compress_epi32(m, v));
+        _mm512_storeu_si512((void *)(co + c),
+                            _mm512_maskz_compress_epi32(
+                                m, _mm512_add_epi32(iota, _mm512_set1_epi32((int)j))));
+        c += __builtin_popcount(ef_mask16(m));
+        if (c > EF_FEWX_MAX)
+            return 0;
+    }
+    /* T: the k-th largest key of the candidates (so of the row), the largest whose
+     * count of candidates >= it is at least k (absent lanes: key 0, at most any key) */
+    va = (__mmask16)(c >= 16 ? 0xFFFF : (1u << c) - 1);
+    vb = (__mmask16)(c <= 16 ? 0 : (1u << (c - 16)) - 1);
+    ka = _mm512_maskz_loadu_epi32(va, (const void *)ck);
+    kb = _mm512_maskz_loadu_epi32(vb, (const void *)(ck + 16));
+    ra = _mm512_setzero_si512();
+    rb = _mm512_setzero_si512();
+    for (j = 0; j < c; j++) {
+        const __m512i bj = _mm512_set1_epi32((int)ck[j]);
+        ra = F(x512_count)(ra, _mm512_cmpge_epu32_mask(bj, ka));
+        rb = F(x512_count)(rb, _mm512_cmpge_epu32_mask(bj, kb));
+    }
+    {
+        const __m512i kv = _mm512_set1_epi32((int)k);
+        const __m512i tk = F(x512_allmax)(_mm512_max_epu32(
+            _mm512_maskz_mov_epi32(_mm512_mask_cmpge_epi32_mask(va, ra, kv), ka),
+            _mm512_maskz_mov_epi32(_mm512_mask_cmpge_epi32_mask(vb, rb, kv), kb)));
+        /* the keys above T, and the first k - (their count) keys equal to T */
+        const uint32_t gt = ef_mask16(_mm512_mask_cmpgt_epu32_mask(va, ka, tk)) |
+                            ef_mask16(_mm512_mask_cmpgt_epu32_mask(vb, kb, tk)) << 16;
+        const uint32_t eq = ef_mask16(_mm512_mask_cmpeq_epu32_mask(va, ka, tk)) |
+                            ef_mask16(_mm512_mask_cmpeq_epu32_mask(vb, kb, tk)) << 16;
+        const uint32_t sel =
+            gt | _pdep_u32((1u << (k - __builtin_popcount(gt))) - 1, eq);
+        const int n = F(x512_put)(_mm512_loadu_si512((const void *)co),
+                                  (__mmask16)(sel & 0xFFFF), oidx);
+        if (sel >> 16)
+            F(x512_put)(_mm512_loadu_si512((const void *)(co + 16)), (__mmask16)(sel >> 16),
+                        oidx + n);
+    }
+    return 1;
+}
+#endif /* EF_IS_F32 */
+#endif /* EF_TYPED */
