@@ -144,3 +144,113 @@ def _gt_mask_overload(keys, start, t):
             return np.uint64(0)
         return _gt_mask_vector(keys, start, conv(max(t, lo)))
     return clamped
+
+
+def _compress_codegen():
+    """The code of :func:`_compress_word_vector`: ``MASK_BITS`` lanes of ``src`` from
+    ``start`` (bits of its width, compared by their key as in :func:`key_gt_mask`),
+    the lanes whose key is > t left-packed by
+    ``llvm.experimental.vector.compress`` into ``kbuf`` (their bits) and ``obuf``
+    (``base + u`` for lane u) from position ``cnt``, whole 512-bit vectors stored
+    (up to ``MASK_BITS`` entries past ``cnt`` written); returns ``cnt`` plus their
+    count."""
+    def codegen(context, builder, signature, args):
+        src, start, tv, kbuf, obuf, cnt, base = args
+        sty, stty, _, kty, oty, cty, bty = signature.args
+        bw = kty.dtype.bitwidth
+        ow = oty.dtype.bitwidth
+        vty = ir.VectorType(ir.IntType(bw), MASK_BITS)
+        ovty = ir.VectorType(ir.IntType(ow), MASK_BITS)
+        mty = ir.VectorType(ir.IntType(1), MASK_BITS)
+        sdata = context.make_array(sty)(context, builder, src).data
+        at = context.cast(builder, start, stty, types.intp)
+        vec = builder.load(builder.bitcast(builder.gep(sdata, [at]), vty.as_pointer()),
+                           align=bw // 8)
+        absm = (1 << (bw - 1)) - 1
+        nan = (0x7F800001 if bw == 32 else 0x7FF0000000000001)
+        keys = builder.and_(vec, ir.Constant(vty, [absm] * MASK_BITS))
+        nanv = ir.Constant(vty, [nan] * MASK_BITS)
+        keys = builder.select(builder.icmp_signed("<", keys, nanv), keys, nanv)
+        gt = builder.icmp_signed(">", keys, _splat(builder, vty, tv))
+        pos = context.cast(builder, cnt, cty, types.intp)
+        kdata = context.make_array(kty)(context, builder, kbuf).data
+        odata = context.make_array(oty)(context, builder, obuf).data
+        offs = builder.add(_splat(builder, ovty, builder.trunc(base, ir.IntType(ow))
+                                  if ow < bty.bitwidth else base),
+                           ir.Constant(ovty, list(range(MASK_BITS))))
+        # per 512-bit part: compressed in a register, stored whole (the store of a
+        # compress to memory is microcoded on AMD Zen), the position advanced by its
+        # count
+        lanes = 512 // bw
+        word = builder.bitcast(gt, ir.IntType(MASK_BITS))
+        for p0 in range(0, MASK_BITS, lanes):
+            sel = ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                              list(range(p0, p0 + lanes)))
+            part_m = builder.shuffle_vector(gt, ir.Constant(mty, ir.Undefined), sel)
+            for data, v, w in ((kdata, vec, bw), (odata, offs, ow)):
+                pty = ir.VectorType(ir.IntType(w), lanes)
+                part = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), sel)
+                packed = builder.call(_compress_fn(builder.module, pty),
+                                      [part, part_m, ir.Constant(pty, ir.Undefined)])
+                dst = builder.bitcast(builder.gep(data, [pos]), pty.as_pointer())
+                builder.store(packed, dst, align=w // 8)
+            bits = builder.trunc(builder.lshr(word, ir.Constant(word.type, p0)),
+                                 ir.IntType(lanes))
+            pos = builder.add(pos, builder.zext(builder.ctpop(bits), pos.type))
+        return context.cast(builder, pos, types.intp, cty)
+    return codegen
+
+
+def _compress_fn(mod, vty):
+    """The declaration of ``llvm.experimental.vector.compress`` for vectors ``vty``."""
+    from numba.core import cgutils
+    mty = ir.VectorType(ir.IntType(1), vty.count)
+    fty = ir.FunctionType(vty, [vty, mty, vty])
+    name = f"llvm.experimental.vector.compress.v{vty.count}i{vty.element.width}"
+    return cgutils.get_or_insert_function(mod, fty, name)
+
+
+@intrinsic
+def _compress_word_vector(typingctx, src, start, t, kbuf, obuf, cnt, base):
+    """:func:`compress_word` on C-contiguous arrays (``cnt``, ``base``: uint64)."""
+    return types.uint64(src, start, t, kbuf, obuf, cnt, base), _compress_codegen()
+
+
+def compress_word(src, start, t, kbuf, obuf, cnt, base):
+    """Append the lanes ``u < MASK_BITS`` of ``src[start:]`` whose key is > t: their
+    bits to ``kbuf`` and ``base + u`` to ``obuf``, both from position ``cnt`` (room
+    for ``MASK_BITS`` more assumed, not checked in jitted code), in lane order; returns
+    the new count (uint64).
+
+    ``src``: a float32/float64 array (the key of each value, as :func:`key_gt_mask`)
+    or an integer array of value bits of the same width as ``kbuf`` (their key by
+    :func:`.keys.canon`); t: an integer of that width. The jitted version is one
+    vector compare and two compress stores (``vpcompressd``/``q`` on AVX-512): no
+    branch per candidate or per word. Pure-Python version; jitted callers get the
+    overload."""
+    ib = kbuf.dtype
+    bits = np.ascontiguousarray(src[start:start + MASK_BITS]).view(ib)
+    c = int(cnt)
+    for u in range(MASK_BITS):
+        if canon(bits[u]) > t:
+            kbuf[c] = bits[u]
+            obuf[c] = int(base) + u
+            c += 1
+    return np.uint64(c)
+
+
+@overload(compress_word, jit_options={"nogil": True})
+def _compress_word_overload(src, start, t, kbuf, obuf, cnt, base):
+    if not (isinstance(src, types.Array) and src.ndim == 1 and src.layout == "C"
+            and isinstance(kbuf, types.Array) and kbuf.layout == "C"
+            and isinstance(obuf, types.Array) and obuf.layout == "C"
+            and isinstance(kbuf.dtype, types.Integer) and isinstance(t, types.Integer)
+            and isinstance(obuf.dtype, types.Integer)
+            and src.dtype.bitwidth == kbuf.dtype.bitwidth
+            and t.bitwidth == kbuf.dtype.bitwidth):
+        return None
+
+    def impl(src, start, t, kbuf, obuf, cnt, base):
+        return _compress_word_vector(src, start, t, kbuf, obuf, np.uint64(cnt),
+                                     np.uint64(base))
+    return impl

@@ -26,13 +26,12 @@ import numpy as np
 from numba import njit
 
 from .keys import ZERO, add, canon, ctz, emit, key, mul, value, vbits
-from .masks import MASK_BITS, gt_mask, key_gt_mask
+from .masks import MASK_BITS, compress_word, gt_mask, key_gt_mask
 from .modes import MODE_EF, MODE_TOPK
 
-#: Elements per bit mask word of the passes that visit only the set bits ...
+#: Elements per bit mask word of the passes that visit only the set bits (and per
+#: vector compare of the candidate pass).
 WORD = MASK_BITS
-#: ... and words per tile of the candidate pass (masks computed ahead of the visits).
-TILE_WORDS = 8
 
 
 @njit(cache=True, nogil=True)
@@ -46,32 +45,6 @@ def update_error(row, span):
         sb[t] = add(sb[t], mul(c, sa[t]))
 
 
-@njit(cache=True, nogil=True, inline="always")  # a call per tile would cost as much
-def tile_masks(mode, written, seg, q0, nw, t, masks, keys):
-    """``masks[w]`` (w < nw): bit u set when element ``q0 + WORD * w + u`` of the
-    segment ``seg = (sa, sb, c)`` has key > t (t of the keys' integer type: 32-bit
-    compares for float32). ``MODE_EF`` not yet written: writes the updated error back
-    to ``sb`` first (its own loop: it vectorises). ``keys``: room for ``WORD`` keys.
-
-    A word's keys go through ``keys`` before their mask: LLVM's code for the fused
-    loop, optimised again where the callers link it in (the code loaded from the disk
-    cache), was 20-40% slower on float64."""
-    sa, sb, c = seg
-    u0 = np.uint64(q0)
-    if mode == MODE_EF and not written:
-        for u in range(WORD * nw):
-            j = u0 + np.uint64(u)
-            sb[j] = add(sb[j], mul(c, sa[j]))
-    for w in range(nw):
-        uw = u0 + np.uint64(WORD * w)
-        if mode == MODE_TOPK:  # the values are the input: keys and compare in one go
-            masks[w] = key_gt_mask(sa, uw, t)
-            continue
-        for u in range(WORD):
-            keys[u] = canon(vbits(value(mode, True, seg, uw + np.uint64(u))))
-        masks[w] = gt_mask(keys, ZERO, t)
-
-
 @njit(cache=True, nogil=True)
 def collect(mode, written, row, span, t, lists, cap):
     """The candidates of the span: the elements with key > t, in index order, their
@@ -82,10 +55,12 @@ def collect(mode, written, row, span, t, lists, cap):
     incomplete and must not be used). ``MODE_EF`` not yet written: the updated error
     is written back on the whole span (it is written from then on).
 
-    Per tile of ``TILE_WORDS`` words of ``WORD`` elements: bit masks of the candidates
-    (vectorised), then only their set bits are visited, so the cost beyond the
-    streaming pass is per candidate, not per element. (Masks a tile ahead: the scalar
-    loops do not wait on each mask's latency.)
+    Per word of ``WORD`` elements, while the lists have room for all of it: one vector
+    compare of their keys with t, whose lanes above it are left-packed into the lists
+    (:func:`.masks.compress_word`): no branch per candidate or per word, whose
+    mispredictions cost as much as the rest of the pass. Values that are not the
+    input itself (nor EF14's written error) go through a word of bits first. Past
+    ``cap``, the words are only counted (bit masks).
     """
     a, b, c = row
     lo, hi = span
@@ -94,40 +69,49 @@ def collect(mode, written, row, span, t, lists, cap):
     sa, sb, _ = seg
     m = hi - lo
     tk = kbuf.dtype.type(t)  # the keys' integer type
-    masks = np.empty(TILE_WORDS, dtype=np.uint64)
-    keys = np.empty(WORD, dtype=kbuf.dtype)
+    vb = np.empty(WORD, dtype=kbuf.dtype)
     cnt = np.uint64(0)  # unsigned indices: no test for negative ones
     ucap = np.uint64(cap)
-    tile = WORD * TILE_WORDS
     nwords = m // WORD
-    for q0 in range(0, nwords * WORD, tile):
-        nw = min(TILE_WORDS, nwords - q0 // WORD)
-        tile_masks(mode, written, seg, q0, nw, tk, masks, keys)
-        for w in range(nw):
-            msk = masks[w]
-            uw = np.uint64(q0 + WORD * w)
-            if cnt + np.uint64(WORD) <= ucap:  # room for the whole word
-                while msk:
+    for q in range(nwords):
+        uw = np.uint64(q * WORD)
+        if mode == MODE_EF and not written:  # the error update, written back
+            for u in range(WORD):
+                j = uw + np.uint64(u)
+                sb[j] = add(sb[j], mul(c, sa[j]))
+        if mode != MODE_TOPK and mode != MODE_EF:
+            for u in range(WORD):
+                vb[u] = vbits(value(mode, True, seg, uw + np.uint64(u)))
+        if cnt + np.uint64(WORD) <= ucap:  # room for the whole word
+            if mode == MODE_TOPK:
+                cnt = compress_word(sa, uw, tk, kbuf, obuf, cnt, uw)
+            elif mode == MODE_EF:
+                cnt = compress_word(sb, uw, tk, kbuf, obuf, cnt, uw)
+            else:
+                cnt = compress_word(vb, ZERO, tk, kbuf, obuf, cnt, uw)
+        else:
+            if mode == MODE_TOPK:
+                msk = key_gt_mask(sa, uw, tk)
+            elif mode == MODE_EF:
+                msk = key_gt_mask(sb, uw, tk)
+            else:
+                for u in range(WORD):
+                    vb[u] = canon(vb[u])
+                msk = gt_mask(vb, ZERO, tk)
+            while msk:
+                if cnt < ucap:
                     j = uw + ctz(msk)
                     kbuf[cnt] = vbits(value(mode, True, seg, j))
                     obuf[cnt] = j
-                    cnt += np.uint64(1)
-                    msk &= msk - np.uint64(1)
-            else:
-                while msk:
-                    if cnt < ucap:
-                        j = uw + ctz(msk)
-                        kbuf[cnt] = vbits(value(mode, True, seg, j))
-                        obuf[cnt] = j
-                    cnt += np.uint64(1)
-                    msk &= msk - np.uint64(1)
+                cnt += np.uint64(1)
+                msk &= msk - np.uint64(1)
     for j in range(nwords * WORD, m):
         if mode == MODE_EF and not written:
             sb[j] = add(sb[j], mul(c, sa[j]))
-        vb = vbits(value(mode, True, seg, j))
-        if canon(vb) > t:
+        vj = vbits(value(mode, True, seg, j))
+        if canon(vj) > t:
             if cnt < ucap:
-                kbuf[cnt] = vb
+                kbuf[cnt] = vj
                 obuf[cnt] = j
             cnt += np.uint64(1)
     return np.int64(cnt)
