@@ -19,6 +19,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from .keys import canon
+from .modes import MODE_EF, MODE_EF21, MODE_EF21_SCALED, MODE_TOPK
 
 #: Keys per mask word (the width of the words of :mod:`.passes`).
 MASK_BITS = 64
@@ -146,26 +147,71 @@ def _gt_mask_overload(keys, start, t):
     return clamped
 
 
-def _compress_codegen():
-    """The code of :func:`_compress_word_vector`: ``MASK_BITS`` lanes of ``src`` from
-    ``start`` (bits of its width, compared by their key as in :func:`key_gt_mask`),
-    the lanes whose key is > t left-packed by
-    ``llvm.experimental.vector.compress`` into ``kbuf`` (their bits) and ``obuf``
-    (``base + u`` for lane u) from position ``cnt``, whole 512-bit vectors stored
-    (up to ``MASK_BITS`` entries past ``cnt`` written); returns ``cnt`` plus their
-    count."""
+def _value_vector(builder, mode, vecs, cv):
+    """The values of ``mode`` (:mod:`.modes`) from the float vectors ``vecs = (a, b)``
+    and the scalar ``cv`` (ignored where unused), in the operand order of
+    :func:`.keys.value`, with the NaN rules of :func:`.keys.add` and
+    :func:`.keys.mul` (both operands NaN: the first, quietened). No FMA: the IR
+    carries no contraction flags."""
+    va, vb = vecs
+    if mode == MODE_TOPK:
+        return va
+    if mode == MODE_EF21:
+        return builder.fsub(va, vb)
+
+    def first_nan(r, x):  # r, or x quietened where both r and x are NaN
+        bw = _fbits(x.type.element)
+        ity = ir.VectorType(ir.IntType(bw), x.type.count)
+        both = builder.and_(builder.fcmp_unordered("uno", r, r),
+                            builder.fcmp_unordered("uno", x, x))
+        quiet = 1 << 22 if bw == 32 else 1 << 51  # the quiet bit (see keys.quiet)
+        qx = builder.or_(builder.bitcast(x, ity),
+                         ir.Constant(ity, [quiet] * x.type.count))
+        return builder.select(both, builder.bitcast(qx, x.type), r)
+
+    cvec = _splat(builder, va.type, cv)
+    m = first_nan(builder.fmul(cvec, va), cvec)
+    if mode == MODE_EF21_SCALED:
+        return builder.fsub(m, vb)
+    return first_nan(builder.fadd(vb, m), vb)
+
+
+def _fbits(fty):
+    """The width of an llvmlite float type."""
+    return 32 if isinstance(fty, ir.FloatType) else 64
+
+
+def _compress_codegen(mode):
+    """The code of :func:`_compress_vector` for ``mode``: ``MASK_BITS`` values of
+    ``seg = (a, b, c)`` from ``start`` (:func:`_value_vector`; ``MODE_EF``: written
+    back to ``b``), the lanes whose key (as :func:`key_gt_mask`) is > t left-packed
+    by ``llvm.experimental.vector.compress`` into ``lists = (kbuf, obuf)`` (their
+    bits, and ``start + u`` for lane u) from position ``cnt``, whole 512-bit vectors
+    stored (up to ``MASK_BITS`` entries past ``cnt`` written); returns ``cnt`` plus
+    their count."""
     def codegen(context, builder, signature, args):
-        src, start, tv, kbuf, obuf, cnt, base = args
-        sty, stty, _, kty, oty, cty, bty = signature.args
+        _, seg, start, tv, lists, cnt = args
+        _, segty, stty, _, lty, cty = signature.args
+        aty, bty, cfty = segty.types
+        kty, oty = lty.types
         bw = kty.dtype.bitwidth
         ow = oty.dtype.bitwidth
         vty = ir.VectorType(ir.IntType(bw), MASK_BITS)
+        fvty = ir.VectorType(context.get_data_type(aty.dtype), MASK_BITS)
         ovty = ir.VectorType(ir.IntType(ow), MASK_BITS)
         mty = ir.VectorType(ir.IntType(1), MASK_BITS)
-        sdata = context.make_array(sty)(context, builder, src).data
         at = context.cast(builder, start, stty, types.intp)
-        vec = builder.load(builder.bitcast(builder.gep(sdata, [at]), vty.as_pointer()),
-                           align=bw // 8)
+        ptrs = []
+        for q, ty in ((0, aty), (1, bty)):
+            data = context.make_array(ty)(context, builder,
+                                          builder.extract_value(seg, q)).data
+            ptrs.append(builder.bitcast(builder.gep(data, [at]), fvty.as_pointer()))
+        vecs = [builder.load(ptrs[0], align=bw // 8),
+                builder.load(ptrs[1], align=bw // 8) if mode != MODE_TOPK else None]
+        fval = _value_vector(builder, mode, vecs, builder.extract_value(seg, 2))
+        if mode == MODE_EF:
+            builder.store(fval, ptrs[1], align=bw // 8)
+        vec = builder.bitcast(fval, vty)
         absm = (1 << (bw - 1)) - 1
         nan = (0x7F800001 if bw == 32 else 0x7FF0000000000001)
         keys = builder.and_(vec, ir.Constant(vty, [absm] * MASK_BITS))
@@ -173,10 +219,11 @@ def _compress_codegen():
         keys = builder.select(builder.icmp_signed("<", keys, nanv), keys, nanv)
         gt = builder.icmp_signed(">", keys, _splat(builder, vty, tv))
         pos = context.cast(builder, cnt, cty, types.intp)
-        kdata = context.make_array(kty)(context, builder, kbuf).data
-        odata = context.make_array(oty)(context, builder, obuf).data
-        offs = builder.add(_splat(builder, ovty, builder.trunc(base, ir.IntType(ow))
-                                  if ow < bty.bitwidth else base),
+        kdata, odata = (context.make_array(ty)(context, builder,
+                                               builder.extract_value(lists, q)).data
+                        for q, ty in ((0, kty), (1, oty)))
+        base = builder.trunc(at, ir.IntType(ow)) if ow < 64 else at
+        offs = builder.add(_splat(builder, ovty, base),
                            ir.Constant(ovty, list(range(MASK_BITS))))
         # per 512-bit part: compressed in a register, stored whole (the store of a
         # compress to memory is microcoded on AMD Zen), the position advanced by its
@@ -211,46 +258,57 @@ def _compress_fn(mod, vty):
 
 
 @intrinsic
-def _compress_word_vector(typingctx, src, start, t, kbuf, obuf, cnt, base):
-    """:func:`compress_word` on C-contiguous arrays (``cnt``, ``base``: uint64)."""
-    return types.uint64(src, start, t, kbuf, obuf, cnt, base), _compress_codegen()
+def _compress_vector(typingctx, mode, seg, start, t, lists, cnt):
+    """:func:`compress_values` (``mode`` a literal; ``cnt``: uint64)."""
+    if not isinstance(mode, types.IntegerLiteral):
+        return None
+    sig = types.uint64(mode, seg, start, t, lists, cnt)
+    return sig, _compress_codegen(mode.literal_value)
 
 
-def compress_word(src, start, t, kbuf, obuf, cnt, base):
-    """Append the lanes ``u < MASK_BITS`` of ``src[start:]`` whose key is > t: their
-    bits to ``kbuf`` and ``base + u`` to ``obuf``, both from position ``cnt`` (room
-    for ``MASK_BITS`` more assumed, not checked in jitted code), in lane order; returns
-    the new count (uint64).
+def compress_values(mode, seg, start, t, lists, cnt):
+    """Append the elements ``start + u`` (``u < MASK_BITS``) of the segment ``seg =
+    (a, b, c)`` whose value in ``mode`` (:func:`.keys.value`, not yet written) has a
+    key > t: their value bits to ``lists[0]``, ``start + u`` to ``lists[1]``, both from
+    position ``cnt`` (room for ``MASK_BITS`` more assumed, not checked in jitted
+    code), in index order; returns the new count (uint64). ``MODE_EF``: the updated
+    error is written back to ``b`` on the ``MASK_BITS`` elements.
 
-    ``src``: a float32/float64 array (the key of each value, as :func:`key_gt_mask`)
-    or an integer array of value bits of the same width as ``kbuf`` (their key by
-    :func:`.keys.canon`); t: an integer of that width. The jitted version is one
-    vector compare and two compress stores (``vpcompressd``/``q`` on AVX-512): no
-    branch per candidate or per word. Pure-Python version; jitted callers get the
-    overload."""
-    ib = kbuf.dtype
-    bits = np.ascontiguousarray(src[start:start + MASK_BITS]).view(ib)
-    c = int(cnt)
+    ``a``, ``b``: C-contiguous float32/float64 arrays (``b`` unread in ``MODE_TOPK``),
+    ``c`` a scalar of their dtype, t an integer of the keys' width. The jitted version
+    is vector arithmetic, one vector compare and compresses in registers, stored
+    whole (``vpcompressd``/``q`` on AVX-512): no branch per candidate or per word.
+    Pure-Python version; jitted callers get the overload (``mode`` a constant)."""
+    from .keys import add, mul, value, vbits
+    sa, sb, c = seg
+    kbuf, obuf = lists
+    n = int(cnt)
     for u in range(MASK_BITS):
-        if canon(bits[u]) > t:
-            kbuf[c] = bits[u]
-            obuf[c] = int(base) + u
-            c += 1
-    return np.uint64(c)
+        j = int(start) + u
+        if mode == MODE_EF:
+            sb[j] = add(sb[j], mul(c, sa[j]))
+        v = vbits(value(mode, True, seg, j))
+        if canon(v) > t:
+            kbuf[n] = v
+            obuf[n] = j
+            n += 1
+    return np.uint64(n)
 
 
-@overload(compress_word, jit_options={"nogil": True})
-def _compress_word_overload(src, start, t, kbuf, obuf, cnt, base):
-    if not (isinstance(src, types.Array) and src.ndim == 1 and src.layout == "C"
-            and isinstance(kbuf, types.Array) and kbuf.layout == "C"
-            and isinstance(obuf, types.Array) and obuf.layout == "C"
-            and isinstance(kbuf.dtype, types.Integer) and isinstance(t, types.Integer)
-            and isinstance(obuf.dtype, types.Integer)
-            and src.dtype.bitwidth == kbuf.dtype.bitwidth
+@overload(compress_values, jit_options={"nogil": True})
+def _compress_values_overload(mode, seg, start, t, lists, cnt):
+    if not isinstance(mode, types.IntegerLiteral):
+        return None
+    a, b, _ = seg.types
+    kbuf, obuf = lists.types
+    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+                for x in (a, b, kbuf, obuf))
+            and isinstance(a.dtype, types.Float) and b.dtype == a.dtype
+            and isinstance(kbuf.dtype, types.Integer) and isinstance(obuf.dtype, types.Integer)
+            and kbuf.dtype.bitwidth == a.dtype.bitwidth and isinstance(t, types.Integer)
             and t.bitwidth == kbuf.dtype.bitwidth):
         return None
 
-    def impl(src, start, t, kbuf, obuf, cnt, base):
-        return _compress_word_vector(src, start, t, kbuf, obuf, np.uint64(cnt),
-                                     np.uint64(base))
+    def impl(mode, seg, start, t, lists, cnt):
+        return _compress_vector(mode, seg, start, t, lists, np.uint64(cnt))
     return impl

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .keys import ZERO, add, canon, ctz, emit, key, mul, value, vbits
-from .masks import MASK_BITS, compress_word, gt_mask, key_gt_mask
+from .keys import add, canon, emit, key, mul, value, vbits
+from .masks import MASK_BITS, compress_values
 from .modes import MODE_EF, MODE_TOPK
 
 #: Elements per bit mask word of the passes that visit only the set bits (and per
@@ -55,12 +55,11 @@ def collect(mode, written, row, span, t, lists, cap):
     incomplete and must not be used). ``MODE_EF`` not yet written: the updated error
     is written back on the whole span (it is written from then on).
 
-    Per word of ``WORD`` elements, while the lists have room for all of it: one vector
-    compare of their keys with t, whose lanes above it are left-packed into the lists
-    (:func:`.masks.compress_word`): no branch per candidate or per word, whose
-    mispredictions cost as much as the rest of the pass. Values that are not the
-    input itself (nor EF14's written error) go through a word of bits first. Past
-    ``cap``, the words are only counted (bit masks).
+    Per word of ``WORD`` elements, while the lists have room for all of it: their
+    values and keys in vector registers, one compare with t, the lanes above it
+    left-packed into the lists (:func:`.masks.compress_values`): no branch per
+    candidate or per word, whose mispredictions cost as much as the rest of the pass.
+    Words that may not fit (the sample was off) go element by element.
     """
     a, b, c = row
     lo, hi = span
@@ -69,42 +68,28 @@ def collect(mode, written, row, span, t, lists, cap):
     sa, sb, _ = seg
     m = hi - lo
     tk = kbuf.dtype.type(t)  # the keys' integer type
-    vb = np.empty(WORD, dtype=kbuf.dtype)
     cnt = np.uint64(0)  # unsigned indices: no test for negative ones
     ucap = np.uint64(cap)
     nwords = m // WORD
     for q in range(nwords):
         uw = np.uint64(q * WORD)
+        if cnt + np.uint64(WORD) <= ucap:  # room for the whole word
+            if mode == MODE_EF and written:  # the values are in sb
+                cnt = compress_values(MODE_TOPK, (sb, sb, c), uw, tk, lists, cnt)
+            else:
+                cnt = compress_values(mode, seg, uw, tk, lists, cnt)
+            continue
         if mode == MODE_EF and not written:  # the error update, written back
             for u in range(WORD):
                 j = uw + np.uint64(u)
                 sb[j] = add(sb[j], mul(c, sa[j]))
-        if mode != MODE_TOPK and mode != MODE_EF:
-            for u in range(WORD):
-                vb[u] = vbits(value(mode, True, seg, uw + np.uint64(u)))
-        if cnt + np.uint64(WORD) <= ucap:  # room for the whole word
-            if mode == MODE_TOPK:
-                cnt = compress_word(sa, uw, tk, kbuf, obuf, cnt, uw)
-            elif mode == MODE_EF:
-                cnt = compress_word(sb, uw, tk, kbuf, obuf, cnt, uw)
-            else:
-                cnt = compress_word(vb, ZERO, tk, kbuf, obuf, cnt, uw)
-        else:
-            if mode == MODE_TOPK:
-                msk = key_gt_mask(sa, uw, tk)
-            elif mode == MODE_EF:
-                msk = key_gt_mask(sb, uw, tk)
-            else:
-                for u in range(WORD):
-                    vb[u] = canon(vb[u])
-                msk = gt_mask(vb, ZERO, tk)
-            while msk:
+        for u in range(WORD):
+            j = uw + np.uint64(u)
+            if canon(vbits(value(mode, True, seg, j))) > tk:
                 if cnt < ucap:
-                    j = uw + ctz(msk)
                     kbuf[cnt] = vbits(value(mode, True, seg, j))
                     obuf[cnt] = j
                 cnt += np.uint64(1)
-                msk &= msk - np.uint64(1)
     for j in range(nwords * WORD, m):
         if mode == MODE_EF and not written:
             sb[j] = add(sb[j], mul(c, sa[j]))

@@ -83,7 +83,7 @@ SAMPLE_BLOCK = 16
 #: ... at most this many runs ...
 SAMPLE_MAX_BLOCKS = 1024
 #: ... and at most one run per this many elements (at least 4 runs, else no sample).
-SAMPLE_SPACING = 256
+SAMPLE_SPACING = 512
 #: Room for candidates: 1.5 times the expected count, plus this many (per chunk).
 CANDIDATE_SLACK = 64
 
