@@ -181,6 +181,34 @@ def _fbits(fty):
     return 32 if isinstance(fty, ir.FloatType) else 64
 
 
+def _word_compare(context, builder, mode, seg, at, tv):
+    """``(bits, gt)``: the value bits of the ``MASK_BITS`` elements from ``at`` of the
+    segment ``seg = (its type, (a, b, c))`` in ``mode`` (:func:`_value_vector`;
+    ``MODE_EF``: written back to ``b``), and the ``<MASK_BITS x i1>`` compare of their
+    keys (as :func:`key_gt_mask`) with t (``tv``)."""
+    segty, segv = seg
+    aty, bty, _ = segty.types
+    bw = aty.dtype.bitwidth
+    vty = ir.VectorType(ir.IntType(bw), MASK_BITS)
+    fvty = ir.VectorType(context.get_data_type(aty.dtype), MASK_BITS)
+    ptrs = []
+    for q, ty in ((0, aty), (1, bty)):
+        data = context.make_array(ty)(context, builder, builder.extract_value(segv, q)).data
+        ptrs.append(builder.bitcast(builder.gep(data, [at]), fvty.as_pointer()))
+    vecs = [builder.load(ptrs[0], align=bw // 8),
+            builder.load(ptrs[1], align=bw // 8) if mode != MODE_TOPK else None]
+    fval = _value_vector(builder, mode, vecs, builder.extract_value(segv, 2))
+    if mode == MODE_EF:
+        builder.store(fval, ptrs[1], align=bw // 8)
+    vec = builder.bitcast(fval, vty)
+    absm = (1 << (bw - 1)) - 1
+    nan = (0x7F800001 if bw == 32 else 0x7FF0000000000001)
+    keys = builder.and_(vec, ir.Constant(vty, [absm] * MASK_BITS))
+    nanv = ir.Constant(vty, [nan] * MASK_BITS)
+    keys = builder.select(builder.icmp_signed("<", keys, nanv), keys, nanv)
+    return vec, builder.icmp_signed(">", keys, _splat(builder, vty, tv))
+
+
 def _compress_codegen(mode):
     """The code of :func:`_compress_vector` for ``mode``: ``MASK_BITS`` values of
     ``seg = (a, b, c)`` from ``start`` (:func:`_value_vector`; ``MODE_EF``: written
@@ -192,32 +220,13 @@ def _compress_codegen(mode):
     def codegen(context, builder, signature, args):
         _, seg, start, tv, lists, cnt = args
         _, segty, stty, _, lty, cty = signature.args
-        aty, bty, cfty = segty.types
         kty, oty = lty.types
         bw = kty.dtype.bitwidth
         ow = oty.dtype.bitwidth
-        vty = ir.VectorType(ir.IntType(bw), MASK_BITS)
-        fvty = ir.VectorType(context.get_data_type(aty.dtype), MASK_BITS)
         ovty = ir.VectorType(ir.IntType(ow), MASK_BITS)
         mty = ir.VectorType(ir.IntType(1), MASK_BITS)
         at = context.cast(builder, start, stty, types.intp)
-        ptrs = []
-        for q, ty in ((0, aty), (1, bty)):
-            data = context.make_array(ty)(context, builder,
-                                          builder.extract_value(seg, q)).data
-            ptrs.append(builder.bitcast(builder.gep(data, [at]), fvty.as_pointer()))
-        vecs = [builder.load(ptrs[0], align=bw // 8),
-                builder.load(ptrs[1], align=bw // 8) if mode != MODE_TOPK else None]
-        fval = _value_vector(builder, mode, vecs, builder.extract_value(seg, 2))
-        if mode == MODE_EF:
-            builder.store(fval, ptrs[1], align=bw // 8)
-        vec = builder.bitcast(fval, vty)
-        absm = (1 << (bw - 1)) - 1
-        nan = (0x7F800001 if bw == 32 else 0x7FF0000000000001)
-        keys = builder.and_(vec, ir.Constant(vty, [absm] * MASK_BITS))
-        nanv = ir.Constant(vty, [nan] * MASK_BITS)
-        keys = builder.select(builder.icmp_signed("<", keys, nanv), keys, nanv)
-        gt = builder.icmp_signed(">", keys, _splat(builder, vty, tv))
+        vec, gt = _word_compare(context, builder, mode, (segty, seg), at, tv)
         pos = context.cast(builder, cnt, cty, types.intp)
         kdata, odata = (context.make_array(ty)(context, builder,
                                                builder.extract_value(lists, q)).data
@@ -312,3 +321,73 @@ def _compress_values_overload(mode, seg, start, t, lists, cnt):
     def impl(mode, seg, start, t, lists, cnt):
         return _compress_vector(mode, seg, start, t, lists, np.uint64(cnt))
     return impl
+
+
+@intrinsic
+def _values_mask_vector(typingctx, mode, seg, start, t):
+    """:func:`values_gt_mask` (``mode`` a literal)."""
+    if not isinstance(mode, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _, segv, start, tv = args
+        _, segty, stty, _ = signature.args
+        at = context.cast(builder, start, stty, types.intp)
+        _, gt = _word_compare(context, builder, mode.literal_value, (segty, segv), at, tv)
+        return builder.bitcast(gt, ir.IntType(MASK_BITS))
+    return types.uint64(mode, seg, start, t), codegen
+
+
+def values_gt_mask(mode, seg, start, t):
+    """A ``uint64`` with bit u set when the value in ``mode`` (not yet written) of
+    element ``start + u`` (``u < MASK_BITS``) of ``seg = (a, b, c)`` has a key > t; as
+    :func:`compress_values` (``MODE_EF``: the updated error written back), without
+    the compress. Pure-Python version; jitted callers get the overload."""
+    from .keys import add, mul, value, vbits
+    sa, sb, c = seg
+    msk = 0
+    for u in range(MASK_BITS):
+        j = int(start) + u
+        if mode == MODE_EF:
+            sb[j] = add(sb[j], mul(c, sa[j]))
+        if canon(vbits(value(mode, True, seg, j))) > t:
+            msk |= 1 << u
+    return np.uint64(msk)
+
+
+@overload(values_gt_mask, jit_options={"nogil": True})
+def _values_gt_mask_overload(mode, seg, start, t):
+    if not isinstance(mode, types.IntegerLiteral):
+        return None
+    a, b, _ = seg.types
+    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+                for x in (a, b))
+            and isinstance(a.dtype, types.Float) and b.dtype == a.dtype
+            and isinstance(t, types.Integer) and t.bitwidth == a.dtype.bitwidth):
+        return None
+
+    def impl(mode, seg, start, t):
+        return _values_mask_vector(mode, seg, start, t)
+    return impl
+
+
+def popcount(x):
+    """Set bits of a uint64. Pure-Python version; jitted callers get the overload
+    (one instruction)."""
+    return bin(int(x)).count("1")
+
+
+@intrinsic
+def _popcount64(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+    return types.uint64(types.uint64), codegen
+
+
+@overload(popcount, jit_options={"nogil": True})
+def _popcount_overload(x):
+    if isinstance(x, types.Integer):
+        def impl(x):
+            return _popcount64(np.uint64(x))
+        return impl
+    return None

@@ -25,13 +25,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .keys import add, canon, emit, key, mul, value, vbits
-from .masks import MASK_BITS, compress_values
+from .keys import add, canon, ctz, emit, key, mul, value, vbits
+from .masks import MASK_BITS, compress_values, popcount, values_gt_mask
 from .modes import MODE_EF, MODE_TOPK
 
 #: Elements per bit mask word of the passes that visit only the set bits (and per
 #: vector compare of the candidate pass).
 WORD = MASK_BITS
+#: Words of the candidate pass with at most this many candidates store them one by
+#: one, a fixed number of stores (no branch on the count); fuller words are
+#: compressed (a compress per 512 bits costs more than these few stores on the sparse
+#: words of a small k: 2026-12-05, loaded 2-core machine, one run each, the pass of
+#: topk d = 1e5, k = 1000: float64 10.8 -> 8.8 us, float32 6.4 -> 7.0 us, noise).
+FEW_HITS = 4
+TOP_BIT = np.uint64(1 << 63)
 
 
 @njit(cache=True, nogil=True)
@@ -56,10 +63,11 @@ def collect(mode, written, row, span, t, lists, cap):
     is written back on the whole span (it is written from then on).
 
     Per word of ``WORD`` elements, while the lists have room for all of it: their
-    values and keys in vector registers, one compare with t, the lanes above it
-    left-packed into the lists (:func:`.masks.compress_values`): no branch per
-    candidate or per word, whose mispredictions cost as much as the rest of the pass.
-    Words that may not fit (the sample was off) go element by element.
+    values and keys in vector registers, one compare with t (:func:`.masks.
+    values_gt_mask`), then the word's candidates stored by ``FEW_HITS`` fixed stores
+    or, in a fuller word, left-packed into the lists (:func:`.masks.compress_values`):
+    no branch per candidate, whose mispredictions cost as much as the rest of the
+    pass. Words that may not fit (the sample was off) go element by element.
     """
     a, b, c = row
     lo, hi = span
@@ -75,6 +83,21 @@ def collect(mode, written, row, span, t, lists, cap):
         uw = np.uint64(q * WORD)
         if cnt + np.uint64(WORD) <= ucap:  # room for the whole word
             if mode == MODE_EF and written:  # the values are in sb
+                msk = values_gt_mask(MODE_TOPK, (sb, sb, c), uw, tk)
+            else:  # (MODE_EF: written back from here on)
+                msk = values_gt_mask(mode, seg, uw, tk)
+            h = popcount(msk)
+            if h <= FEW_HITS:
+                # a fixed number of stores from the lowest set bits (past the last
+                # one: the word's last element, stored beyond the count)
+                for _ in range(FEW_HITS):
+                    j = uw + ctz(msk | TOP_BIT)
+                    kbuf[cnt] = vbits(value(mode, True, seg, j))
+                    obuf[cnt] = j
+                    cnt += np.uint64(1)
+                    msk &= msk - np.uint64(1)
+                cnt -= np.uint64(FEW_HITS) - h
+            elif mode == MODE_EF:
                 cnt = compress_values(MODE_TOPK, (sb, sb, c), uw, tk, lists, cnt)
             else:
                 cnt = compress_values(mode, seg, uw, tk, lists, cnt)
