@@ -114,12 +114,12 @@ _ENTRY_CODE = {
         rows_trivial(mode, (a, b, cvec), k, (idx, val), (lo, hi)),
     "rows_dense": lambda mode: lambda a, b, cvec, row_plan, idx, val, lo, hi:
         rows_dense(mode, (a, b, cvec), row_plan, (idx, val), (lo, hi)),
-    "rows_serial": lambda mode: lambda a, b, cvec, row_plan, lists, idx, val:
-        rows_serial(mode, (a, b, cvec), row_plan, lists, (idx, val)),
+    "rows_serial": lambda mode: lambda a, b, cvec, row_plan, kb, ob, mb, idx, val:
+        rows_serial(mode, (a, b, cvec), row_plan, (kb, ob, mb), (idx, val)),
     "rows_batch": lambda mode: lambda a, b, cvec, row_plan, nblk, oproto, idx, val:
         rows_batch(mode, (a, b, cvec), row_plan, nblk, oproto, (idx, val)),
-    "row_split": lambda mode: lambda a, b, c, split_plan, lists, idx, val:
-        row_split(mode, (a, b, c), split_plan, lists, (idx, val)),
+    "row_split": lambda mode: lambda a, b, c, split_plan, kb, ob, mb, idx, val:
+        row_split(mode, (a, b, c), split_plan, (kb, ob, mb), (idx, val)),
 }
 _entries: dict = {}
 _entries_lock = threading.Lock()
@@ -224,7 +224,7 @@ def _select_serial(mode, rows, k, out):
         return
     ws = _ws_take(cap, a.dtype, d)
     try:
-        entry("rows_serial", mode)(a, b, cvec, row_plan, ws, idx, val)
+        entry("rows_serial", mode)(a, b, cvec, row_plan, *ws, idx, val)
     finally:
         _ws_give(ws)
 
@@ -242,11 +242,11 @@ def _select_split(mode, rows, k, out, nthreads):
     ws = _ws_take(nch * capc, a.dtype, chunk)
     try:
         for i in range(n):
-            need = run_row(a[i], b[i], cvec[i], split, ws, idx[i], val[i])
+            need = run_row(a[i], b[i], cvec[i], split, *ws, idx[i], val[i])
             if need:
                 big = _ws_take(nch * need, a.dtype, chunk)
                 try:
-                    run_row(a[i], b[i], cvec[i], plan.split_retry_plan(split, need), big,
+                    run_row(a[i], b[i], cvec[i], plan.split_retry_plan(split, need), *big,
                             idx[i], val[i])
                 finally:
                     _ws_give(big)
