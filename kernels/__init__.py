@@ -55,7 +55,7 @@ def topk(x, k):
     val : ndarray of x.dtype, shape (n, k)
         ``x[idx]`` per row, bit for bit.
     """
-    return launch.select(MODE_TOPK, x, None, np.zeros(x.shape[0], dtype=x.dtype), k)
+    return launch.select(MODE_TOPK, x, None, None, k)
 
 
 def ef21_step(grad, state, k, scale):
@@ -79,8 +79,7 @@ def ef21_step(grad, state, k, scale):
         Indices (int64, ascending per row) and the values of delta there.
     """
     if scale is None:
-        return launch.select(MODE_EF21, grad, state,
-                             np.zeros(grad.shape[0], dtype=grad.dtype), k)
+        return launch.select(MODE_EF21, grad, state, None, k)
     return launch.select(MODE_EF21_SCALED, grad, state, scale, k)
 
 

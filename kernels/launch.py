@@ -31,10 +31,10 @@ from .split_row import row_split
 _call_lock = threading.Lock()
 
 #: Candidate workspaces kept between calls (page faults on fresh buffers cost more
-#: than a large selection's streaming pass): at most this many, reused by size.
+#: than a large selection's streaming pass): at most this many per calling thread,
+#: reused by size.
 WS_KEEP = 2
-_ws_lock = threading.Lock()
-_ws_free: list = []  # [(kbuf, obuf, mbuf)], most recently returned last
+_ws_local = threading.local()  # .kept: [(kbuf, obuf, mbuf)], most recently returned last
 
 _INT32 = np.dtype(np.int32)
 _INT64 = np.dtype(np.int64)
@@ -53,25 +53,53 @@ def _offsets_dtype(chunk: int) -> np.dtype:
 
 def _ws_take(size: int, dtype, chunk: int):
     """Candidate buffers (value bits of float ``dtype``, offsets within chunks of at
-    most ``chunk`` elements, keys) with room for ``size`` entries: a kept triple if
-    one fits (not much larger), else new. Each caller owns what it takes until
-    :func:`_ws_give` (thread-safe)."""
+    most ``chunk`` elements, keys) with room for ``size`` entries: one kept by this
+    thread if it fits (not much larger), else new. The caller owns what it takes
+    until :func:`_ws_give`."""
     kdt, odt = _bits_dtype(dtype), _offsets_dtype(chunk)
-    with _ws_lock:
-        for q in range(len(_ws_free) - 1, -1, -1):
-            kb, ob, mb = _ws_free[q]
-            if (kb.dtype == kdt and ob.dtype == odt
-                    and size <= kb.shape[0] <= 2 * size + 65536):
-                del _ws_free[q]
-                return kb, ob, mb
+    kept = _ws_kept()
+    for q in range(len(kept) - 1, -1, -1):
+        kb, ob, mb = kept[q]
+        if (kb.itemsize == kdt.itemsize and ob.itemsize == odt.itemsize
+                and size <= kb.shape[0] <= 2 * size + 65536):
+            del kept[q]
+            return kb, ob, mb
     return (np.empty(size, dtype=kdt), np.empty(size, dtype=odt),
             np.empty(size, dtype=kdt))
 
 
 def _ws_give(ws) -> None:
-    with _ws_lock:
-        _ws_free.append(ws)
-        del _ws_free[:-WS_KEEP]
+    kept = _ws_kept()
+    kept.append(ws)
+    del kept[:-WS_KEEP]
+
+
+def _ws_kept() -> list:
+    """This thread's kept workspaces (per thread: no lock to take, 0.5 us a call)."""
+    try:
+        return _ws_local.kept
+    except AttributeError:
+        _ws_local.kept = []
+        return _ws_local.kept
+
+
+# The operands a mode ignores (topk's state, EF21's scales), kept between calls: two
+# allocations cost about 0.35 us, a tenth of a small call. The kernels never write them.
+_unused: dict = {}
+
+
+def _unused_operands(n: int, dtype: np.dtype):
+    """An (n, 0) state and (n,) zero scales of ``dtype``, for the operands that the
+    mode ignores (shared between calls and threads: never written)."""
+    key = (n, dtype)
+    got = _unused.get(key)
+    if got is None:
+        # (writeable: a read-only array is another type to Numba, another compile)
+        got = (np.empty((n, 0), dtype=dtype), np.zeros(n, dtype=dtype))
+        if len(_unused) >= 8:
+            _unused.clear()
+        _unused[key] = got
+    return got
 
 
 _MODE_NAMES = {MODE_TOPK: "topk", MODE_EF21: "ef21", MODE_EF21_SCALED: "ef21_scaled",
@@ -86,12 +114,12 @@ _ENTRY_CODE = {
         rows_trivial(mode, (a, b, cvec), k, (idx, val), (lo, hi)),
     "rows_dense": lambda mode: lambda a, b, cvec, row_plan, idx, val, lo, hi:
         rows_dense(mode, (a, b, cvec), row_plan, (idx, val), (lo, hi)),
-    "rows_serial": lambda mode: lambda a, b, cvec, row_plan, lists, idx, val:
-        rows_serial(mode, (a, b, cvec), row_plan, lists, (idx, val)),
+    "rows_serial": lambda mode: lambda a, b, cvec, row_plan, kb, ob, mb, idx, val:
+        rows_serial(mode, (a, b, cvec), row_plan, (kb, ob, mb), (idx, val)),
     "rows_batch": lambda mode: lambda a, b, cvec, row_plan, nblk, oproto, idx, val:
         rows_batch(mode, (a, b, cvec), row_plan, nblk, oproto, (idx, val)),
-    "row_split": lambda mode: lambda a, b, c, split_plan, lists, idx, val:
-        row_split(mode, (a, b, c), split_plan, lists, (idx, val)),
+    "row_split": lambda mode: lambda a, b, c, split_plan, kb, ob, mb, idx, val:
+        row_split(mode, (a, b, c), split_plan, (kb, ob, mb), (idx, val)),
 }
 _entries: dict = {}
 _entries_lock = threading.Lock()
@@ -149,8 +177,8 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
         The input (x or the gradient). Not modified.
     b : None or ndarray, same shape and dtype, C-contiguous
         The state (or error), **updated in place**; None for topk.
-    cvec : ndarray of shape (n,), of the data dtype
-        The row scalars (scale or lr; ignored by topk and EF21).
+    cvec : None or ndarray of shape (n,), of the data dtype
+        The row scalars (scale or lr); None for topk and EF21, which ignore them.
     k : int
         ``0 <= k <= d``.
     """
@@ -159,8 +187,10 @@ def select(mode: int, a: np.ndarray, b: np.ndarray | None, cvec: np.ndarray, k: 
     val = np.empty((n, k), dtype=a.dtype)
     if n == 0 or (k == 0 and mode != MODE_EF):
         return idx, val
-    if b is None:
-        b = np.empty((n, 0), dtype=a.dtype)
+    if b is None or cvec is None:
+        b0, c0 = _unused_operands(n, a.dtype)
+        b = b0 if b is None else b
+        cvec = c0 if cvec is None else cvec
     rows = (a, b, cvec)
     out = (idx, val)
     nthreads = plan.select_threads(n, d, k)
@@ -194,7 +224,7 @@ def _select_serial(mode, rows, k, out):
         return
     ws = _ws_take(cap, a.dtype, d)
     try:
-        entry("rows_serial", mode)(a, b, cvec, row_plan, ws, idx, val)
+        entry("rows_serial", mode)(a, b, cvec, row_plan, *ws, idx, val)
     finally:
         _ws_give(ws)
 
@@ -212,11 +242,11 @@ def _select_split(mode, rows, k, out, nthreads):
     ws = _ws_take(nch * capc, a.dtype, chunk)
     try:
         for i in range(n):
-            need = run_row(a[i], b[i], cvec[i], split, ws, idx[i], val[i])
+            need = run_row(a[i], b[i], cvec[i], split, *ws, idx[i], val[i])
             if need:
                 big = _ws_take(nch * need, a.dtype, chunk)
                 try:
-                    run_row(a[i], b[i], cvec[i], plan.split_retry_plan(split, need), big,
+                    run_row(a[i], b[i], cvec[i], plan.split_retry_plan(split, need), *big,
                             idx[i], val[i])
                 finally:
                     _ws_give(big)
