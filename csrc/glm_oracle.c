@@ -199,24 +199,17 @@ EF_INLINE void or_slopes(double *z, const double *b, int nt, int kind, double in
  * Every index is checked against its range as it is read: a bad one stops its client
  * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
 
-/* Stored values of a tile taken in flat loops (or_csr_flat): 16 KiB of products and
- * 2 KiB of row starts on the stack. */
-#define OR_FLAT 2048
+/* The flat scatter (or_csr_scatter): for tiles of at most OR_FLAT stored values (its
+ * row starts, a byte each, on the stack) whose row lengths differ by OR_SPREAD or more. */
+#define OR_FLAT 4096
+#ifndef OR_SPREAD
+#define OR_SPREAD 4
+#endif
 
 /* Entry q of an int32 (i32) or int64 index array. */
 EF_INLINE int64_t or_ix(const void *p, int64_t q, int i32)
 {
     return i32 ? (int64_t)((const int32_t *)p)[q] : ((const int64_t *)p)[q];
-}
-
-/* v if keep (0 or 1), else +0.0, without a branch. */
-EF_INLINE double or_keep(double v, int keep)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof u);
-    u &= -(uint64_t)keep;
-    memcpy(&v, &u, sizeof v);
-    return v;
 }
 
 /* The threads of a call of nthreads over n clients and `work` elements: at most one a
