@@ -194,17 +194,10 @@ EF_INLINE void or_slopes(double *z, const double *b, int nt, int kind, double in
  * CSR arrays, where scipy needs A @ x, then a scatter through a (client * d + column)
  * key per stored value. The loss comes from the slope's exp: with t = -b z and e =
  * exp(-|t|), log(1 + exp(t)) = max(t, 0) + log1p(e) (NumPy's logaddexp(0, t)), so the
- * trace's f costs a few flops per row instead of a second pass. A tile whose rows
- * differ in length is scattered in one loop over its values (or_csr_scatter): a loop
- * per row would end at a different count each row, a mispredicted branch per row.
+ * trace's f costs a few flops per row instead of a second pass.
  *
  * Every index is checked against its range as it is read: a bad one stops its client
  * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
-
-/* The flat scatter (or_csr_scatter): for tiles of at most OR_FLAT stored values (its
- * row starts, a byte each, on the stack) whose row lengths differ by OR_SPREAD or more. */
-#define OR_FLAT 4096
-#define OR_SPREAD 4
 
 /* Entry q of an int32 (i32) or int64 index array. */
 EF_INLINE int64_t or_ix(const void *p, int64_t q, int i32)

@@ -166,27 +166,6 @@ int OR_DENSE_ENTRY(const OR_V *A, const OR_V *b, const int64_t *offsets, int64_t
 
 /* ------------------------------------------------------------------------------ CSR */
 
-/* The scatter of the slopes c of rows j0..j0+nt into acc when those rows hold at most
- * OR_FLAT values: one loop over the values in stored order, each value's row counted
- * from the row starts marked in starts. The same adds in the same order as a loop per
- * row, without a loop exit per row: on rows of varying lengths those exits are
- * mispredicted (w8a-like data: 10% of the pass). */
-EF_INLINE void OR_FN(or_csr_scatter)(
-    const OR_V *data, const void *indices, const void *indptr, int i32, int ones,
-    int64_t j0, int nt, const double *c, unsigned char *starts, double *acc)
-{
-    int64_t P0 = or_ix(indptr, j0, i32), np = or_ix(indptr, j0 + nt, i32) - P0;
-    memset(starts, 0, (size_t)np + 1);
-    for (int t = 1; t < nt; t++)
-        starts[or_ix(indptr, j0 + t, i32) - P0]++;
-    int r = 0;
-    for (int64_t q = 0; q < np; q++) {
-        r += starts[q];
-        int64_t col = or_ix(indices, P0 + q, i32);
-        acc[col] += ones ? c[r] : c[r] * (double)data[P0 + q];
-    }
-}
-
 /* One client's gradient (and loss sum) of the CSR pass, its sums in acc; i32: int32
  * indices (else int64); ones: every stored value is 1 (data not read; 1 * v == v, so
  * the same result bit for bit). Both are constants at every call. 0, or 1 on a bad
@@ -197,7 +176,6 @@ EF_INLINE int OR_FN(or_csr_client)(
     const OR_V *reg, int kind, double *acc, OR_V *g, double *loss)
 {
     double c[OR_TILE], l[OR_TILE], bt[OR_TILE];
-    unsigned char starts[OR_FLAT + 1];
     if (reg != NULL)
         for (int64_t k = 0; k < d; k++)
             acc[k] = (double)reg[k];
@@ -207,13 +185,10 @@ EF_INLINE int OR_FN(or_csr_client)(
     double lsum = 0.0;
     for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
         int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;
-        int64_t lmin = INT64_MAX, lmax = 0;
         for (int t = 0; t < nt; t++) {
             int64_t p0 = or_ix(indptr, j0 + t, i32), p1 = or_ix(indptr, j0 + t + 1, i32);
             if (p0 < 0 || p1 < p0 || p1 > nnz)
                 return 1;
-            lmin = p1 - p0 < lmin ? p1 - p0 : lmin;
-            lmax = p1 - p0 > lmax ? p1 - p0 : lmax;
             double z0 = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0;
             int64_t p = p0;
             for (; p + 4 <= p1; p += 4) {
@@ -243,17 +218,11 @@ EF_INLINE int OR_FN(or_csr_client)(
         } else {
             or_slopes(c, bj, nt, kind, inv_m, l, 0);
         }
-        /* rows of about equal lengths: their loop exits are predicted */
-        if (lmax - lmin >= OR_SPREAD &&
-            or_ix(indptr, j0 + nt, i32) - or_ix(indptr, j0, i32) <= OR_FLAT) {
-            OR_FN(or_csr_scatter)(data, indices, indptr, i32, ones, j0, nt, c, starts, acc);
-        } else {
-            for (int t = 0; t < nt; t++) {
-                double ct = c[t];
-                for (int64_t p = or_ix(indptr, j0 + t, i32);
-                     p < or_ix(indptr, j0 + t + 1, i32); p++)
-                    acc[or_ix(indices, p, i32)] += ones ? ct : ct * (double)data[p];
-            }
+        for (int t = 0; t < nt; t++) {
+            double ct = c[t];
+            for (int64_t p = or_ix(indptr, j0 + t, i32); p < or_ix(indptr, j0 + t + 1, i32);
+                 p++)
+                acc[or_ix(indices, p, i32)] += ones ? ct : ct * (double)data[p];
         }
     }
     OR_FN(or_finish)(acc, NULL, d, g);

@@ -422,39 +422,3 @@ def test_bind_float32_csr():
                                                     x, None, "logreg", losses=True)
     assert_close(G.astype(np.float64), want.astype(np.float64), rtol=1e-6)
     np.testing.assert_allclose(ell, want_ell, rtol=1e-12)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_scatter_in_one_loop_and_per_row_give_the_same_bits(kind, index_dtype):
-    """A tile whose rows differ in length is scattered in one loop over its values, one
-    of rows of about equal length (or of many values) row by row: the same adds in the
-    same order. Rows of 4k values padded at the end with stored zeros (which leave every
-    sum unchanged) to equal lengths, or to many values, take the other paths."""
-    rng = np.random.default_rng(11)
-    m, d = 70, 50
-    lengths = 4 * rng.integers(0, 11, m)
-    lengths[[3, 4, 5, 40]] = 0  # several rows start at the same value
-    rows = [(rng.integers(0, d, L), rng.standard_normal(L)) for L in lengths]
-
-    def arrays(pad_to=None, pad=0):
-        cols, vals = [], []
-        for c, v in rows:
-            extra = (pad_to - c.size if pad_to else pad)
-            cols.append(np.concatenate([c, np.zeros(extra, np.int64)]))
-            vals.append(np.concatenate([v, np.zeros(extra)]))
-        indptr = np.concatenate([[0], np.cumsum([c.size for c in cols])])
-        return (np.concatenate(vals), np.concatenate(cols).astype(index_dtype),
-                indptr.astype(index_dtype))
-
-    off = np.array([0, 33, 33, m], dtype=np.int64)
-    b, x = labels(m, 12), np.random.default_rng(13).standard_normal(d)
-    reg = 0.5 + np.random.default_rng(14).random(d)  # no -0.0 in the sums
-    variants = [arrays(), arrays(pad_to=lengths.max()), arrays(pad=140)]
-    assert np.diff(variants[2][2]).min() * 32 > 4096  # tiles of many values
-    out = [c_backend.glm_csr_client_grads(*a, b, off, x, reg, kind, losses=True)
-           for a in variants]
-    assert_close(out[0][0], reference(*variants[0], b, off, x, reg, kind)[0])
-    for G, L in out[1:]:
-        assert np.array_equal(G.view(np.uint64), out[0][0].view(np.uint64))
-        assert np.array_equal(L.view(np.uint64), out[0][1].view(np.uint64))
