@@ -31,7 +31,7 @@ KERNEL_SOURCES = ["keys.c", "passes.c", "passes_avx512.c", "select.c", "select_a
 KERNEL_HEADERS = ["ef21fast.h", "internal.h", "isa.h", "each_type.h", "typed.h", "keys.h",
                   "passes.h"]
 ORACLE_SOURCES = ["glm_oracle.c"]
-ORACLE_HEADERS = ["glm_oracle.h", "isa.h"]
+ORACLE_HEADERS = ["glm_oracle.h", "glm_oracle_typed.h", "isa.h"]
 
 
 def _cdef_from_header(path):

@@ -15,6 +15,10 @@
  * tile is still in L1. NumPy needs three passes over A (A @ x, the per-client weighted
  * sums) and more temporaries.
  *
+ * The passes are written once over the value type in glm_oracle_typed.h, included
+ * below for double and for float (the float32 entry points: every value converted to
+ * double as it is read, the same double operations, G_i rounded once).
+ *
  * Every sum has a fixed order written out with explicit 4-wide vectors (8 partial sums
  * per dot product), and no FMA is formed (-ffp-contract=off): results are the same in
  * the AVX2 and the default clone and for any thread count (each client is computed by
@@ -69,59 +73,7 @@ EF_INLINE double or_reduce(or_v4 lo, or_v4 hi, double tail)
     return ((v[0] + v[1]) + (v[2] + v[3])) + tail;
 }
 
-/* The dot products of R consecutive rows a_r = a + r d (R = 1..4) with x: 8 partial
- * sums per row, then or_reduce; every row is summed in the same order whatever R. */
-#define OR_DOT_ROWS(R)                                                                 \
-    EF_INLINE void or_dot##R(const double *a, const double *x, int64_t d, double *z)   \
-    {                                                                                  \
-        or_v4 lo[R], hi[R];                                                            \
-        double tail[R];                                                                \
-        for (int r = 0; r < R; r++) {                                                  \
-            lo[r] = (or_v4){0.0, 0.0, 0.0, 0.0};                                       \
-            hi[r] = lo[r];                                                             \
-            tail[r] = 0.0;                                                             \
-        }                                                                              \
-        int64_t k = 0;                                                                 \
-        for (; k + 8 <= d; k += 8) {                                                   \
-            or_v4 x0 = or_load(x + k), x1 = or_load(x + k + 4);                        \
-            for (int r = 0; r < R; r++) {                                              \
-                lo[r] += or_load(a + r * d + k) * x0;                                  \
-                hi[r] += or_load(a + r * d + k + 4) * x1;                              \
-            }                                                                          \
-        }                                                                              \
-        for (; k < d; k++)                                                             \
-            for (int r = 0; r < R; r++)                                                \
-                tail[r] += a[r * d + k] * x[k];                                        \
-        for (int r = 0; r < R; r++)                                                    \
-            z[r] = or_reduce(lo[r], hi[r], tail[r]);                                   \
-    }
-OR_DOT_ROWS(1)
-OR_DOT_ROWS(4)
-
-/* g += sum_r e[r] a_r over R = 1 or 4 rows: one sweep of g for the R rows. */
-EF_INLINE void or_axpy4(double *g, const double *a, int64_t d, const double *e)
-{
-    const double *a0 = a, *a1 = a + d, *a2 = a + 2 * d, *a3 = a + 3 * d;
-    int64_t k = 0;
-    for (; k + 4 <= d; k += 4)
-        or_store(g + k, or_load(g + k) + ((e[0] * or_load(a0 + k) + e[1] * or_load(a1 + k))
-                                          + (e[2] * or_load(a2 + k) + e[3] * or_load(a3 + k))));
-    for (; k < d; k++)
-        g[k] += (e[0] * a0[k] + e[1] * a1[k]) + (e[2] * a2[k] + e[3] * a3[k]);
-}
-
-EF_INLINE void or_axpy1(double *g, const double *a, int64_t d, double e)
-{
-    int64_t k = 0;
-    for (; k + 4 <= d; k += 4)
-        or_store(g + k, or_load(g + k) + e * or_load(a + k));
-    for (; k < d; k++)
-        g[k] += e * a[k];
-}
-
-/* The same dot products and sweeps on float32 rows and x (the dense float32 pass): each
- * value converted to double (exactly), 4 at a time, then the float64 operations in the
- * float64 order, so the sums are those of the float64 pass on the same values. */
+/* 4 float32 values converted to double (exactly). */
 typedef float or_f4 __attribute__((vector_size(16)));
 
 EF_INLINE or_v4 or_loadf(const float *p)
@@ -131,53 +83,6 @@ EF_INLINE or_v4 or_loadf(const float *p)
     return __builtin_convertvector(v, or_v4);
 }
 
-#define OR_DOTF_ROWS(R)                                                                \
-    EF_INLINE void or_dotf##R(const float *a, const float *x, int64_t d, double *z)    \
-    {                                                                                  \
-        or_v4 lo[R], hi[R];                                                            \
-        double tail[R];                                                                \
-        for (int r = 0; r < R; r++) {                                                  \
-            lo[r] = (or_v4){0.0, 0.0, 0.0, 0.0};                                       \
-            hi[r] = lo[r];                                                             \
-            tail[r] = 0.0;                                                             \
-        }                                                                              \
-        int64_t k = 0;                                                                 \
-        for (; k + 8 <= d; k += 8) {                                                   \
-            or_v4 x0 = or_loadf(x + k), x1 = or_loadf(x + k + 4);                      \
-            for (int r = 0; r < R; r++) {                                              \
-                lo[r] += or_loadf(a + r * d + k) * x0;                                 \
-                hi[r] += or_loadf(a + r * d + k + 4) * x1;                             \
-            }                                                                          \
-        }                                                                              \
-        for (; k < d; k++)                                                             \
-            for (int r = 0; r < R; r++)                                                \
-                tail[r] += (double)a[r * d + k] * (double)x[k];                        \
-        for (int r = 0; r < R; r++)                                                    \
-            z[r] = or_reduce(lo[r], hi[r], tail[r]);                                   \
-    }
-OR_DOTF_ROWS(1)
-OR_DOTF_ROWS(4)
-
-EF_INLINE void or_axpyf4(double *g, const float *a, int64_t d, const double *e)
-{
-    const float *a0 = a, *a1 = a + d, *a2 = a + 2 * d, *a3 = a + 3 * d;
-    int64_t k = 0;
-    for (; k + 4 <= d; k += 4)
-        or_store(g + k, or_load(g + k) + ((e[0] * or_loadf(a0 + k) + e[1] * or_loadf(a1 + k))
-                                          + (e[2] * or_loadf(a2 + k) + e[3] * or_loadf(a3 + k))));
-    for (; k < d; k++)
-        g[k] += (e[0] * (double)a0[k] + e[1] * (double)a1[k])
-                + (e[2] * (double)a2[k] + e[3] * (double)a3[k]);
-}
-
-EF_INLINE void or_axpyf1(double *g, const float *a, int64_t d, double e)
-{
-    int64_t k = 0;
-    for (; k + 4 <= d; k += 4)
-        or_store(g + k, or_load(g + k) + e * or_loadf(a + k));
-    for (; k < d; k++)
-        g[k] += e * (double)a[k];
-}
 
 /* exp(t) for t <= 0, branch-free so that a loop over rows vectorises (a libm call per
  * row would cost more than the row's 2 d flops). Cody-Waite reduction t = k ln2 + r,
@@ -277,149 +182,6 @@ EF_INLINE void or_slopes(double *z, const double *b, int nt, int kind, double in
 
 #define OR_TILE 32 /* rows whose margins are computed together (vectorised slopes) */
 
-EF_INLINE void or_client(
-    const double *A, const double *b, int64_t lo, int64_t hi, int64_t d, const double *x,
-    const double *reg, int kind, double *g, double *loss)
-{
-    double c[OR_TILE], l[OR_TILE];
-    for (int64_t k = 0; k < d; k++)
-        g[k] = 0.0;
-    double inv_m = 1.0 / (double)(hi - lo);
-    double lsum = 0.0;
-    for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
-        int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;
-        int t = 0;
-        for (; t + 4 <= nt; t += 4)
-            or_dot4(A + (j0 + t) * d, x, d, c + t);
-        for (; t < nt; t++)
-            or_dot1(A + (j0 + t) * d, x, d, c + t);
-        if (loss != NULL) {
-            or_slopes(c, b + j0, nt, kind, inv_m, l, 1);
-            for (t = 0; t < nt; t++)
-                lsum += l[t];
-        } else {
-            or_slopes(c, b + j0, nt, kind, inv_m, l, 0);
-        }
-        for (t = 0; t + 4 <= nt; t += 4)
-            or_axpy4(g, A + (j0 + t) * d, d, c + t);
-        for (; t < nt; t++)
-            or_axpy1(g, A + (j0 + t) * d, d, c[t]);
-    }
-    if (reg != NULL)
-        for (int64_t k = 0; k < d; k++)
-            g[k] += reg[k];
-    if (loss != NULL)
-        *loss = lsum;
-}
-
-/* or_client for float32 A, b, x and reg: the sums in the double row acc (d doubles),
- * then G_i = (float)(acc + reg), rounded once. */
-EF_INLINE void or_client_f32(
-    const float *A, const float *b, int64_t lo, int64_t hi, int64_t d, const float *x,
-    const float *reg, int kind, double *acc, float *g, double *loss)
-{
-    double c[OR_TILE], l[OR_TILE], bt[OR_TILE];
-    for (int64_t k = 0; k < d; k++)
-        acc[k] = 0.0;
-    double inv_m = 1.0 / (double)(hi - lo);
-    double lsum = 0.0;
-    for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
-        int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;
-        int t = 0;
-        for (; t + 4 <= nt; t += 4)
-            or_dotf4(A + (j0 + t) * d, x, d, c + t);
-        for (; t < nt; t++)
-            or_dotf1(A + (j0 + t) * d, x, d, c + t);
-        for (t = 0; t < nt; t++)
-            bt[t] = (double)b[j0 + t];
-        if (loss != NULL) {
-            or_slopes(c, bt, nt, kind, inv_m, l, 1);
-            for (t = 0; t < nt; t++)
-                lsum += l[t];
-        } else {
-            or_slopes(c, bt, nt, kind, inv_m, l, 0);
-        }
-        for (t = 0; t + 4 <= nt; t += 4)
-            or_axpyf4(acc, A + (j0 + t) * d, d, c + t);
-        for (; t < nt; t++)
-            or_axpyf1(acc, A + (j0 + t) * d, d, c[t]);
-    }
-    for (int64_t k = 0; k < d; k++)
-        g[k] = (float)(reg != NULL ? acc[k] + (double)reg[k] : acc[k]);
-    if (loss != NULL)
-        *loss = lsum;
-}
-
-int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
-                          int64_t n, int64_t d, const double *x, const double *reg,
-                          int kind, int nthreads, double *G)
-{
-    return ef21_glm_client_grads_losses(A, b, offsets, n, d, x, reg, kind, nthreads, G,
-                                        NULL);
-}
-
-EF_CLONES
-int ef21_glm_client_grads_losses(const double *A, const double *b, const int64_t *offsets,
-                                 int64_t n, int64_t d, const double *x, const double *reg,
-                                 int kind, int nthreads, double *G, double *losses)
-{
-    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
-        nthreads < 1)
-        return EF21_GLM_EINVAL;
-    int64_t m = offsets[n] - offsets[0];
-    int nt = nthreads;
-    if (nt > n)
-        nt = n < 1 ? 1 : (int)n;
-    if (m * d < OR_PAR_MIN)
-        nt = 1;
-    if (nt <= 1) { /* outside any parallel region: a team of one still costs a futex wake */
-        for (int64_t i = 0; i < n; i++)
-            or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d,
-                      losses != NULL ? losses + i : NULL);
-        return EF21_GLM_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-    for (int64_t i = 0; i < n; i++)
-        or_client(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, G + i * d,
-                  losses != NULL ? losses + i : NULL);
-    return EF21_GLM_OK;
-}
-
-EF_CLONES
-int ef21_glm_client_grads_f32(const float *A, const float *b, const int64_t *offsets,
-                              int64_t n, int64_t d, const float *x, const float *reg,
-                              int kind, int nthreads, float *G, double *losses)
-{
-    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
-        nthreads < 1)
-        return EF21_GLM_EINVAL;
-    int64_t m = offsets[n] - offsets[0];
-    int nt = nthreads;
-    if (nt > n)
-        nt = n < 1 ? 1 : (int)n;
-    if (m * d < OR_PAR_MIN)
-        nt = 1;
-    double *scratch = malloc((size_t)nt * (size_t)(d > 0 ? d : 1) * sizeof *scratch);
-    if (scratch == NULL)
-        return EF21_GLM_ENOMEM;
-    if (nt <= 1) {
-        for (int64_t i = 0; i < n; i++)
-            or_client_f32(A, b, offsets[i], offsets[i + 1], d, x, reg, kind, scratch,
-                          G + i * d, losses != NULL ? losses + i : NULL);
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-        for (int64_t i = 0; i < n; i++)
-            or_client_f32(A, b, offsets[i], offsets[i + 1], d, x, reg, kind,
-                          scratch + (int64_t)OR_THREAD_NUM() * d, G + i * d,
-                          losses != NULL ? losses + i : NULL);
-    }
-    free(scratch);
-    return EF21_GLM_OK;
-}
 
 /* ------------------------------------------------------------------------------ CSR
  *
@@ -437,257 +199,53 @@ int ef21_glm_client_grads_f32(const float *A, const float *b, const int64_t *off
  * Every index is checked against its range as it is read: a bad one stops its client
  * and the call returns EF21_GLM_EINDEX (the Python layer does not rescan the arrays). */
 
-/* One client's gradient (and loss sum) for index type IT; 0, or 1 on a bad index.
- * ONES: every stored value is 1 (data is not read; a binary LIBSVM file, where the
- * values are a third of the bytes to read): 1 * v == v exactly, so the result is the
- * same, bit for bit, as with data read. */
-#define OR_CSR_CLIENT(NAME, IT, ONES)                                                  \
-    EF_INLINE int NAME(const double *data, const IT *indices, const IT *indptr,         \
-                       int64_t nnz, const double *b, int64_t lo, int64_t hi, int64_t d, \
-                       const double *x, const double *reg, int kind, double *g,         \
-                       double *loss)                                                    \
-    {                                                                                  \
-        double c[OR_TILE], l[OR_TILE];                                                 \
-        if (reg != NULL)                                                               \
-            memcpy(g, reg, (size_t)d * sizeof *g);                                     \
-        else                                                                           \
-            memset(g, 0, (size_t)d * sizeof *g);                                       \
-        double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;                        \
-        double lsum = 0.0;                                                             \
-        for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {                                \
-            int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;                     \
-            for (int t = 0; t < nt; t++) {                                             \
-                int64_t p0 = (int64_t)indptr[j0 + t], p1 = (int64_t)indptr[j0 + t + 1]; \
-                if (p0 < 0 || p1 < p0 || p1 > nnz)                                     \
-                    return 1;                                                          \
-                double z0 = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0;                         \
-                int64_t p = p0;                                                        \
-                for (; p + 4 <= p1; p += 4) {                                          \
-                    int64_t k0 = (int64_t)indices[p], k1 = (int64_t)indices[p + 1];    \
-                    int64_t k2 = (int64_t)indices[p + 2], k3 = (int64_t)indices[p + 3]; \
-                    if (((uint64_t)k0 >= (uint64_t)d) | ((uint64_t)k1 >= (uint64_t)d) | \
-                        ((uint64_t)k2 >= (uint64_t)d) | ((uint64_t)k3 >= (uint64_t)d))  \
-                        return 1;                                                      \
-                    z0 += ONES ? x[k0] : data[p] * x[k0];                              \
-                    z1 += ONES ? x[k1] : data[p + 1] * x[k1];                          \
-                    z2 += ONES ? x[k2] : data[p + 2] * x[k2];                          \
-                    z3 += ONES ? x[k3] : data[p + 3] * x[k3];                          \
-                }                                                                      \
-                for (; p < p1; p++) {                                                  \
-                    int64_t col = (int64_t)indices[p];                                 \
-                    if ((uint64_t)col >= (uint64_t)d)                                  \
-                        return 1;                                                      \
-                    z0 += ONES ? x[col] : data[p] * x[col];                            \
-                }                                                                      \
-                c[t] = (z0 + z1) + (z2 + z3);                                                              \
-            }                                                                          \
-            if (loss != NULL) {                                                        \
-                or_slopes(c, b + j0, nt, kind, inv_m, l, 1);                       \
-                for (int t = 0; t < nt; t++)                                           \
-                    lsum += l[t];                                                      \
-            } else {                                                                   \
-                or_slopes(c, b + j0, nt, kind, inv_m, l, 0);                       \
-            }                                                                          \
-            for (int t = 0; t < nt; t++) {                                             \
-                double ct = c[t];                                                      \
-                for (int64_t p = (int64_t)indptr[j0 + t]; p < (int64_t)indptr[j0 + t + 1]; \
-                     p++)                                                              \
-                    g[indices[p]] += ONES ? ct : ct * data[p];                         \
-            }                                                                          \
-        }                                                                              \
-        if (loss != NULL)                                                              \
-            *loss = lsum;                                                              \
-        return 0;                                                                      \
-    }
-OR_CSR_CLIENT(or_csr_client_i32, int32_t, 0)
-OR_CSR_CLIENT(or_csr_client_i64, int64_t, 0)
-OR_CSR_CLIENT(or_csr_client_i32_ones, int32_t, 1)
-OR_CSR_CLIENT(or_csr_client_i64_ones, int64_t, 1)
-/* All clients with CLIENT (one of the above; IT its index type), on nt threads, each
- * client on one; sets bad to the OR of the clients' bad-index flags. A statement of the
- * entry point, so that the parallel region is compiled in each of its clones. */
-#define OR_CSR_SERIAL(CLIENT, IT)                                                      \
-    for (int64_t i = 0; i < n && !bad; i++)                                            \
-        bad = CLIENT(data, (const IT *)indices, (const IT *)indptr, nnz, b, offsets[i], \
-                     offsets[i + 1], d, x, reg, kind, G + i * d,                       \
-                     losses != NULL ? losses + i : NULL)
-#define OR_CSR_PARALLEL(CLIENT, IT)                                                    \
-    OR_CSR_PARALLEL_FOR                                                                \
-    for (int64_t i = 0; i < n; i++)                                                    \
-        bad |= CLIENT(data, (const IT *)indices, (const IT *)indptr, nnz, b, offsets[i], \
-                      offsets[i + 1], d, x, reg, kind, G + i * d,                      \
-                      losses != NULL ? losses + i : NULL)
-#ifdef _OPENMP
-#define OR_CSR_PARALLEL_FOR                                                            \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")
-#else
-#define OR_CSR_PARALLEL_FOR
-#endif
-/* The pass with CLIENT on nt threads (serial outside any parallel region: a team of
- * one still costs a futex wake). */
-#define OR_CSR_RUN(CLIENT, IT)                                                         \
-    do {                                                                               \
-        if (nt <= 1) {                                                                 \
-            OR_CSR_SERIAL(CLIENT, IT);                                                 \
-        } else {                                                                       \
-            OR_CSR_PARALLEL(CLIENT, IT);                                               \
-        }                                                                              \
-    } while (0)
-
-EF_CLONES
-int ef21_glm_csr_client_grads(const double *data, const void *indices, const void *indptr,
-                              int index_type, int64_t nnz, const double *b,
-                              const int64_t *offsets, int64_t n, int64_t d, const double *x,
-                              const double *reg, int kind, int nthreads, double *G,
-                              double *losses)
+/* Entry q of an int32 (i32) or int64 index array. */
+EF_INLINE int64_t or_ix(const void *p, int64_t q, int i32)
 {
-    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
-        nnz < 0 || nthreads < 1)
-        return EF21_GLM_EINVAL;
-    if (index_type != EF21_GLM_INDEX_I32 && index_type != EF21_GLM_INDEX_I64)
-        return EF21_GLM_ETYPE;
-    int nt = nthreads;
-    if (nt > n)
-        nt = n < 1 ? 1 : (int)n;
-    if (nnz + n * d < OR_PAR_MIN)
-        nt = 1;
-    int bad = 0;
-    int i32 = index_type == EF21_GLM_INDEX_I32;
-    if (data == NULL && i32)
-        OR_CSR_RUN(or_csr_client_i32_ones, int32_t);
-    else if (data == NULL)
-        OR_CSR_RUN(or_csr_client_i64_ones, int64_t);
-    else if (i32)
-        OR_CSR_RUN(or_csr_client_i32, int32_t);
-    else
-        OR_CSR_RUN(or_csr_client_i64, int64_t);
-    return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
+    return i32 ? (int64_t)((const int32_t *)p)[q] : ((const int64_t *)p)[q];
 }
 
-/* ------------------------------------------------------------------ CSR, float32
- *
- * ef21_glm_csr_client_grads_f32: the same pass for float32 data, x, labels, reg and G.
- * Each product is formed in double from the float32 values (exact), margins, slopes and
- * losses are double as above, and a client's gradient is summed in double in a scratch
- * row of d doubles of its thread, then rounded once to float32 (with reg added in
- * double). The order is the float64 pass's: the result does not depend on nthreads. */
-#define OR_CSR_CLIENT_F32(NAME, IT, ONES)                                              \
-    EF_INLINE int NAME(const float *data, const IT *indices, const IT *indptr,          \
-                       int64_t nnz, const float *b, int64_t lo, int64_t hi, int64_t d,  \
-                       const float *x, const float *reg, int kind, double *acc,         \
-                       float *g, double *loss)                                          \
-    {                                                                                  \
-        double c[OR_TILE], l[OR_TILE], bt[OR_TILE];                                    \
-        for (int64_t k = 0; k < d; k++)                                                \
-            acc[k] = reg != NULL ? (double)reg[k] : 0.0;                               \
-        double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;                        \
-        double lsum = 0.0;                                                             \
-        for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {                                \
-            int nt = hi - j0 < OR_TILE ? (int)(hi - j0) : OR_TILE;                     \
-            for (int t = 0; t < nt; t++) {                                             \
-                int64_t p0 = (int64_t)indptr[j0 + t], p1 = (int64_t)indptr[j0 + t + 1]; \
-                if (p0 < 0 || p1 < p0 || p1 > nnz)                                     \
-                    return 1;                                                          \
-                double z0 = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0;                         \
-                int64_t p = p0;                                                        \
-                for (; p + 4 <= p1; p += 4) {                                          \
-                    int64_t k0 = (int64_t)indices[p], k1 = (int64_t)indices[p + 1];    \
-                    int64_t k2 = (int64_t)indices[p + 2], k3 = (int64_t)indices[p + 3]; \
-                    if (((uint64_t)k0 >= (uint64_t)d) | ((uint64_t)k1 >= (uint64_t)d) | \
-                        ((uint64_t)k2 >= (uint64_t)d) | ((uint64_t)k3 >= (uint64_t)d))  \
-                        return 1;                                                      \
-                    z0 += ONES ? (double)x[k0] : (double)data[p] * (double)x[k0];      \
-                    z1 += ONES ? (double)x[k1] : (double)data[p + 1] * (double)x[k1];  \
-                    z2 += ONES ? (double)x[k2] : (double)data[p + 2] * (double)x[k2];  \
-                    z3 += ONES ? (double)x[k3] : (double)data[p + 3] * (double)x[k3];  \
-                }                                                                      \
-                for (; p < p1; p++) {                                                  \
-                    int64_t col = (int64_t)indices[p];                                 \
-                    if ((uint64_t)col >= (uint64_t)d)                                  \
-                        return 1;                                                      \
-                    z0 += ONES ? (double)x[col] : (double)data[p] * (double)x[col];    \
-                }                                                                      \
-                c[t] = (z0 + z1) + (z2 + z3);                                          \
-                bt[t] = (double)b[j0 + t];                                             \
-            }                                                                          \
-            if (loss != NULL) {                                                        \
-                or_slopes(c, bt, nt, kind, inv_m, l, 1);                               \
-                for (int t = 0; t < nt; t++)                                           \
-                    lsum += l[t];                                                      \
-            } else {                                                                   \
-                or_slopes(c, bt, nt, kind, inv_m, l, 0);                               \
-            }                                                                          \
-            for (int t = 0; t < nt; t++) {                                             \
-                double ct = c[t];                                                      \
-                for (int64_t p = (int64_t)indptr[j0 + t]; p < (int64_t)indptr[j0 + t + 1]; \
-                     p++)                                                              \
-                    acc[indices[p]] += ONES ? ct : ct * (double)data[p];               \
-            }                                                                          \
-        }                                                                              \
-        for (int64_t k = 0; k < d; k++)                                                \
-            g[k] = (float)acc[k];                                                      \
-        if (loss != NULL)                                                              \
-            *loss = lsum;                                                              \
-        return 0;                                                                      \
-    }
-OR_CSR_CLIENT_F32(or_csr32_client_i32, int32_t, 0)
-OR_CSR_CLIENT_F32(or_csr32_client_i64, int64_t, 0)
-OR_CSR_CLIENT_F32(or_csr32_client_i32_ones, int32_t, 1)
-OR_CSR_CLIENT_F32(or_csr32_client_i64_ones, int64_t, 1)
-#define OR_CSR32_CALL(CLIENT, IT, ACC, i)                                              \
-    CLIENT(data, (const IT *)indices, (const IT *)indptr, nnz, b, offsets[i],          \
-           offsets[i + 1], d, x, reg, kind, ACC, G + (i) * d,                          \
-           losses != NULL ? losses + (i) : NULL)
-#ifdef _OPENMP
-#define OR_CSR32_PARALLEL(CLIENT, IT)                                                  \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")     \
-    for (int64_t i = 0; i < n; i++)                                                    \
-        bad |= OR_CSR32_CALL(CLIENT, IT, scratch + (int64_t)OR_THREAD_NUM() * d, i)
-#else
-#define OR_CSR32_PARALLEL(CLIENT, IT)                                                  \
-    for (int64_t i = 0; i < n; i++)                                                    \
-        bad |= OR_CSR32_CALL(CLIENT, IT, scratch, i)
-#endif
-#define OR_CSR32_RUN(CLIENT, IT)                                                       \
-    do {                                                                               \
-        if (nt <= 1) {                                                                 \
-            for (int64_t i = 0; i < n && !bad; i++)                                    \
-                bad = OR_CSR32_CALL(CLIENT, IT, scratch, i);                           \
-        } else {                                                                       \
-            OR_CSR32_PARALLEL(CLIENT, IT);                                             \
-        }                                                                              \
-    } while (0)
-
-EF_CLONES
-int ef21_glm_csr_client_grads_f32(const float *data, const void *indices,
-                                  const void *indptr, int index_type, int64_t nnz,
-                                  const float *b, const int64_t *offsets, int64_t n,
-                                  int64_t d, const float *x, const float *reg, int kind,
-                                  int nthreads, float *G, double *losses)
+/* The threads of a call of nthreads over n clients and `work` elements: at most one a
+ * client, and one below OR_PAR_MIN. */
+EF_INLINE int or_team(int nthreads, int64_t n, int64_t work)
 {
-    if ((kind != EF21_GLM_LOGREG && kind != EF21_GLM_LINREG) || n < 0 || d < 0 ||
-        nnz < 0 || nthreads < 1)
-        return EF21_GLM_EINVAL;
-    if (index_type != EF21_GLM_INDEX_I32 && index_type != EF21_GLM_INDEX_I64)
-        return EF21_GLM_ETYPE;
     int nt = nthreads;
     if (nt > n)
         nt = n < 1 ? 1 : (int)n;
-    if (nnz + n * d < OR_PAR_MIN)
-        nt = 1;
-    double *scratch = malloc((size_t)nt * (size_t)(d > 0 ? d : 1) * sizeof *scratch);
-    if (scratch == NULL)
-        return EF21_GLM_ENOMEM;
-    int bad = 0;
-    int i32 = index_type == EF21_GLM_INDEX_I32;
-    if (data == NULL && i32)
-        OR_CSR32_RUN(or_csr32_client_i32_ones, int32_t);
-    else if (data == NULL)
-        OR_CSR32_RUN(or_csr32_client_i64_ones, int64_t);
-    else if (i32)
-        OR_CSR32_RUN(or_csr32_client_i32, int32_t);
-    else
-        OR_CSR32_RUN(or_csr32_client_i64, int64_t);
-    free(scratch);
-    return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
+    return work < OR_PAR_MIN ? 1 : nt;
+}
+
+/* ------------------------------------------------------------ the typed passes */
+#define OR_CAT2(a, b) a##_##b
+#define OR_CAT(a, b) OR_CAT2(a, b)
+#define OR_FN(name) OR_CAT(name, OR_SFX)
+
+#define OR_V double
+#define OR_F32 0
+#define OR_SFX f64
+#define OR_LD4 or_load
+#define OR_DENSE_ENTRY ef21_glm_client_grads_losses
+#define OR_CSR_ENTRY ef21_glm_csr_client_grads
+#include "glm_oracle_typed.h"
+#undef OR_V
+#undef OR_F32
+#undef OR_SFX
+#undef OR_LD4
+#undef OR_DENSE_ENTRY
+#undef OR_CSR_ENTRY
+
+#define OR_V float
+#define OR_F32 1
+#define OR_SFX f32
+#define OR_LD4 or_loadf
+#define OR_DENSE_ENTRY ef21_glm_client_grads_f32
+#define OR_CSR_ENTRY ef21_glm_csr_client_grads_f32
+#include "glm_oracle_typed.h"
+
+int ef21_glm_client_grads(const double *A, const double *b, const int64_t *offsets,
+                          int64_t n, int64_t d, const double *x, const double *reg,
+                          int kind, int nthreads, double *G)
+{
+    return ef21_glm_client_grads_losses(A, b, offsets, n, d, x, reg, kind, nthreads, G,
+                                        NULL);
 }
