@@ -73,7 +73,7 @@ def _load(case: str, a9a: str, tiny: bool = False):
             A, b = data.load_libsvm(a9a)
             cd = data.split_clients(A, b, n, name="a9a")
             del A, b  # each client's rows by length: the fused oracle shares the arrays
-            return data_sparse.rows_by_length(cd), a9a
+            return data_sparse.rows_by_length(cd, overwrite=True), a9a
         m, d, dens = (60, 40, 0.2) if tiny else A9A_SHAPE
         cd = data_sparse.make_sparse_classification(m, d, dens, n, binary=True,
                                                     name="a9a-like")

@@ -164,12 +164,14 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
             raise UsageError(f"--clients {n} is more than the {A.shape[0]} rows of "
                              f"{data_spec}")
         cd = D.split_clients(A, b, n, how=split, seed=seed, name=name)
+        del A, b  # a split that reorders the rows holds a copy: the file order goes
     if layout not in D.LAYOUTS:
         raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(D.LAYOUTS)})")
     cd = D.with_layout(cd, layout)
     # CSR rows by length inside each client, the order the fused oracle reads them in:
-    # it then shares the arrays instead of holding a reordered copy of the data
-    cd = rows_by_length(cd)
+    # it then shares the arrays instead of holding a reordered copy of the data. The
+    # arrays are this function's own (loaded, split or generated here): moved in place.
+    cd = rows_by_length(cd, overwrite=True)
     cls = P.LogisticRegression if kind == "logreg" else P.LinearRegression
     return cls(cd, lam=lam, dtype=dtype), cd
 

@@ -290,7 +290,7 @@ def make_sparse_classification(m, d, density, n, *, seed=0, skew=2.0, binary=Fal
     return split_clients(A, b, n, name=name)
 
 
-def rows_by_length(data: ClientData) -> ClientData:
+def rows_by_length(data: ClientData, overwrite: bool = False) -> ClientData:
     """The same clients with the rows of each client stably ordered by their number of
     stored values: the order the fused CSR oracle reads them in
     (:func:`ef21fast.methods.oracle.bind`), so that a problem on the result shares its
@@ -309,24 +309,80 @@ def rows_by_length(data: ClientData) -> ClientData:
     data : ClientData
         CSR data (dense data are returned as they are, as is data already in that
         order).
+    overwrite : bool, default False
+        Reorder ``data.A`` (its ``data``, ``indices`` and ``indptr``) and ``data.b`` in
+        place, a block of clients at a time, instead of building reordered copies: the
+        peak memory stays near the data's size (the copies double it for a moment). The
+        caller must own those arrays: anything else that holds them sees the new order.
 
     Returns
     -------
     ClientData
-        A new one on reordered copies of A and b (the same offsets and name), or
-        ``data`` itself when nothing moves.
+        A new one on reordered copies of A and b (on A and b themselves with
+        ``overwrite``; the same offsets and name), or ``data`` itself when nothing
+        moves.
+
+    Raises
+    ------
+    ValueError
+        With ``overwrite``, if an array of A or b is read-only.
     """
     A = data.A
     if not hasattr(A, "indptr"):
         return data
+    lengths = np.diff(A.indptr)
     owner = np.repeat(np.arange(data.n), data.m_i)
-    order = np.lexsort((np.diff(A.indptr), owner))
+    order = np.lexsort((lengths, owner))
     del owner
     if np.all(order == np.arange(order.size)):
         return data
-    B = A[order]
-    B.has_sorted_indices = A.has_sorted_indices
-    return ClientData(B, np.ascontiguousarray(data.b[order]), data.offsets, data.name)
+    if not overwrite:
+        B = A[order]
+        B.has_sorted_indices = A.has_sorted_indices
+        return ClientData(B, np.ascontiguousarray(data.b[order]), data.offsets,
+                          data.name)
+    b = data.b
+    for name, arr in (("A.data", A.data), ("A.indices", A.indices),
+                      ("A.indptr", A.indptr), ("b", b)):
+        if not arr.flags.writeable:
+            raise ValueError(f"overwrite=True needs writable arrays, {name} is read-only")
+    _reorder_rows_in_place(A, b, order, lengths, data.offsets)
+    return ClientData(A, b, data.offsets, data.name)
+
+
+# Stored values moved per block of clients by rows_by_length(overwrite=True).
+_REORDER_BLOCK = 1 << 16
+
+
+def _reorder_rows_in_place(A, b, order, lengths, offsets) -> None:
+    """Rows ``order`` of CSR ``A`` (and of ``b``) in place, where ``order`` permutes
+    rows only inside each client (``offsets``) and ``lengths`` is ``diff(A.indptr)``
+    before the move: clients own contiguous rows and values, so each block of clients
+    is gathered from its own range and written back over it."""
+    indptr = A.indptr
+    starts = indptr[:-1][order].astype(np.int64)
+    new_len = lengths[order].astype(np.int64)
+    first = int(indptr[0])
+    vals_end = np.asarray(indptr[offsets[1:]], dtype=np.int64) - first
+    c0, n = 0, offsets.size - 1
+    while c0 < n:
+        # clients c0..c1-1: at least one, at most about _REORDER_BLOCK values
+        c1 = max(c0 + 1, int(np.searchsorted(
+            vals_end, (vals_end[c0 - 1] if c0 else 0) + _REORDER_BLOCK, side="right")))
+        c1 = min(c1, n)
+        r0, r1 = int(offsets[c0]), int(offsets[c1])
+        if r1 > r0:
+            ln = new_len[r0:r1]
+            tot = int(ln.sum())
+            # value positions of the new rows, in order: each row's start, then +0, +1...
+            pos = np.repeat(starts[r0:r1] - np.cumsum(ln) + ln, ln) + np.arange(tot)
+            v0 = int(indptr[r0])
+            A.data[v0:v0 + tot] = A.data[pos]
+            A.indices[v0:v0 + tot] = A.indices[pos]
+            b[r0:r1] = b[order[r0:r1]]
+        c0 = c1
+    np.cumsum(new_len, out=new_len)
+    indptr[1:] = new_len + first
 
 
 def make_news20_like(n=100, *, seed=0, name="news20-like"):

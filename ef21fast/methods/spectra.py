@@ -16,9 +16,13 @@ __all__ = ["lmax_gram", "client_lmax", "single_threaded_blas", "EIGSH_TOL"]
 _DENSE_GRAM_MAX = 2048
 # Clients of more elements (m_i d) than this go through lmax_gram one by one.
 _CLIENT_DENSE_MAX = 1 << 23
-# Elements per chunk when client blocks are densified for a batched eigvalsh (8 MB; each
-# client's eigenvalue does not depend on the chunk).
-_CHUNK_ELEMS = 1 << 20
+# Elements per chunk when client blocks are densified for a batched eigvalsh (1 MB of
+# float64: the set-up stays near the size of the data; a client's eigenvalue does not
+# depend on the chunk).
+_CHUNK_ELEMS = 1 << 17
+# Stored values per block of rows summed into a tall Gram matrix (a sparse block costs
+# about 3 copies of itself in the product).
+_GRAM_BLOCK = 1 << 15
 #: Relative tolerance of the ARPACK path of :func:`lmax_gram` (Gram matrices of side
 #: above 2048): ``||G v - theta v|| <= EIGSH_TOL * theta``.
 EIGSH_TOL = 1e-10
@@ -44,7 +48,8 @@ def lmax_gram(B, row_weights=None) -> float:
     ``diag(row_weights) B`` when ``row_weights`` (shape (p,)) is given.
 
     The smaller Gram matrix (p x p or d x d) is formed and solved densely
-    (``np.linalg.eigvalsh``, exact to rounding) when its side is at most 2048;
+    (``np.linalg.eigvalsh``, exact to rounding) when its side is at most 2048, the
+    d x d one of a tall B summed over blocks of rows (no copy of B is made);
     beyond, ARPACK (``scipy.sparse.linalg.eigsh``, Lanczos, start vector of ones) works
     on the implicit product, without forming the Gram matrix or a weighted copy of B,
     to the relative tolerance :data:`EIGSH_TOL`: the Ritz value theta it returns has
@@ -58,14 +63,14 @@ def lmax_gram(B, row_weights=None) -> float:
     if p == 0 or d == 0:
         return 0.0
     k = min(p, d)
+    if k <= _DENSE_GRAM_MAX and p > d:
+        return max(float(np.linalg.eigvalsh(_tall_gram(B, row_weights))[-1]), 0.0)
     if k <= _DENSE_GRAM_MAX:
         if row_weights is not None:
             B = sp.diags(row_weights) @ B if sp.issparse(B) else B * row_weights[:, None]
-        if sp.issparse(B):
-            G = (B @ B.T) if p <= d else (B.T @ B)
+        G = B @ B.T
+        if sp.issparse(G):
             G = G.toarray()
-        else:
-            G = (B @ B.T) if p <= d else (B.T @ B)
         return max(float(np.linalg.eigvalsh(G)[-1]), 0.0)
     from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -82,6 +87,28 @@ def lmax_gram(B, row_weights=None) -> float:
     val = eigsh(op, k=1, which="LA", v0=np.ones(op.shape[0]), tol=EIGSH_TOL,
                 return_eigenvectors=False)
     return max(float(val[0]), 0.0)
+
+
+def _tall_gram(B, row_weights=None) -> np.ndarray:
+    """``B^T W^2 B`` (d x d, float64) of a (p, d) matrix B with p > d, W =
+    ``diag(row_weights)`` (identity when None), summed over blocks of rows of about
+    :data:`_GRAM_BLOCK` stored values: neither a weighted copy of B nor a transposed
+    one is made (the sum's rounding depends on the blocks, not on the data's size)."""
+    import scipy.sparse as sp
+
+    p, d = B.shape
+    sparse = sp.issparse(B)
+    stored = B.nnz if sparse else B.size
+    rows = max(1, int(_GRAM_BLOCK * p // max(stored, 1)))
+    G = np.zeros((d, d))
+    for r0 in range(0, p, rows):
+        blk = B[r0:r0 + rows]
+        if row_weights is not None:
+            w = np.asarray(row_weights[r0:r0 + rows], dtype=np.float64)
+            blk = (sp.diags(w) @ blk) if sparse else blk * w[:, None]
+        part = blk.T @ blk
+        G += part.toarray() if sparse else part
+    return G
 
 
 def client_lmax(A, offsets: np.ndarray) -> np.ndarray:

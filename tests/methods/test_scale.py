@@ -233,6 +233,64 @@ def test_rows_by_length_same_clients_and_bits():
             np.testing.assert_array_equal(t1.x, t2.x)
 
 
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+@pytest.mark.parametrize("block", [1, 7, 1 << 16])
+def test_rows_by_length_in_place_is_the_copy(monkeypatch, itype, block):
+    """overwrite=True: the same arrays as the copy, bit for bit, written over the
+    input's (blocks of clients of one value, of several, and all at once; empty rows
+    and empty clients)."""
+    from ef21fast.methods import data_sparse
+
+    monkeypatch.setattr(data_sparse, "_REORDER_BLOCK", block)
+    rng = np.random.default_rng(block)
+    m, d = 300, 40
+    A = sp.random(m, d, density=0.15, random_state=6, format="csr")
+    A = sp.csr_matrix(A.multiply(rng.random((m, 1)) < 0.8))  # some empty rows
+    A.indices, A.indptr = A.indices.astype(itype), A.indptr.astype(itype)
+    b = rng.standard_normal(m)
+    offsets = np.array([0, 1, 2, 60, 61, 200, 300])  # one-row clients among others
+    cd = ClientData(A, b, offsets)
+    copy = data_sparse.rows_by_length(cd)
+    kept = [a.copy() for a in (A.data, A.indices, A.indptr, b)]
+    same = data_sparse.rows_by_length(cd, overwrite=True)
+    assert same.A is A and same.b is b and np.array_equal(same.offsets, offsets)
+    for got, want, was in zip((A.data, A.indices, A.indptr, b),
+                              (copy.A.data, copy.A.indices, copy.A.indptr, copy.b), kept):
+        assert got.dtype == was.dtype  # the caller's index type is kept
+        np.testing.assert_array_equal(got, want)
+    assert not all(np.array_equal(a, k) for a, k in zip((A.data, b), kept[::3]))
+    assert data_sparse.rows_by_length(same, overwrite=True) is same  # nothing moves
+
+
+def test_rows_by_length_in_place_needs_writable_arrays():
+    from ef21fast.methods.data_sparse import rows_by_length
+
+    A = sp.csr_matrix(np.array([[1.0, 2.0], [3.0, 0.0]]))
+    b = np.array([1.0, -1.0])
+    b.flags.writeable = False
+    with pytest.raises(ValueError, match="b is read-only"):
+        rows_by_length(ClientData(A, b, np.array([0, 2])), overwrite=True)
+    np.testing.assert_array_equal(A.toarray(), [[1.0, 2.0], [3.0, 0.0]])
+
+
+def test_problem_setup_makes_no_copy_of_the_data_or_states():
+    """The constants (lambda_max of the Gram matrices, blocks of rows) and the fused
+    oracle's checked pass (one (1, d) result) allocate far less than the data or the
+    n x d states: the set-up's peak stays near the data's size."""
+    cd = make_sparse_classification(40000, 120, 0.1, 5000, binary=True, seed=3)
+    A = cd.A
+    data = A.data.nbytes + A.indices.nbytes + A.indptr.nbytes
+    states = cd.n * cd.d * 8
+    LogisticRegression(make_sparse_classification(300, 120, 0.1, 30, seed=1))  # warm
+    tracemalloc.start()
+    try:
+        LogisticRegression(cd)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 0.5 * min(data, states), (peak, data, states)
+
+
 def test_cli_problem_holds_one_copy_of_the_rows(tmp_path):
     """``ef21fast run --data FILE``: the rows by length inside each client, so that
     the fused oracle runs on the data itself (no reordered copy of it)."""
@@ -260,7 +318,10 @@ def test_cli_problem_holds_one_copy_of_the_rows(tmp_path):
 @pytest.mark.parametrize("shape", [(60, 45), (45, 60), (80, 80)])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_arpack_lmax_within_tolerance_of_eigvalsh(monkeypatch, shape, sparse, weighted):
+@pytest.mark.parametrize("block", [5, 1 << 15])  # a tall Gram: summed over row blocks
+def test_arpack_lmax_within_tolerance_of_eigvalsh(monkeypatch, shape, sparse, weighted,
+                                                  block):
+    monkeypatch.setattr(spectra, "_GRAM_BLOCK", block)
     rng = np.random.default_rng(sum(shape))
     B = rng.standard_normal(shape) * (rng.random(shape) < 0.3)
     w = rng.random(shape[0]) + 0.1 if weighted else None
