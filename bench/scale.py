@@ -21,16 +21,21 @@ the split and ``rows_by_length``; a tiny ``make_sparse_classification``): the fi
 calls' lazy imports, caches and code pages are not counted, and the
 heap's free memory is returned to the system (glibc ``malloc_trim``) before the base
 and before the run, so that what the loader and the setup freed is not counted as the
-run's. The a9a rows are ordered by length inside each client
+run's. With ``--again`` the whole case runs once at full size first and is dropped
+before the base: what a first run leaves in the process for good (pages of library
+code and of OpenBLAS's buffers touched for the first time, heap that ``malloc_trim``
+cannot return) is then in the base, as for the second run of a sweep. The a9a rows are ordered by length inside each client
 (:func:`ef21fast.methods.data_sparse.rows_by_length`), so the fused oracle shares the
 problem's arrays instead of running on a reordered copy.
 
     python bench/scale.py [--a9a PATH] [--rounds T] [--cases a9a,news20] [--threads N]
+                          [--again]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -85,7 +90,8 @@ def _load(case: str, a9a: str, tiny: bool = False):
     raise SystemExit(f"unknown case {case!r}")
 
 
-def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
+def run_case(case: str, a9a: str, rounds: int, threads: int | None,
+             again: bool = False) -> dict:
     import numpy as np
 
     import ef21fast
@@ -113,8 +119,14 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None) -> dict:
             tiny, _ = _load(tiny_case, tiny_file, tiny=True)
             run(LogisticRegression(tiny), "ef21", k=1, iters=2)
             del tiny
+    if again:  # the whole case once before, at full size, then dropped
+        first, _ = _load(case, a9a)
+        run(LogisticRegression(first), "ef21", k=1, iters=2)
+        del first
+        gc.collect()
     trim()
     base = _mb(current_bytes())
+    reset_peak()
     t0 = time.perf_counter()
     cd, source = _load(case, a9a)
     t_load = time.perf_counter() - t0
@@ -149,10 +161,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="rounds per case (20)")
     ap.add_argument("--cases", default="a9a,news20")
     ap.add_argument("--threads", type=int, default=None, help="kernel threads")
+    ap.add_argument("--again", action="store_true",
+                    help="measure each case as the second of its kind in its process "
+                         "(the first, at full size, dropped before the base is taken)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_case(args.child, args.a9a, args.rounds, args.threads)))
+        print(json.dumps(run_case(args.child, args.a9a, args.rounds, args.threads,
+                                  args.again)))
         return
     print(f"# {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()}")
@@ -164,6 +180,8 @@ def main() -> None:
                args.a9a, "--rounds", str(args.rounds)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.again:
+            cmd.append("--again")
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise SystemExit(f"case {case} failed:\n{res.stderr}")
