@@ -183,6 +183,9 @@ def test_round_package(benchmark, shape, backend, threads):
                                 threads=threads or "default")
     rnd = PackageRound(problem_for(shape), backend)
     with kernel_threads(threads, backend):
+        # one round first: a first call that compiles (Numba) would otherwise set
+        # pytest-benchmark's calibration, and so a handful of rounds for the median
+        rnd()
         if backend == "numpy" and benchmark.enabled:
             benchmark.pedantic(rnd, rounds=3, iterations=1)
         else:
