@@ -114,9 +114,10 @@ def _tall_gram(B, row_weights=None) -> np.ndarray:
 def client_lmax(A, offsets: np.ndarray) -> np.ndarray:
     """lambda_max(A_i^T A_i) for every client, shape (n,).
 
-    Clients of equal size are densified together (in chunks) and their small Gram
-    matrices (m_i x m_i or d x d, whichever is smaller) go through one batched
-    ``np.linalg.eigvalsh``; clients too large for that use :func:`lmax_gram`.
+    Clients of equal size are densified together (in chunks of about 1 MB) and their
+    small Gram matrices (m_i x m_i or d x d, whichever is smaller) go through one
+    batched ``np.linalg.eigvalsh``; clients too large for that (on sparse data: larger
+    than a chunk) use :func:`lmax_gram`.
     """
     import scipy.sparse as sp
 
@@ -128,7 +129,12 @@ def client_lmax(A, offsets: np.ndarray) -> np.ndarray:
         size = int(size)
         clients = np.flatnonzero(m_i == size)
         k = min(size, d)
-        if k > _DENSE_GRAM_MAX or size * d > _CLIENT_DENSE_MAX:
+        # a sparse client larger than a chunk: its own Gram by lmax_gram's sparse
+        # blocks (densified alone, it would cost its dense size, and a BLAS product
+        # whose work buffers stay resident for the rest of the process: 0.8 MB for
+        # a9a's last client of 2564 rows)
+        if (k > _DENSE_GRAM_MAX or size * d > _CLIENT_DENSE_MAX
+                or (sparse and size * d > _CHUNK_ELEMS)):
             for i in clients:
                 out[i] = lmax_gram(A[offsets[i]:offsets[i + 1]])
             continue

@@ -334,6 +334,26 @@ def test_arpack_lmax_within_tolerance_of_eigvalsh(monkeypatch, shape, sparse, we
     assert abs(arpack - exact) <= 10 * spectra.EIGSH_TOL * exact
 
 
+@pytest.mark.parametrize("chunk", [1 << 17, 64])
+def test_client_lmax_every_route_is_exact(monkeypatch, chunk):
+    """Batched dense chunks and, for sparse clients larger than a chunk, lmax_gram's
+    sparse blocks (tall and wide clients): each L_i equal to its own eigvalsh."""
+    monkeypatch.setattr(spectra, "_CHUNK_ELEMS", chunk)
+    monkeypatch.setattr(spectra, "_GRAM_BLOCK", 16)
+    A = sp.random(200, 12, density=0.4, random_state=2, format="csr")
+    offsets = np.array([0, 1, 4, 7, 10, 30, 170, 200])  # 1, 3, 3, 3, 20, 140, 30 rows
+    got = spectra.client_lmax(A, offsets)
+    for i in range(offsets.size - 1):
+        blk = A[offsets[i]:offsets[i + 1]].toarray()
+        want = np.linalg.eigvalsh(blk.T @ blk)[-1]
+        assert got[i] == pytest.approx(max(want, 0.0), rel=1e-12, abs=1e-300), i
+    wide = sp.random(40, 300, density=0.05, random_state=3, format="csr")
+    got = spectra.client_lmax(wide, np.array([0, 5, 40]))
+    for i, (r0, r1) in enumerate([(0, 5), (5, 40)]):
+        blk = wide[r0:r1].toarray()
+        assert got[i] == pytest.approx(np.linalg.eigvalsh(blk @ blk.T)[-1], rel=1e-12)
+
+
 def test_problem_constants_on_the_arpack_path(monkeypatch):
     rng = np.random.default_rng(3)
     m, d = 90, 70
