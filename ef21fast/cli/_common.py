@@ -164,7 +164,7 @@ def build_problem(kind: str, data_spec: str, *, clients=None, split="contiguous"
             raise UsageError(f"--clients {n} is more than the {A.shape[0]} rows of "
                              f"{data_spec}")
         cd = D.split_clients(A, b, n, how=split, seed=seed, name=name)
-        del A, b  # a split that reorders the rows holds a copy: the file order goes
+        del A, b  # a split that reorders the rows made a copy: drop the file's order
     if layout not in D.LAYOUTS:
         raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(D.LAYOUTS)})")
     cd = D.with_layout(cd, layout)
