@@ -11,11 +11,18 @@ Two data shapes (synthetic, so the suite never skips for want of a file):
 Each group also times one streaming read of what a round reads at least (the data as
 stored, plus the n x d state): ``np.sum`` of each array.
 
-"package" is what :func:`ef21fast.methods.algorithms.run` does in a round: one batched
-``problem.client_grads`` call, one ``ef21_step`` for all clients, one ``scatter_add``
-on the server, and the step ``x <- x - gamma g``. "loop" is a round of the kind the
-EF21 authors' code runs: for each client, its gradient from its own rows, TopK by
-``np.argpartition`` on ``|grad_i - g_i|``, update of g_i and of the server's g.
+"package" is an EF21 round as :func:`ef21fast.methods.algorithms.run` takes it when
+the round's trace row is not recorded (``trace_every``; the trace is timed end to end
+in bench/test_bench_run.py): the step ``x <- x - gamma g``, one batched
+``problem.client_grads`` call (the fused oracle without the client losses, which only
+the trace's f reads), one ``ef21_step`` for all clients and one ``scatter_add`` on the
+server, the backend's kernels called directly on the round's own arrays as
+``EF21``'s rounds call them (no argument checks; the server's factor resolved once).
+"package, API calls" is the same round through the checked ``ef21fast.ef21_step`` and
+``ef21fast.scatter_add``, with the losses computed (how a user's own loop would call
+the package). "loop" is a round of the kind the EF21 authors' code runs: for each
+client, its gradient from its own rows, TopK by ``np.argpartition`` on
+``|grad_i - g_i|``, update of g_i and of the server's g.
 
 Run (the medians are printed by pytest-benchmark, grouped by data shape)::
 
@@ -43,6 +50,7 @@ from scipy.special import expit
 
 import ef21fast
 from ef21fast.backends import registry
+from ef21fast.methods.algorithms import wants_losses
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.problems import LogisticRegression
 
@@ -110,20 +118,30 @@ class StreamRead:
 
 
 class PackageRound:
-    """State of EF21 and one round with the batched kernels."""
+    """State of EF21 and one round with the batched kernels, as ``run`` takes a round
+    whose trace row is not recorded: no client losses, the backend's kernels called
+    directly (``api=True``: through the checked API, with the losses)."""
 
-    def __init__(self, problem, backend):
-        self.p, self.backend = problem, backend
+    def __init__(self, problem, backend, api=False):
+        self.p, self.backend, self.api = problem, backend, api
         self.x = np.random.default_rng(1).standard_normal(problem.d) * 0.1
         self.state = problem.client_grads(self.x)
         self.g = self.state.mean(axis=0)
+        self.step = registry.get_kernel("ef21_step", backend)
+        self.scatter = registry.get_kernel("scatter_add", backend)
+        self.w = np.full(problem.n, 1.0 / problem.n)
 
     def __call__(self):
+        wants_losses(self.p, self.api)  # as run() on a round it does not record
         self.x = self.x - GAMMA * self.g
         G = self.p.client_grads(self.x)
-        idx, val = ef21fast.ef21_step(G, self.state, K, backend=self.backend)
-        ef21fast.scatter_add(self.g, idx, val, weights=1.0 / self.p.n,
-                             backend=self.backend)
+        if self.api:
+            idx, val = ef21fast.ef21_step(G, self.state, K, backend=self.backend)
+            ef21fast.scatter_add(self.g, idx, val, weights=1.0 / self.p.n,
+                                 backend=self.backend)
+            return
+        idx, val = self.step(G, self.state, K, None)
+        self.scatter(self.g, idx, val, self.w)
 
 
 class LoopRound:
@@ -190,6 +208,21 @@ def test_round_package(benchmark, shape, backend, threads):
             benchmark.pedantic(rnd, rounds=3, iterations=1)
         else:
             benchmark(rnd)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_round_package_api(benchmark, shape):
+    """The round through the checked API calls, with the client losses computed, on the
+    default backend and its default threads."""
+    backend = fastest_backend()
+    if backend is None:
+        pytest.skip("no complete backend")
+    benchmark.group = GROUPS[shape]
+    benchmark.extra_info.update(impl=f"ef21fast[{backend}], API calls", shape=shape,
+                                n=N_CLIENTS, threads="default")
+    rnd = PackageRound(problem_for(shape), backend, api=True)
+    rnd()
+    benchmark(rnd)
 
 
 def test_round_package_scipy_oracle(benchmark):

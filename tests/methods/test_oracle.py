@@ -256,6 +256,44 @@ def test_dense_float32_threads_and_errors():
                                    out=np.empty((6, 70)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bind_dense_checks_the_data_once(dtype):
+    """bind() on dense data checks A, b and offsets when it binds (bad ones raise there,
+    naming the argument); its calls, which then check x, reg and out only, give
+    glm_client_grads' rows and losses bit for bit, on any range, and a bad x still
+    raises."""
+    cd = data([5, 9, 40, 1, 33], 11, seed=15)
+    A, b = cd.A.astype(dtype), cd.b.astype(dtype)
+    off = cd.offsets.astype(np.int64)
+    with pytest.raises(ValueError, match="A must be a C-contiguous"):
+        c_backend.bind(np.asfortranarray(A), b, off, "logreg")
+    with pytest.raises(ValueError, match="b must have shape"):
+        c_backend.bind(A, b[:-1], off, "logreg")
+    with pytest.raises(ValueError, match="offsets must be non-decreasing"):
+        c_backend.bind(A, b, off[[0, 3, 2, 4, 5, 5]], "logreg")
+    with pytest.raises(ValueError, match="kind"):
+        c_backend.bind(A, b, off, "hinge")
+    f = c_backend.bind(A, b, off, "logreg")
+    x = np.random.default_rng(16).standard_normal(11).astype(dtype)
+    reg = (np.random.default_rng(17).standard_normal(11) * 0.01).astype(dtype)
+    for lo, hi in ((0, 5), (1, 3), (4, 5), (2, 2)):
+        want, ell = c_backend.glm_client_grads(A, b, off[lo:hi + 1], x, reg, "logreg",
+                                               losses=True)
+        f.losses = True
+        G, e = f(x, reg, lo, hi)
+        assert G.dtype == dtype and np.array_equal(G, want) and np.array_equal(e, ell)
+        f.losses = False
+        out = np.full((hi - lo, 11), np.nan, dtype)
+        G, e = f(x, None, lo, hi, out=out)
+        assert G is out and e is None
+        assert np.array_equal(G, c_backend.glm_client_grads(
+            A, b, off[lo:hi + 1], x, np.zeros(11, dtype), "logreg"))
+    with pytest.raises(ValueError, match="x must be a C-contiguous 1-D"):
+        f(x.astype(np.float16), reg)
+    with pytest.raises(ValueError, match="out must be a writable"):
+        f(x, reg, 0, 2, out=np.empty((2, 11), np.int64))
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_fused_oracle_client_ranges(sparse):
     """FusedOracle(x, reg, lo, hi, out): the rows lo:hi of the full call, bit for bit,
