@@ -1,14 +1,17 @@
-"""Interleaved timing of the w8a-sized sparse EF21 round (bench/test_bench_ef21_round.py):
-the package with the fused CSR oracle, with the scipy.sparse oracle, the per-client loop
-and one streaming read of the CSR arrays plus the n x d state, taken in turn for a fixed
-time so that a shared machine's load falls on all four alike. Prints min and median of
-each and their ratios, with the load average before and after; then (``--parts``) the
-medians of the parts of a round and of its trace row, taken in turn the same way: the
-oracle (client gradients; with the client losses, as on a traced round, and without),
-the mean of the client gradients (the trace's grad f), ``ef21_step`` on the n x d state,
-the server's ``scatter_add``, and the trace's f from the losses of the same pass.
+"""Interleaved timing of an EF21 round of bench/test_bench_ef21_round.py (w8a-sized
+sparse by default, ``--shape dense`` for the mushrooms-sized one): the package round,
+the same round with the scipy.sparse oracle (sparse only), the per-client loop and one
+streaming read of the data as stored plus the n x d state, taken in turn for a fixed
+time so that a shared machine's load falls on all of them alike. Prints min and median
+of each and their ratios, with the load average before and after; then (``--parts``)
+the medians of the parts of a round and of its trace row, taken in turn the same way:
+the oracle (client gradients; with the client losses, as on a traced round, and
+without), the mean of the client gradients (the trace's grad f), ``ef21_step`` on the
+n x d state, the server's ``scatter_add``, and the trace's f from the losses of the
+same pass.
 
-    OPENBLAS_NUM_THREADS=1 python bench/sparse_round.py [--threads N] [--seconds S] [--parts]
+    OPENBLAS_NUM_THREADS=1 python bench/round_interleaved.py [--shape sparse|dense]
+        [--threads N] [--seconds S] [--parts]
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="kernel threads (1)")
     ap.add_argument("--seconds", type=float, default=60.0, help="time to run (60)")
     ap.add_argument("--parts", action="store_true", help="also time the parts of a round")
+    ap.add_argument("--shape", choices=sorted(B.SHAPES), default="sparse",
+                    help="the round's data (sparse)")
     args = ap.parse_args()
     ef21fast.set_num_threads(args.threads)
     backend = B.fastest_backend()
-    p = B.problem_for("sparse")
-    impls = {"csr oracle": (B.PackageRound(p, backend), 40),
-             "scipy oracle": (B.PackageRound(B.problem_for("sparse", "numpy"), backend), 20),
-             "stream read": (B.StreamRead(p), 40),
-             "loop": (B.LoopRound(p), 2)}
+    p = B.problem_for(args.shape)
+    impls = {"package": (B.PackageRound(p, backend), 40)}
+    if args.shape == "sparse":
+        impls["scipy oracle"] = (B.PackageRound(B.problem_for("sparse", "numpy"), backend), 20)
+    impls.update({"stream read": (B.StreamRead(p), 40), "loop": (B.LoopRound(p), 2)})
     times: dict = {k: [] for k in impls}
     print(f"backend {backend}, kernel threads {ef21fast.get_num_threads(backend)}, "
           f"load before {os.getloadavg()}")
@@ -55,10 +60,12 @@ def main() -> None:
               f"median {np.median(ts) * 1e3:8.3f} ms")
     for stat, f in (("median", np.median), ("min", min)):
         s = {k: f(v) for k, v in times.items()}
-        print(f"{stat:6s} ratios: loop / csr {s['loop'] / s['csr oracle']:.1f}x, "
-              f"loop / scipy {s['loop'] / s['scipy oracle']:.1f}x, "
-              f"csr / read {s['csr oracle'] / s['stream read']:.2f}, "
-              f"scipy / read {s['scipy oracle'] / s['stream read']:.2f}")
+        text = (f"{stat:6s} ratios: loop / package {s['loop'] / s['package']:.1f}x, "
+                f"package / read {s['package'] / s['stream read']:.2f}")
+        if "scipy oracle" in s:
+            text += (f", loop / scipy {s['loop'] / s['scipy oracle']:.1f}x, "
+                     f"scipy / read {s['scipy oracle'] / s['stream read']:.2f}")
+        print(text)
     if args.parts:
         parts(p, backend, args.seconds / 4)
 
