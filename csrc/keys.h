@@ -225,18 +225,22 @@ EF_INLINE int64_t F(vappend_keys)(F(vk) sel, F(vk) kv, K *restrict dst, int64_t 
     return len + F(lpn)[m];
 }
 
+/* m ? a : b, lane-wise, for key vectors (m lanes are all-ones or zero). */
+EF_INLINE F(vk) F(vkpick)(F(vk) m, F(vk) a, F(vk) b)
+{
+    return (a & m) | (b & ~m);
+}
+
 /* Lane-wise min of two key vectors (signed lanes: keys are < 2^EF_KEY_BITS). */
 EF_INLINE F(vk) F(vmin)(F(vk) a, F(vk) b)
 {
-    const F(vk) m = a < b;
-    return (a & m) | (b & ~m);
+    return F(vkpick)(a < b, a, b);
 }
 
 /* Lane-wise max of two key vectors (signed lanes: keys are < 2^EF_KEY_BITS). */
 EF_INLINE F(vk) F(vmax)(F(vk) a, F(vk) b)
 {
-    const F(vk) m = a > b;
-    return (a & m) | (b & ~m);
+    return F(vkpick)(a > b, a, b);
 }
 
 /* After a pass that wrote the updated error back, later passes read it directly. */

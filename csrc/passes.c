@@ -259,17 +259,16 @@ EF_INLINE void F(argmax_m)(const F(src) *S, const int mode, int64_t lo, int64_t 
                 const F(vt) v = F(vval)(mode, x, g, st, sv, lv, j + u * EF_L);
                 const F(vk) kv = F(vkey)(v);
                 const F(vk) gt = kv > mk[u];
-                const F(vk) off = lane + (SK)(j + u * EF_L - lo);
                 if (mode == EF21_MODE_EF)
                     F(vstore)(st + j + u * EF_L, v);
-                mk[u] = (kv & gt) | (mk[u] & ~gt);
-                mo[u] = (off & gt) | (mo[u] & ~gt);
+                mk[u] = F(vkpick)(gt, kv, mk[u]);
+                mo[u] = F(vkpick)(gt, lane + (SK)(j + u * EF_L - lo), mo[u]);
             }
         }
         for (u = 1; u < EF_NV; u++) { /* lane-wise: larger key, then smaller offset */
             const F(vk) take = (mk[u] > mk[0]) | ((mk[u] == mk[0]) & (mo[u] < mo[0]));
-            mk[0] = (mk[u] & take) | (mk[0] & ~take);
-            mo[0] = (mo[u] & take) | (mo[0] & ~take);
+            mk[0] = F(vkpick)(take, mk[u], mk[0]);
+            mo[0] = F(vkpick)(take, mo[u], mo[0]);
         }
         memcpy(tk, &mk[0], sizeof tk);
         memcpy(to, &mo[0], sizeof to);
