@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ef21fast  # noqa: E402
+from ef21fast.methods.algorithms import wants_losses  # noqa: E402
 import test_bench_ef21_round as B  # noqa: E402
 
 
@@ -79,11 +80,11 @@ def parts(p, backend, seconds: float) -> None:
 
     def oracle(on):
         def call():
-            p._fused.losses = on
+            wants_losses(p, on)
             try:
                 p.client_grads(x)
             finally:
-                p._fused.losses = True
+                wants_losses(p, True)
         return call
 
     def f_from_pass():
