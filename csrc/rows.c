@@ -136,7 +136,8 @@ static int F(select_row)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *oval
         }
         oidx[0] = bj;
     } else if (nch == 1 && d <= EF_SMALL && d <= W->nsamp && !(flags & EF_FORCE_NOSMALL)) {
-        F(select_small)(S, d, k, oidx, W);
+        if (F(select_small)(S, d, k, oidx, oval, W))
+            return EF21_OK; /* (its values and updates written too) */
     } else {
         int values_done;
         const int rc = F(select_large)(S, d, k, oidx, oval, W, par, nt, flags, &values_done);

@@ -340,9 +340,10 @@ void F(plan_ties)(F(ws) *W, int64_t k)
  * to EF_FEWX_D on x86-64-v4 CPUs, not for ef_step or a NaN scale; it forms the keys
  * itself) or select_few, or the k-th key by an insertion top-k (when too many keys tie
  * for those); the in-place radix select for larger k; then one scan of the keys for the
- * indices (to oidx, ascending).
- * EF21_MODE_EF writes the updated error back (the caller then forms the values). */
-void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
+ * indices (to oidx, ascending). Returns 1 when the values (to oval) and the state
+ * updates are written too (few_x512 on rows up to EF_FEWX_GROUPS_D), else 0: the caller
+ * forms them. EF21_MODE_EF writes the updated error back. */
+int F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *oval, F(ws) *W)
 {
     K *keys = W->samp, tk;
     int64_t gt, eq, q, o = 0, j;
@@ -351,8 +352,9 @@ void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
     if (k <= EF_SMALL_K && d <= EF_FEWX_D && S->mode != EF21_MODE_EF &&
         (S->mode != EF21_MODE_EF21_SCALED || S->s == S->s) &&
         __builtin_cpu_supports("x86-64-v4")) {
-        if (F(few_x512)(S, d, k, keys, oidx)) /* (the keys written either way) */
-            return;
+        const int rc = F(few_x512)(S, d, k, keys, oidx, oval); /* (keys written either way) */
+        if (rc)
+            return rc == 2;
     } else
 #endif
     {
@@ -360,7 +362,7 @@ void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
         F(written_back)(S);
     }
     if (k <= EF_SMALL_K && F(select_few)(keys, d, k, oidx))
-        return;
+        return 0;
     if (k <= EF_SMALL_K) {
         tk = F(kth_small_k)(keys, d, k);
         for (gt = 0, j = 0; j < d; j++)
@@ -379,6 +381,7 @@ void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W)
             q--;
         }
     }
+    return 0;
 }
 
 /* Exact radix-select over the whole row (16-bit digits, a histogram per chunk), then one

@@ -72,7 +72,8 @@ EF_HIDDEN int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cb
 #if EF_X512
 /* select_avx512.c: the select of a short float32 row with few entries (x86-64-v4). */
 #if EF_IS_F32
-EF_HIDDEN int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a, int64_t *oidx);
+EF_HIDDEN int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a, int64_t *oidx,
+                          T *oval);
 #endif
 #endif
 
@@ -81,7 +82,8 @@ EF_HIDDEN K F(kth_inplace)(K *a, int64_t len, int64_t k, int shift, K prefix,
                            int64_t *gt_out, int64_t *eq_out);
 EF_HIDDEN K F(threshold_near)(K *a, int64_t len, int64_t rank, int64_t tol, K lo, K hi);
 EF_HIDDEN void F(plan_ties)(F(ws) *W, int64_t k);
-EF_HIDDEN void F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W);
+EF_HIDDEN int F(select_small)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, T *oval,
+                             F(ws) *W);
 EF_HIDDEN int F(radix)(F(src) *S, int64_t d, int64_t k, int64_t *oidx, F(ws) *W, int par,
                        int nt);
 

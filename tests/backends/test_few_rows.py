@@ -1,6 +1,7 @@
 """Batched short rows with few entries each (2 <= k <= 16, rows up to a few hundred):
 the selection that C's AVX-512 version runs in registers (its threshold from the
-lanes' largest and second largest keys, at most 16 or 32 candidates) and the paths it
+lanes' largest and second largest keys, at most 16 or 32 candidates; on rows up to 128
+the k-th key from the four largest keys of each lane's group first) and the paths it
 falls back to, against the reference, bit for bit, for every mode and thread count.
 
 The edges of that selection: rows shorter than a vector or not a multiple of it, k = d,
@@ -124,3 +125,46 @@ def test_float64_rows_match_the_reference(backend, threads):
                                 api.ef21_step(g, s_got, k, backend=backend)):
                     _same(a, b)
                 _same(s_ref, s_got)
+
+
+def _crowded_or_tied(kind, n, d, k, rng):
+    """Rows whose k-th key the four largest keys of each group j mod 16 do not settle
+    (``crowded``: the k largest entries all in one group, when it holds more than four)
+    or settle with ties at it in several groups (``tied``: entries of other groups set
+    to the k-th value or its negative, after the k-th in index order or before it)."""
+    g = rng.standard_normal((n, d)).astype(np.float32)
+    for row in g:
+        if kind == "crowded":
+            lane = rng.integers(min(16, d))
+            at = np.arange(lane, d, 16)[:k]
+            row[at] = rng.permutation(len(at)).astype(np.float32) + 10
+        else:
+            kth = np.argsort(-np.abs(row), kind="stable")[k - 1]
+            others = np.flatnonzero(np.abs(row) < np.abs(row[kth]))
+            at = rng.choice(others, size=min(len(others), 1 + rng.integers(3)), replace=False)
+            row[at] = row[kth] * np.where(rng.random(len(at)) < 0.5, -1, 1).astype(np.float32)
+    return g
+
+
+@THREADS
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["crowded", "tied"])
+def test_rows_the_groups_do_not_settle_or_settle_with_ties(backend, kind, threads):
+    require_threads(backend, threads)
+    rng = np.random.default_rng(23 + threads + len(kind))
+    for d in (17, 40, 63, 112, 128):
+        for k in _ks(d):
+            if k == d:
+                continue
+            g = _crowded_or_tied(kind, 30, d, k, rng)
+            s0 = np.zeros((30, d), np.float32)  # (keys |g|: the ties kept)
+            w = rng.uniform(0.5, 2.0, 30).astype(np.float32)
+            for scale in (None, w):
+                s_ref, s_got = s0.copy(), s0.copy()
+                want = reference.ef21_step(g, s_ref, k, scale=scale)
+                got = api.ef21_step(g, s_got, k, scale=scale, backend=backend)
+                for a, b in zip(want, got):
+                    _same(a, b)
+                _same(s_ref, s_got)
+            for a, b in zip(reference.topk(g, k), api.topk(g, k, backend=backend)):
+                _same(a, b)
