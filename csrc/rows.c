@@ -7,7 +7,8 @@
  * Selection of the k largest keys of a row, ties to the smaller index:
  *   k == 0, k == d, k == 1 (argmax): direct.
  *   short rows, serial (d <= EF_SMALL): keys held in memory, exact select, emit
- *     (select_small).
+ *     (select_small); float32 rows up to EF_FEWX_GROUPS_D with k <= EF_SMALL_K on
+ *     AVX-512 CPUs two rows at a time (few_x512_pair, rows_range).
  *   otherwise, on nch contiguous chunks (one per thread when a row is split):
  *     sample-select: sample <= EF_SAMPLE_BLOCKS blocks of EF_BLOCK, threshold t = the
  *       R-th largest sample key (R = k*s/d + 4 sqrt(k*s/d) + 8); one streaming pass keeps,
@@ -170,6 +171,43 @@ static int F(one_row)(F(ws) *W, int mode, const T *x, const T *g, T *st, const T
     return F(select_row)(&S, d, k, idx + i * k, val + i * k, W, par, nt, flags);
 }
 
+/* Rows lo .. hi - 1 of a call, serially, on workspace W (rows not split). Short float32
+ * rows with few entries go two at a time to few_x512_pair on x86-64-v4 CPUs (the stages
+ * of one row's selection wait on each other; two rows in flight keep the core busy),
+ * except in ef_step, for a NaN scale (whose payload every product takes: the generic
+ * keys) and when EF21FAST_C_FORCE turns the short-row selection off; a row it leaves
+ * (its groups do not settle the k-th key) goes the way of any other row. EF21_OK or
+ * EF21_ENOMEM. */
+static int F(rows_range)(F(ws) *W, int mode, const T *x, const T *g, T *st, const T *scale,
+                         T lr, int64_t lo, int64_t hi, int64_t d, int64_t k, int64_t *idx,
+                         T *val, int flags)
+{
+    int64_t i = lo;
+    int err = EF21_OK;
+#if EF_X512 && EF_IS_F32
+    if (mode != EF21_MODE_EF && k >= 2 && k <= EF_SMALL_K && k < d && d <= EF_FEWX_GROUPS_D &&
+        W->nch == 1 && !(flags & EF_FORCE_NOSMALL) && __builtin_cpu_supports("x86-64-v4")) {
+        for (; i + 1 < hi && err == EF21_OK; i += 2) {
+            F(src) S0, S1;
+            int done = 0;
+            F(src_row)(&S0, mode, x, g, st, scale, lr, i, d);
+            F(src_row)(&S1, mode, x, g, st, scale, lr, i + 1, d);
+            if (mode != EF21_MODE_EF21_SCALED || (S0.s == S0.s && S1.s == S1.s))
+                done = F(few_x512_pair)(&S0, &S1, d, k, idx + i * k, val + i * k,
+                                        idx + (i + 1) * k, val + (i + 1) * k);
+            if (!(done & 1))
+                err = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, 0, 1, flags);
+            if (!(done & 2) && err == EF21_OK)
+                err = F(one_row)(W, mode, x, g, st, scale, lr, i + 1, d, k, idx, val, 0, 1,
+                                 flags);
+        }
+    }
+#endif
+    for (; i < hi && err == EF21_OK; i++)
+        err = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, 0, 1, flags);
+    return err;
+}
+
 /* All rows of one kernel call: each row split across the threads (within), the rows
  * shared out among them (prow), or all serial. EF21_OK, EF21_ENOMEM or EF21_EINVAL. */
 static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr, int64_t n,
@@ -190,9 +228,12 @@ static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr,
         int64_t i;
         if (W == NULL)
             return EF21_ENOMEM;
-        for (i = 0; i < n && err == EF21_OK; i++)
-            err = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, p.within,
-                             p.within ? p.nt : 1, p.flags);
+        if (p.within)
+            for (i = 0; i < n && err == EF21_OK; i++)
+                err = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, 1, p.nt,
+                                 p.flags);
+        else
+            err = F(rows_range)(W, mode, x, g, st, scale, lr, 0, n, d, k, idx, val, p.flags);
         F(ws_put)(W, &local);
         return err;
     }
@@ -201,12 +242,16 @@ static int F(run)(int mode, const T *x, const T *g, T *st, const T *scale, T lr,
         F(ws) local;
         F(ws) *W = F(ws_get)(&local, p.nch, d, 0);
         int rc = W ? EF21_OK : EF21_ENOMEM;
-        int64_t i;
-#pragma omp for schedule(static)
-        for (i = 0; i < n; i++) {
-            if (rc == EF21_OK)
-                rc = F(one_row)(W, mode, x, g, st, scale, lr, i, d, k, idx, val, 0, 1, p.flags);
-        }
+        int64_t t = 0, tn = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        tn = omp_get_num_threads();
+#endif
+        /* each thread its block of rows, in order (a static schedule of its own, so that
+         * rows_range may take them in pairs) */
+        if (rc == EF21_OK)
+            rc = F(rows_range)(W, mode, x, g, st, scale, lr, ef_chunk_lo(n, tn, t),
+                               ef_chunk_lo(n, tn, t + 1), d, k, idx, val, p.flags);
         if (rc != EF21_OK) {
 #pragma omp atomic write
             err = rc;

@@ -18,13 +18,6 @@
 #define EF_FEWX_MAX 32
 /* ... and up to this k, first the candidates in one register (most rows of 112) */
 #define EF_FEWX_ONE_K 10
-/* Rows up to this long try x512_from_groups first (the selection as a bitmap of 128
- * entries). Against the candidates of the whole row (x512_one_vector, the ranking
- * through memory) and the scalar values after them, A/B of the two builds in one
- * process, 1000 x 112 float32 ef21_step on one thread (2026-12-05): k = 2 92 -> 79 us,
- * 4 94 -> 85, 8 97 -> 90, 12 143 -> 106, 16 159 -> 120; on rows of 300 and 1000 the top
- * four cost more than they save (k = 2: 1.14x, 1.18x the time). */
-#define EF_FEWX_GROUPS_D 128
 
 /* rank + 1 in the lanes of m (a mask of lanes), as a vector of counts. */
 EF_X512_INLINE __m512i F(x512_count)(__m512i rank, __mmask16 m)
@@ -123,10 +116,10 @@ EF_X512_INLINE int F(x512_one_vector)(const K *a, int64_t len, int64_t k, __m512
     return 1;
 }
 
-/* The keys of the row of S at j .. j + 15 (the lanes of `in`; the others: key 0) in
- * mode `mode`, one of EF21_MODE_TOPK, EF21_MODE_EF21, EF21_MODE_EF21_SCALED (s not a
- * NaN: the product's NaN is then g's, as the reference's), in the reference's operand
- * order. */
+/* The keys of the row of S at j .. j + 15 (the lanes of `in`; the others: key 0, also
+ * where an infinite scale times the zeros loaded there makes a NaN) in mode `mode`, one
+ * of EF21_MODE_TOPK, EF21_MODE_EF21, EF21_MODE_EF21_SCALED (s not a NaN: the product's
+ * NaN is then g's, as the reference's), in the reference's operand order. */
 EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j, __mmask16 in)
 {
     __m512i v;
@@ -139,8 +132,8 @@ EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j
         v = _mm512_castps_si512(_mm512_sub_ps(
             _mm512_mul_ps(_mm512_set1_ps(S->s), _mm512_maskz_loadu_ps(in, S->g + j)),
             _mm512_maskz_loadu_ps(in, S->st + j)));
-    return _mm512_min_epu32(_mm512_and_si512(v, _mm512_set1_epi32((int)KABS)),
-                            _mm512_set1_epi32((int)KNAN));
+    return _mm512_maskz_min_epu32(in, _mm512_and_si512(v, _mm512_set1_epi32((int)KABS)),
+                                  _mm512_set1_epi32((int)KNAN));
 }
 
 /* The keys of the row (len of them) to a, with the largest (*m1) and second largest
@@ -170,15 +163,15 @@ EF_X512_INLINE void F(x512_keys_m)(const F(src) *S, const int mode, int64_t len,
     *m2 = x2;
 }
 
-/* The keys of the row (len <= EF_FEWX_GROUPS_D of them) to a, with the four largest
- * keys of each group j mod 16 (m[0] >= m[1] >= m[2] >= m[3] lane by lane, key 0 for
- * none), each vector inserted into its lanes' sorted four. */
-EF_X512_INLINE void F(x512_keys_m4)(const F(src) *S, const int mode, int64_t len, K *a,
-                                    __m512i *m)
+/* The keys of the row (len <= EF_FEWX_GROUPS_D of them) to a, with the five largest
+ * keys of each group j mod 16 (m[0] >= m[1] >= ... >= m[4] lane by lane, key 0 for
+ * none): each vector inserted into its lanes' sorted five. */
+EF_X512_INLINE void F(x512_keys_top5)(const F(src) *S, const int mode, int64_t len, K *a,
+                                      __m512i *m)
 {
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    __m512i x1 = _mm512_setzero_si512(), x2 = x1, x3 = x1, x4 = x1;
+    __m512i x1 = _mm512_setzero_si512(), x2 = x1, x3 = x1, x4 = x1, x5 = x1;
     int64_t j;
     for (j = 0; j < len; j += 16) {
         const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
@@ -190,41 +183,52 @@ EF_X512_INLINE void F(x512_keys_m4)(const F(src) *S, const int mode, int64_t len
         x2 = _mm512_max_epu32(x2, t);
         t = _mm512_min_epu32(x3, v);
         x3 = _mm512_max_epu32(x3, v);
+        v = _mm512_min_epu32(x4, t);
         x4 = _mm512_max_epu32(x4, t);
+        x5 = _mm512_max_epu32(x5, v);
     }
     m[0] = x1;
     m[1] = x2;
     m[2] = x3;
     m[3] = x4;
+    m[4] = x5;
 }
 
-/* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys (a) from the four
- * largest keys of its groups (m, as x512_keys_m4 forms them), when they settle it; then
- * the selection, its values and state updates. The candidates are the lanes of m at
- * least tv (at least k of them, by the choice of tv), packed in two registers, and T is
- * the k-th largest of them. T is the row's k-th largest key when every group's fourth
- * key is below it (no group then holds a fifth entry >= T, so every entry >= T is a
- * candidate) and T > 0 (absent lanes hold key 0). The selection (the keys above T,
- * then the first ties) as a bitmap of 128 entries, whose set bits are taken in order
- * (no branch on the data: the row's selected entries are in no vector-sized pattern).
- * Returns 1 with the k indices (ascending) in oidx, their values (as F(values), keys.c)
- * in oval and the state updated; 0, with nothing written, when more than 32 candidates
- * reach tv or the groups do not settle T (random rows of 112, k = 16: 12%; k <= 8:
- * 0.4% or less). */
-EF_X512_INLINE int F(x512_from_groups)(const F(src) *S, const int mode, const K *a,
-                                       int64_t len, int64_t k, __m512i tv, const __m512i *m,
-                                       int64_t *oidx, T *oval)
+/* The threshold of few_x512 from the groups' largest keys m[0] and second largest m[1]
+ * (see there): at least k entries of the row reach it. */
+EF_X512_INLINE __m512i F(x512_threshold)(const __m512i *m, int64_t k)
+{
+    return k <= 12 ? F(x512_kth16)(m[0], (int)k) : F(x512_kth16)(m[1], (int)(k + 1) / 2);
+}
+
+/* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys from the five largest
+ * keys of its groups (m, as x512_keys_top5 forms them) and the threshold tv, when they
+ * settle it. For k <= 12, tv is the k-th largest of the groups' largest keys: when no
+ * group's second key reaches it, the row's entries >= tv are those largest keys, and
+ * T = tv (random rows of 112: k = 2 95% of rows, 4 70%, 8 16%). Else the candidates
+ * are the lanes of m at least tv (at least k of them), packed in two registers, and T
+ * is the k-th largest of them; it is the row's when no group's fifth key reaches it (no
+ * group then holds a sixth entry >= T: every entry >= T is a candidate). T > 0 either
+ * way (absent lanes hold key 0). Returns 1 with T in every lane of *otk and registers
+ * (*oka, *okb) that hold every entry >= T (and others below it); 0 when more than 32
+ * candidates reach tv or the groups do not settle T (random rows of 112: k = 16 1.2%,
+ * k <= 12 0.2% or less). */
+EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, __m512i *oka,
+                                      __m512i *okb, __m512i *otk)
 {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
                                            15);
-    const int64_t full = len & ~(int64_t)15;
-    const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
     __m512i ka = _mm512_setzero_si512(), kb = ka, tk;
-    uint64_t w[2] = {0, 0};
-    uint32_t c = 0, gt, eq, q;
-    int r, ties;
+    uint32_t c = 0;
+    int r;
     int64_t j;
-    for (r = 0; r < 4; r++) {
+    if (k <= 12 && _mm512_cvtsi512_si32(tv) != 0 && !_mm512_cmpge_epu32_mask(m[1], tv)) {
+        *oka = m[0];
+        *okb = kb;
+        *otk = tv;
+        return 1;
+    }
+    for (r = 0; r < 5; r++) {
         /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod 16) */
         const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
         const uint32_t e = c + (uint32_t)__builtin_popcount(ef_mask16(mr));
@@ -237,8 +241,12 @@ EF_X512_INLINE int F(x512_from_groups)(const F(src) *S, const int mode, const K 
         kb = _mm512_or_si512(kb, _mm512_maskz_permutexvar_epi32((__mmask16)tb, up, p));
         c = e;
     }
-    if (c > 32)
+    if (c > 32) {
+        *oka = ka;
+        *okb = kb;
+        *otk = tv;
         return 0;
+    }
     if (c <= 16) {
         tk = F(x512_kth16)(ka, (int)k);
     } else { /* the largest candidate that at least k candidates reach */
@@ -257,8 +265,29 @@ EF_X512_INLINE int F(x512_from_groups)(const F(src) *S, const int mode, const K 
             _mm512_maskz_mov_epi32(
                 _mm512_mask_cmpge_epi32_mask((__mmask16)((1u << (c - 16)) - 1), rb, kv), kb)));
     }
-    if (_mm512_cvtsi512_si32(tk) == 0 || _mm512_cmpge_epu32_mask(m[3], tk))
-        return 0;
+    *oka = ka;
+    *okb = kb;
+    *otk = tk;
+    return _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[4], tk);
+}
+
+/* The selection of a row of len <= EF_FEWX_GROUPS_D keys (a) whose k-th largest key T
+ * (in every lane of tk) x512_groups_kth found, with the candidates ka, kb: the keys
+ * above T, then the first ties (their counts from the candidates), as a bitmap of 128
+ * entries whose set bits are taken in order (no branch on the data: the selected
+ * entries of a row follow no pattern a predictor learns). Returns 1 with the k indices
+ * (ascending) in oidx, their values (as F(values), keys.c, forms them) in oval and the
+ * state updated; 0, nothing written, if the bitmap does not hold k entries. */
+EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K *a,
+                                       int64_t len, int64_t k, __m512i ka, __m512i kb,
+                                       __m512i tk, int64_t *oidx, T *oval)
+{
+    const int64_t full = len & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
+    uint64_t w[2] = {0, 0};
+    uint32_t gt, eq, q;
+    int ties;
+    int64_t j;
     /* (absent lanes hold key 0 < T: they count in neither) */
     gt = (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpgt_epu32_mask(ka, tk))) +
          (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpgt_epu32_mask(kb, tk)));
@@ -278,6 +307,10 @@ EF_X512_INLINE int F(x512_from_groups)(const F(src) *S, const int mode, const K 
         }
         w[j >> 6] |= (uint64_t)sel << (j & 63);
     }
+    /* (the counts agree by construction; a bitmap that disagreed would send the loop
+     * below past the row: the caller's generic path instead) */
+    if (__builtin_popcountll(w[0]) + __builtin_popcountll(w[1]) != k)
+        return 0;
     {
         const T *x = S->x, *g = S->g;
         T *st = S->st;
@@ -302,16 +335,17 @@ EF_X512_INLINE int F(x512_from_groups)(const F(src) *S, const int mode, const K 
     return 1;
 }
 
-/* Rows up to EF_FEWX_GROUPS_D: the keys with their groups' top four (x512_keys_m4), the
- * threshold tv (as few_x512 forms it, to *tv), then x512_from_groups; returns its
- * result. */
+/* Rows up to EF_FEWX_GROUPS_D: the keys with their groups' top five, the threshold
+ * (to *tv, for the fallback of few_x512), then the k-th key and the selection when the
+ * groups settle it. Returns 1 when done (indices, values, updates), else 0. */
 EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, int64_t k,
                                   K *a, int64_t *oidx, T *oval, __m512i *tv)
 {
-    __m512i m[4];
-    F(x512_keys_m4)(S, mode, len, a, m);
-    *tv = k <= 12 ? F(x512_kth16)(m[0], (int)k) : F(x512_kth16)(m[1], (int)(k + 1) / 2);
-    return F(x512_from_groups)(S, mode, a, len, k, *tv, m, oidx, oval);
+    __m512i m[5], ka, kb, tk;
+    F(x512_keys_top5)(S, mode, len, a, m);
+    *tv = F(x512_threshold)(m, k);
+    return F(x512_groups_kth)(k, *tv, m, &ka, &kb, &tk) &&
+           F(x512_groups_emit)(S, mode, a, len, k, ka, kb, tk, oidx, oval);
 }
 
 /* select_few with AVX-512 for the row of S (float32, len <= EF_FEWX_D, a mode that
@@ -325,8 +359,7 @@ EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, 
  * largest candidate that at least k candidates reach); the selection is the keys
  * above T and the first ties. At most 16 candidates (most rows for k <= 10) are packed
  * in registers; up to EF_FEWX_MAX go through memory. Rows up to EF_FEWX_GROUPS_D first
- * try x512_from_groups (T from the groups' top four keys; values and updates formed
- * too). Returns 2 with the k indices (ascending) in oidx, their values in oval and the
+ * try x512_groups (T from the groups' top five keys; values and updates formed too). Returns 2 with the k indices (ascending) in oidx, their values in oval and the
  * state updated; 1 with the indices only (the caller forms the values); 0 when more
  * than EF_FEWX_MAX entries reach t. */
 EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a,
@@ -338,7 +371,7 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
                                            15);
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    __m512i m1, m2, tv, ka, kb, ra, rb;
+    __m512i m[2], tv, ka, kb, ra, rb;
     int64_t j, c = 0;
     __mmask16 va, vb;
     if (len <= EF_FEWX_GROUPS_D) {
@@ -359,16 +392,16 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
     } else {
         switch (S->mode) {
         case EF21_MODE_TOPK:
-            F(x512_keys_m)(S, EF21_MODE_TOPK, len, a, &m1, &m2);
+            F(x512_keys_m)(S, EF21_MODE_TOPK, len, a, &m[0], &m[1]);
             break;
         case EF21_MODE_EF21:
-            F(x512_keys_m)(S, EF21_MODE_EF21, len, a, &m1, &m2);
+            F(x512_keys_m)(S, EF21_MODE_EF21, len, a, &m[0], &m[1]);
             break;
         default:
-            F(x512_keys_m)(S, EF21_MODE_EF21_SCALED, len, a, &m1, &m2);
+            F(x512_keys_m)(S, EF21_MODE_EF21_SCALED, len, a, &m[0], &m[1]);
             break;
         }
-        tv = k <= 12 ? F(x512_kth16)(m1, (int)k) : F(x512_kth16)(m2, (int)(k + 1) / 2);
+        tv = F(x512_threshold)(m, k);
     }
     if (k <= EF_FEWX_ONE_K && F(x512_one_vector)(a, len, k, tv, oidx))
         return 1;
@@ -416,6 +449,47 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
                         oidx + n);
     }
     return 1;
+}
+/* x512_groups on two rows, S0 and S1 (len <= EF_FEWX_GROUPS_D), stage by stage: the
+ * stages of one row wait on each other, two rows in flight keep the core busy (1000 x
+ * 112 float32 ef21_step, 1 thread, A/B in one process: k = 2 79 -> 71 us, 8 88 -> 78,
+ * 16 121 -> 108 before the k <= 12 shortcut of x512_groups_kth). Returns a mask: bit 0
+ * when row 0 is done (indices, values, updates), bit 1 for row 1; a row not done is
+ * left as it was. */
+EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mode,
+                                int64_t len, int64_t k, int64_t *oidx0, T *oval0,
+                                int64_t *oidx1, T *oval1)
+{
+    K a0[EF_FEWX_GROUPS_D], a1[EF_FEWX_GROUPS_D];
+    __m512i m0[5], m1[5], tv0, tv1, ka0, kb0, tk0, ka1, kb1, tk1;
+    int ok0, ok1;
+    F(x512_keys_top5)(S0, mode, len, a0, m0);
+    F(x512_keys_top5)(S1, mode, len, a1, m1);
+    tv0 = F(x512_threshold)(m0, k);
+    tv1 = F(x512_threshold)(m1, k);
+    ok0 = F(x512_groups_kth)(k, tv0, m0, &ka0, &kb0, &tk0);
+    ok1 = F(x512_groups_kth)(k, tv1, m1, &ka1, &kb1, &tk1);
+    ok0 = ok0 && F(x512_groups_emit)(S0, mode, a0, len, k, ka0, kb0, tk0, oidx0, oval0);
+    ok1 = ok1 && F(x512_groups_emit)(S1, mode, a1, len, k, ka1, kb1, tk1, oidx1, oval1);
+    return ok0 | ok1 << 1;
+}
+
+/* x512_pair on rows S0 and S1 of one call (float32, 2 <= k <= EF_SMALL_K, k < len <=
+ * EF_FEWX_GROUPS_D, a mode that x512_key_at forms, the scales not NaN): the indices of
+ * row r to oidx_r, its values to oval_r, its state updated; returns the mask of rows
+ * done (bit r), the others untouched. */
+EF_HIDDEN EF_TARGET_X512 int F(few_x512_pair)(const F(src) *S0, const F(src) *S1, int64_t len,
+                                           int64_t k, int64_t *oidx0, T *oval0,
+                                           int64_t *oidx1, T *oval1)
+{
+    switch (S0->mode) {
+    case EF21_MODE_TOPK:
+        return F(x512_pair)(S0, S1, EF21_MODE_TOPK, len, k, oidx0, oval0, oidx1, oval1);
+    case EF21_MODE_EF21:
+        return F(x512_pair)(S0, S1, EF21_MODE_EF21, len, k, oidx0, oval0, oidx1, oval1);
+    default:
+        return F(x512_pair)(S0, S1, EF21_MODE_EF21_SCALED, len, k, oidx0, oval0, oidx1, oval1);
+    }
 }
 #endif /* EF_IS_F32 */
 #endif /* EF_TYPED */

@@ -1,7 +1,8 @@
 """Batched short rows with few entries each (2 <= k <= 16, rows up to a few hundred):
 the selection that C's AVX-512 version runs in registers (its threshold from the
 lanes' largest and second largest keys, at most 16 or 32 candidates; on rows up to 128
-the k-th key from the four largest keys of each lane's group first) and the paths it
+the k-th key from the five largest keys of each lane's group first, two rows at a
+time) and the paths it
 falls back to, against the reference, bit for bit, for every mode and thread count.
 
 The edges of that selection: rows shorter than a vector or not a multiple of it, k = d,
@@ -86,7 +87,7 @@ def test_ef21_step_and_topk_match_the_reference(backend, kind, threads):
 
 @THREADS
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("scale", ["rows", "nan"])
+@pytest.mark.parametrize("scale", ["rows", "nan", "inf"])
 def test_scaled_and_ef_steps_match_the_reference(backend, scale, threads):
     require_threads(backend, threads)
     rng = np.random.default_rng(17 + threads)
@@ -97,6 +98,10 @@ def test_scaled_and_ef_steps_match_the_reference(backend, scale, threads):
             w = rng.uniform(0.5, 2.0, 30).astype(np.float32)
             if scale == "nan":
                 w[::3] = np.nan
+            if scale == "inf":  # (inf x 0 is a NaN: the lanes past a row's end stay out)
+                w[::2] = np.inf
+                w[1::4] = -np.inf
+                g[:, ::3] = 0
             for k in _ks(d):
                 s_ref, s_got = s0.copy(), s0.copy()
                 want = reference.ef21_step(g, s_ref, k, scale=w)
@@ -128,17 +133,18 @@ def test_float64_rows_match_the_reference(backend, threads):
 
 
 def _crowded_or_tied(kind, n, d, k, rng):
-    """Rows whose k-th key the four largest keys of each group j mod 16 do not settle
-    (``crowded``: the k largest entries all in one group, when it holds more than four)
-    or settle with ties at it in several groups (``tied``: entries of other groups set
-    to the k-th value or its negative, after the k-th in index order or before it)."""
+    """Rows whose k-th key the five largest keys of each group j mod 16 do not settle
+    (``crowded``: the k largest entries all in one group, when it holds more than five;
+    every other row, so that rows taken two at a time mix both) or settle with ties at
+    it in several groups (``tied``: entries of other groups set to the k-th value or its
+    negative, after the k-th in index order or before it)."""
     g = rng.standard_normal((n, d)).astype(np.float32)
     for row in g:
-        if kind == "crowded":
+        if kind == "crowded" and rng.random() < 0.5:
             lane = rng.integers(min(16, d))
             at = np.arange(lane, d, 16)[:k]
             row[at] = rng.permutation(len(at)).astype(np.float32) + 10
-        else:
+        elif kind == "tied":
             kth = np.argsort(-np.abs(row), kind="stable")[k - 1]
             others = np.flatnonzero(np.abs(row) < np.abs(row[kth]))
             at = rng.choice(others, size=min(len(others), 1 + rng.integers(3)), replace=False)
