@@ -19,6 +19,41 @@
 /* ... and up to this k, first the candidates in one register (most rows of 112) */
 #define EF_FEWX_ONE_K 10
 
+/* One step of a bitonic network on the 16 lanes of v: each lane and its partner, the
+ * lane s (1, 2, 4 or 8) away by XOR; the lanes of hi take the larger key of their pair,
+ * the others the smaller (partners by shuffles within and across the 128-bit blocks). */
+EF_X512_INLINE __m512i F(x512_cx)(__m512i v, const int s, const __mmask16 hi)
+{
+    const __m512i p = s == 1   ? _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0xB1)
+                      : s == 2 ? _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x4E)
+                      : s == 4 ? _mm512_shuffle_i32x4(v, v, 0xB1)
+                               : _mm512_shuffle_i32x4(v, v, 0x4E);
+    return _mm512_mask_blend_epi32(hi, _mm512_min_epu32(v, p), _mm512_max_epu32(v, p));
+}
+
+/* The last four steps of the sort: a bitonic v (up then down, or down then up) in
+ * descending order, flip = 0; ascending, flip = 0xFFFF. */
+EF_X512_INLINE __m512i F(x512_merge16)(__m512i v, const unsigned flip)
+{
+    v = F(x512_cx)(v, 8, (__mmask16)(0x00FF ^ flip));
+    v = F(x512_cx)(v, 4, (__mmask16)(0x0F0F ^ flip));
+    v = F(x512_cx)(v, 2, (__mmask16)(0x3333 ^ flip));
+    return F(x512_cx)(v, 1, (__mmask16)(0x5555 ^ flip));
+}
+
+/* The 16 lanes of v sorted, descending (flip = 0) or ascending (flip = 0xFFFF): a
+ * bitonic network of 10 steps. */
+EF_X512_INLINE __m512i F(x512_sort16)(__m512i v, const unsigned flip)
+{
+    v = F(x512_cx)(v, 1, (__mmask16)(0x9999 ^ flip));
+    v = F(x512_cx)(v, 2, (__mmask16)(0xC3C3 ^ flip));
+    v = F(x512_cx)(v, 1, (__mmask16)(0xA5A5 ^ flip));
+    v = F(x512_cx)(v, 4, (__mmask16)(0xF00F ^ flip));
+    v = F(x512_cx)(v, 2, (__mmask16)(0xCC33 ^ flip));
+    v = F(x512_cx)(v, 1, (__mmask16)(0xAA55 ^ flip));
+    return F(x512_merge16)(v, flip);
+}
+
 /* rank + 1 in the lanes of m (a mask of lanes), as a vector of counts. */
 EF_X512_INLINE __m512i F(x512_count)(__m512i rank, __mmask16 m)
 {
@@ -35,7 +70,9 @@ EF_X512_INLINE __m512i F(x512_allmax)(__m512i v)
 }
 
 /* The q-th largest (1 <= q <= 16) of the 16 lanes of v (in every lane): the largest
- * lane that at least q lanes reach (each lane compared with the 15 rotations of v). */
+ * lane that at least q lanes reach (each lane compared with the 15 rotations of v). The
+ * comparisons do not wait on each other: the form for one row at a time, whose stages
+ * wait on this result (x512_kth16s: fewer instructions, a longer chain). */
 EF_X512_INLINE __m512i F(x512_kth16)(__m512i v, int q)
 {
     /* two counts (odd and even rotations), summed at the end: half the additions wait
@@ -58,12 +95,32 @@ EF_X512_INLINE __m512i F(x512_kth16)(__m512i v, int q)
         _mm512_cmpge_epi32_mask(_mm512_add_epi32(c1, c2), _mm512_set1_epi32(q)), v));
 }
 
+/* x512_kth16 as v sorted, lane q - 1: fewer instructions (10 -> 7 ns a vector on
+ * independent vectors, one thread, 2026-12-05), a longer chain (in a single row's
+ * selection on rows of 300 and 1000, k = 2: 1.35x, 1.6x the time); for two rows in
+ * flight (x512_pair). */
+EF_X512_INLINE __m512i F(x512_kth16s)(__m512i v, int q)
+{
+    return _mm512_permutexvar_epi32(_mm512_set1_epi32(q - 1), F(x512_sort16)(v, 0));
+}
+
+/* The q-th largest (1 <= q <= 16) of the 32 lanes of a and b, in every lane: the lane
+ * by lane larger of a sorted down and b sorted up are the 16 largest of the 32, in a
+ * bitonic order (against ranking each lane by broadcasts of the others: 29 -> 18 ns a
+ * pair, as above). */
+EF_X512_INLINE __m512i F(x512_kth32)(__m512i a, __m512i b, int q)
+{
+    return _mm512_permutexvar_epi32(
+        _mm512_set1_epi32(q - 1),
+        F(x512_merge16)(_mm512_max_epu32(F(x512_sort16)(a, 0), F(x512_sort16)(b, 0xFFFF)), 0));
+}
+
 /* Write the indices (uint32 lanes of idx) in the lanes of m, in order, to out as int64;
  * returns their count. */
 EF_X512_INLINE int F(x512_put)(__m512i idx, __mmask16 m, int64_t *out)
 {
     const int n = __builtin_popcount(ef_mask16(m));
-    const __m512i p = _mm512_maskz_compress_epi32(m, idx);
+    const __m512i p = ef_compress16(m, idx);
     const __mmask8 lo = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1);
     const __mmask8 hi = (__mmask8)(n <= 8 ? 0 : (1u << (n - 8)) - 1);
     _mm512_mask_storeu_epi64(out, lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(p)));
@@ -74,8 +131,8 @@ EF_X512_INLINE int F(x512_put)(__m512i idx, __mmask16 m, int64_t *out)
 /* The selection when at most 16 entries reach the threshold (tv, in every lane): the
  * candidates, their keys and indices, are gathered in one register each, without a
  * trip through memory: the packed lanes of each vector are rotated up to the count so
- * far and blended in. The k-th largest key T among them (counts of candidates >= each,
- * from the rotations), then the keys above T and the first ties. Returns 1 with the k
+ * far and blended in. The k-th largest key T among them (x512_kth16), then the keys
+ * above T and the first ties. Returns 1 with the k
  * indices (ascending) in oidx, or 0 when more than 16 entries reach the threshold. */
 EF_X512_INLINE int F(x512_one_vector)(const K *a, int64_t len, int64_t k, __m512i tv,
                                       int64_t *oidx)
@@ -96,10 +153,10 @@ EF_X512_INLINE int F(x512_one_vector)(const K *a, int64_t len, int64_t k, __m512
         const __mmask16 to = (__mmask16)(c < 16 ? 0xFFFFu << c : 0);
         /* (ORed in, not merged by the permute: the vectors do not wait on each other) */
         ka = _mm512_or_si512(
-            ka, _mm512_maskz_permutexvar_epi32(to, up, _mm512_maskz_compress_epi32(m, v)));
+            ka, _mm512_maskz_permutexvar_epi32(to, up, ef_compress16(m, v)));
         ia = _mm512_or_si512(
             ia, _mm512_maskz_permutexvar_epi32(
-                    to, up, _mm512_maskz_compress_epi32(
+                    to, up, ef_compress16(
                                 m, _mm512_add_epi32(iota, _mm512_set1_epi32((int)j)))));
         c += (uint32_t)__builtin_popcount(ef_mask16(m));
     }
@@ -195,10 +252,11 @@ EF_X512_INLINE void F(x512_keys_top5)(const F(src) *S, const int mode, int64_t l
 }
 
 /* The threshold of few_x512 from the groups' largest keys m[0] and second largest m[1]
- * (see there): at least k entries of the row reach it. */
+ * (see there; the sorted form of the k-th of 16): at least k entries of the row reach
+ * it. */
 EF_X512_INLINE __m512i F(x512_threshold)(const __m512i *m, int64_t k)
 {
-    return k <= 12 ? F(x512_kth16)(m[0], (int)k) : F(x512_kth16)(m[1], (int)(k + 1) / 2);
+    return k <= 12 ? F(x512_kth16s)(m[0], (int)k) : F(x512_kth16s)(m[1], (int)(k + 1) / 2);
 }
 
 /* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys from the five largest
@@ -221,7 +279,6 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
     __m512i ka = _mm512_setzero_si512(), kb = ka, tk;
     uint32_t c = 0;
     int r;
-    int64_t j;
     if (k <= 12 && _mm512_cvtsi512_si32(tv) != 0 && !_mm512_cmpge_epu32_mask(m[1], tv)) {
         *oka = m[0];
         *okb = kb;
@@ -232,7 +289,7 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
         /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod 16) */
         const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
         const uint32_t e = c + (uint32_t)__builtin_popcount(ef_mask16(mr));
-        const __m512i p = _mm512_maskz_compress_epi32(mr, m[r]);
+        const __m512i p = ef_compress16(mr, m[r]);
         const uint32_t ta = (c < 16 ? 0xFFFFu << c : 0) & (e < 16 ? (1u << e) - 1 : 0xFFFFu);
         const uint32_t tb = (c > 16 ? 0xFFFFu << (c - 16) : 0xFFFFu) &
                             (e > 16 ? (e < 32 ? (1u << (e - 16)) - 1 : 0xFFFFu) : 0);
@@ -247,24 +304,7 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
         *otk = tv;
         return 0;
     }
-    if (c <= 16) {
-        tk = F(x512_kth16)(ka, (int)k);
-    } else { /* the largest candidate that at least k candidates reach */
-        K ck[32];
-        __m512i ra = _mm512_setzero_si512(), rb = ra;
-        const __m512i kv = _mm512_set1_epi32((int)k);
-        _mm512_storeu_si512((void *)ck, ka);
-        _mm512_storeu_si512((void *)(ck + 16), kb);
-        for (j = 0; j < (int64_t)c; j++) {
-            const __m512i bj = _mm512_set1_epi32((int)ck[j]);
-            ra = F(x512_count)(ra, _mm512_cmpge_epu32_mask(bj, ka));
-            rb = F(x512_count)(rb, _mm512_cmpge_epu32_mask(bj, kb));
-        }
-        tk = F(x512_allmax)(_mm512_max_epu32(
-            _mm512_maskz_mov_epi32(_mm512_cmpge_epi32_mask(ra, kv), ka),
-            _mm512_maskz_mov_epi32(
-                _mm512_mask_cmpge_epi32_mask((__mmask16)((1u << (c - 16)) - 1), rb, kv), kb)));
-    }
+    tk = c <= 16 ? F(x512_kth16s)(ka, (int)k) : F(x512_kth32)(ka, kb, (int)k);
     *oka = ka;
     *okb = kb;
     *otk = tk;
@@ -348,6 +388,22 @@ EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, 
            F(x512_groups_emit)(S, mode, a, len, k, ka, kb, tk, oidx, oval);
 }
 
+/* x512_groups on one row, in the mode of S: a function of its own (inlined into
+ * few_x512, its sorting networks slowed few_x512's path for longer rows, rows of 300,
+ * k = 2, by 1.4x: the code of that path, unchanged, compiled otherwise). */
+static __attribute__((noinline)) EF_TARGET_X512 int F(few_x512_groups)(
+    const F(src) *S, int64_t len, int64_t k, K *a, int64_t *oidx, T *oval, __m512i *tv)
+{
+    switch (S->mode) {
+    case EF21_MODE_TOPK:
+        return F(x512_groups)(S, EF21_MODE_TOPK, len, k, a, oidx, oval, tv);
+    case EF21_MODE_EF21:
+        return F(x512_groups)(S, EF21_MODE_EF21, len, k, a, oidx, oval, tv);
+    default:
+        return F(x512_groups)(S, EF21_MODE_EF21_SCALED, len, k, a, oidx, oval, tv);
+    }
+}
+
 /* select_few with AVX-512 for the row of S (float32, len <= EF_FEWX_D, a mode that
  * x512_key_at forms): its keys go to a (all of them, whether or not it succeeds), the
  * threshold comes from 16 groups (j mod 16, the lanes of a vector). For k <= 12, t =
@@ -355,11 +411,12 @@ EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, 
  * 16 groups' second largest keys: that many groups then hold two distinct entries >= t
  * each, so again at least k entries of the row reach t, and t is at most the row's
  * k-th largest key (on random rows of 112, about 25 candidates for k = 16 instead of
- * 42). The candidates (key >= t, in index order) give the row's k-th key T (the
- * largest candidate that at least k candidates reach); the selection is the keys
+ * 42). The candidates (key >= t, in index order) give the row's k-th key T (x512_kth16,
+ * x512_kth32); the selection is the keys
  * above T and the first ties. At most 16 candidates (most rows for k <= 10) are packed
  * in registers; up to EF_FEWX_MAX go through memory. Rows up to EF_FEWX_GROUPS_D first
- * try x512_groups (T from the groups' top five keys; values and updates formed too). Returns 2 with the k indices (ascending) in oidx, their values in oval and the
+ * try x512_groups (T from the groups' top five keys; values and updates formed too).
+ * Returns 2 with the k indices (ascending) in oidx, their values in oval and the
  * state updated; 1 with the indices only (the caller forms the values); 0 when more
  * than EF_FEWX_MAX entries reach t. */
 EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a,
@@ -371,23 +428,11 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
                                            15);
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    __m512i m[2], tv, ka, kb, ra, rb;
+    __m512i m[2], tv, ka, kb;
     int64_t j, c = 0;
     __mmask16 va, vb;
     if (len <= EF_FEWX_GROUPS_D) {
-        int done;
-        switch (S->mode) {
-        case EF21_MODE_TOPK:
-            done = F(x512_groups)(S, EF21_MODE_TOPK, len, k, a, oidx, oval, &tv);
-            break;
-        case EF21_MODE_EF21:
-            done = F(x512_groups)(S, EF21_MODE_EF21, len, k, a, oidx, oval, &tv);
-            break;
-        default:
-            done = F(x512_groups)(S, EF21_MODE_EF21_SCALED, len, k, a, oidx, oval, &tv);
-            break;
-        }
-        if (done)
+        if (F(few_x512_groups)(S, len, k, a, oidx, oval, &tv))
             return 2;
     } else {
         switch (S->mode) {
@@ -401,7 +446,7 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
             F(x512_keys_m)(S, EF21_MODE_EF21_SCALED, len, a, &m[0], &m[1]);
             break;
         }
-        tv = F(x512_threshold)(m, k);
+        tv = k <= 12 ? F(x512_kth16)(m[0], (int)k) : F(x512_kth16)(m[1], (int)(k + 1) / 2);
     }
     if (k <= EF_FEWX_ONE_K && F(x512_one_vector)(a, len, k, tv, oidx))
         return 1;
@@ -417,24 +462,14 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
         if (c > EF_FEWX_MAX)
             return 0;
     }
-    /* T: the k-th largest key of the candidates (so of the row), the largest whose
-     * count of candidates >= it is at least k (absent lanes: key 0, at most any key) */
+    /* T: the k-th largest key of the candidates, so of the row (absent lanes: key 0,
+     * at most any key) */
     va = (__mmask16)(c >= 16 ? 0xFFFF : (1u << c) - 1);
     vb = (__mmask16)(c <= 16 ? 0 : (1u << (c - 16)) - 1);
     ka = _mm512_maskz_loadu_epi32(va, (const void *)ck);
     kb = _mm512_maskz_loadu_epi32(vb, (const void *)(ck + 16));
-    ra = _mm512_setzero_si512();
-    rb = _mm512_setzero_si512();
-    for (j = 0; j < c; j++) {
-        const __m512i bj = _mm512_set1_epi32((int)ck[j]);
-        ra = F(x512_count)(ra, _mm512_cmpge_epu32_mask(bj, ka));
-        rb = F(x512_count)(rb, _mm512_cmpge_epu32_mask(bj, kb));
-    }
     {
-        const __m512i kv = _mm512_set1_epi32((int)k);
-        const __m512i tk = F(x512_allmax)(_mm512_max_epu32(
-            _mm512_maskz_mov_epi32(_mm512_mask_cmpge_epi32_mask(va, ra, kv), ka),
-            _mm512_maskz_mov_epi32(_mm512_mask_cmpge_epi32_mask(vb, rb, kv), kb)));
+        const __m512i tk = F(x512_kth32)(ka, kb, (int)k);
         /* the keys above T, and the first k - (their count) keys equal to T */
         const uint32_t gt = ef_mask16(_mm512_mask_cmpgt_epu32_mask(va, ka, tk)) |
                             ef_mask16(_mm512_mask_cmpgt_epu32_mask(vb, kb, tk)) << 16;
