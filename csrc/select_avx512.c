@@ -285,7 +285,7 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
         *otk = tv;
         return 1;
     }
-    for (r = 0; r < 5; r++) {
+    for (r = 0; r < 5 && c <= 32; r++) {
         /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod 16) */
         const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
         const uint32_t e = c + (uint32_t)__builtin_popcount(ef_mask16(mr));
