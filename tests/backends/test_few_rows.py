@@ -50,6 +50,17 @@ def _same(a, b):
     assert np.array_equal(np.ascontiguousarray(a).view(bits), np.ascontiguousarray(b).view(bits))
 
 
+def _same_ef21_step(g, s0, k, scale, backend):
+    """ef21_step of the backend on a copy of s0 against the reference's: the same
+    indices, values and state, bit for bit."""
+    s_ref, s_got = s0.copy(), s0.copy()
+    want = reference.ef21_step(g, s_ref, k, scale=scale)
+    got = api.ef21_step(g, s_got, k, scale=scale, backend=backend)
+    for w, h in zip(want, got):
+        _same(w, h)
+    _same(s_ref, s_got)
+
+
 def _ks(d):
     return sorted({k for k in (2, 3, 8, 9, 12, 13, 16) if k <= d} | ({d} if d <= 16 else set()))
 
@@ -75,12 +86,7 @@ def test_ef21_step_and_topk_match_the_reference(backend, kind, threads):
         g = _rows(kind, n, d, rng)
         s0 = (rng.standard_normal((n, d)) * (kind != "zeros")).astype(np.float32)
         for k in _ks(d):
-            s_ref, s_got = s0.copy(), s0.copy()
-            want = reference.ef21_step(g, s_ref, k)
-            got = api.ef21_step(g, s_got, k, backend=backend)
-            for w, h in zip(want, got):
-                _same(w, h)
-            _same(s_ref, s_got)
+            _same_ef21_step(g, s0, k, None, backend)
             for w, h in zip(reference.topk(g, k), api.topk(g, k, backend=backend)):
                 _same(w, h)
 
@@ -103,12 +109,7 @@ def test_scaled_and_ef_steps_match_the_reference(backend, scale, threads):
                 w[1::4] = -np.inf
                 g[:, ::3] = 0
             for k in _ks(d):
-                s_ref, s_got = s0.copy(), s0.copy()
-                want = reference.ef21_step(g, s_ref, k, scale=w)
-                got = api.ef21_step(g, s_got, k, scale=w, backend=backend)
-                for a, b in zip(want, got):
-                    _same(a, b)
-                _same(s_ref, s_got)
+                _same_ef21_step(g, s0, k, w, backend)
                 e_ref, e_got = s0.copy(), s0.copy()
                 for a, b in zip(reference.ef_step(g, e_ref, k, lr=0.25),
                                 api.ef_step(g, e_got, k, lr=0.25, backend=backend)):
@@ -166,11 +167,6 @@ def test_rows_the_groups_do_not_settle_or_settle_with_ties(backend, kind, thread
             s0 = np.zeros((30, d), np.float32)  # (keys |g|: the ties kept)
             w = rng.uniform(0.5, 2.0, 30).astype(np.float32)
             for scale in (None, w):
-                s_ref, s_got = s0.copy(), s0.copy()
-                want = reference.ef21_step(g, s_ref, k, scale=scale)
-                got = api.ef21_step(g, s_got, k, scale=scale, backend=backend)
-                for a, b in zip(want, got):
-                    _same(a, b)
-                _same(s_ref, s_got)
+                _same_ef21_step(g, s0, k, scale, backend)
             for a, b in zip(reference.topk(g, k), api.topk(g, k, backend=backend)):
                 _same(a, b)
