@@ -52,6 +52,21 @@
 /* Functions shared between the units, not exported from the shared library. */
 #define EF_HIDDEN __attribute__((visibility("hidden")))
 
+/* EF_HOLDS(c): a condition the code makes true by construction, where a release build
+ * only takes a slower, still exact, path if it were false (so a test on results cannot
+ * see it broken). Built with -DEF_CHECKED (.ci/sanitize does), a false one prints its
+ * place and aborts the process: a broken invariant fails the tests there. */
+#ifdef EF_CHECKED
+#include <stdio.h>
+#define EF_HOLDS(c)                                                                       \
+    ((c) ? 1                                                                              \
+         : (fprintf(stderr, "ef21fast: %s:%d: invariant broken: %s\n", __FILE__, __LINE__, \
+                    #c),                                                                  \
+            abort(), 0))
+#else
+#define EF_HOLDS(c) (c)
+#endif
+
 /* What a candidate pass (collect) returns: internal, never returned to Python. */
 enum ef_pass {
     EF_PASS_DONE = 0,     /* the range was scanned, every candidate kept */

@@ -193,62 +193,39 @@ EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j
                                   _mm512_set1_epi32((int)KNAN));
 }
 
-/* The keys of the row (len of them) to a, with the largest (*m1) and second largest
- * (*m2) of each group j mod 16 (key 0 for none). Stored in the width that few_x512
- * reads them back in: after the 32-byte stores of keys (passes.c), its 64-byte loads
- * stalled (1000 x 112 float32 ef21_step, k = 2, one thread: 77 us, 54 with these). */
-EF_X512_INLINE void F(x512_keys_m)(const F(src) *S, const int mode, int64_t len, K *a,
-                                   __m512i *m1, __m512i *m2)
+/* The keys of the row (len of them) to a, with the `levels` largest of each group j
+ * mod 16, descending, in m[0 .. levels-1] (key 0 for none): each vector of keys goes
+ * down the levels by min/max. `levels` is a constant where it is inlined (2 for
+ * few_x512's longer rows, 5 for x512_groups), so m stays in registers. Stored in the
+ * width that few_x512 reads them back in: after the 32-byte stores of keys (passes.c),
+ * its 64-byte loads stalled (1000 x 112 float32 ef21_step, k = 2, one thread: 77 us, 54
+ * with these). levels <= 5. */
+EF_X512_INLINE void F(x512_keys_top)(const F(src) *S, const int mode, int64_t len, K *a,
+                                     const int levels, __m512i *m)
 {
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    __m512i x1 = _mm512_setzero_si512(), x2 = _mm512_setzero_si512();
+    __m512i x[5]; /* (not m: the stores of keys to a could alias it, m went to memory) */
     int64_t j;
-    for (j = 0; j < full; j += 16) {
-        const __m512i v = F(x512_key_at)(S, mode, j, (__mmask16)0xFFFF);
-        _mm512_storeu_si512((void *)(a + j), v);
-        x2 = _mm512_max_epu32(x2, _mm512_min_epu32(x1, v));
-        x1 = _mm512_max_epu32(x1, v);
-    }
-    if (tail) {
-        const __m512i v = F(x512_key_at)(S, mode, full, tail);
-        _mm512_mask_storeu_epi32((void *)(a + full), tail, v);
-        x2 = _mm512_max_epu32(x2, _mm512_min_epu32(x1, v));
-        x1 = _mm512_max_epu32(x1, v);
-    }
-    *m1 = x1;
-    *m2 = x2;
-}
-
-/* The keys of the row (len <= EF_FEWX_GROUPS_D of them) to a, with the five largest
- * keys of each group j mod 16 (m[0] >= m[1] >= ... >= m[4] lane by lane, key 0 for
- * none): each vector inserted into its lanes' sorted five. */
-EF_X512_INLINE void F(x512_keys_top5)(const F(src) *S, const int mode, int64_t len, K *a,
-                                      __m512i *m)
-{
-    const int64_t full = len & ~(int64_t)15;
-    const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    __m512i x1 = _mm512_setzero_si512(), x2 = x1, x3 = x1, x4 = x1, x5 = x1;
-    int64_t j;
+    int l;
+#pragma GCC unroll 5
+    for (l = 0; l < levels; l++)
+        x[l] = _mm512_setzero_si512();
     for (j = 0; j < len; j += 16) {
         const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
-        __m512i v = F(x512_key_at)(S, mode, j, in), t;
+        __m512i v = F(x512_key_at)(S, mode, j, in);
         _mm512_mask_storeu_epi32((void *)(a + j), in, v);
-        t = _mm512_min_epu32(x1, v);
-        x1 = _mm512_max_epu32(x1, v);
-        v = _mm512_min_epu32(x2, t);
-        x2 = _mm512_max_epu32(x2, t);
-        t = _mm512_min_epu32(x3, v);
-        x3 = _mm512_max_epu32(x3, v);
-        v = _mm512_min_epu32(x4, t);
-        x4 = _mm512_max_epu32(x4, t);
-        x5 = _mm512_max_epu32(x5, v);
+#pragma GCC unroll 5
+        for (l = 0; l < levels - 1; l++) {
+            const __m512i t = _mm512_min_epu32(x[l], v);
+            x[l] = _mm512_max_epu32(x[l], v);
+            v = t;
+        }
+        x[levels - 1] = _mm512_max_epu32(x[levels - 1], v);
     }
-    m[0] = x1;
-    m[1] = x2;
-    m[2] = x3;
-    m[3] = x4;
-    m[4] = x5;
+#pragma GCC unroll 5
+    for (l = 0; l < levels; l++)
+        m[l] = x[l];
 }
 
 /* The threshold of few_x512 from the groups' largest keys m[0] and second largest m[1]
@@ -260,7 +237,7 @@ EF_X512_INLINE __m512i F(x512_threshold)(const __m512i *m, int64_t k)
 }
 
 /* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys from the five largest
- * keys of its groups (m, as x512_keys_top5 forms them) and the threshold tv, when they
+ * keys of its groups (m, as x512_keys_top forms them) and the threshold tv, when they
  * settle it. For k <= 12, tv is the k-th largest of the groups' largest keys: when no
  * group's second key reaches it, the row's entries >= tv are those largest keys, and
  * T = tv (random rows of 112: k = 2 95% of rows, 4 70%, 8 16%). Else the candidates
@@ -276,39 +253,36 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
 {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
                                            15);
-    __m512i ka = _mm512_setzero_si512(), kb = ka, tk;
+    __m512i ka = _mm512_setzero_si512(), kb = ka, tk = tv;
     uint32_t c = 0;
-    int r;
+    int r, ok;
     if (k <= 12 && _mm512_cvtsi512_si32(tv) != 0 && !_mm512_cmpge_epu32_mask(m[1], tv)) {
-        *oka = m[0];
-        *okb = kb;
-        *otk = tv;
-        return 1;
+        ka = m[0];
+        ok = 1;
+    } else {
+        for (r = 0; r < 5 && c <= 32; r++) {
+            /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod
+             * 16) */
+            const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
+            const uint32_t e = c + (uint32_t)__builtin_popcount(ef_mask16(mr));
+            const __m512i p = ef_compress16(mr, m[r]);
+            const uint32_t ta =
+                (c < 16 ? 0xFFFFu << c : 0) & (e < 16 ? (1u << e) - 1 : 0xFFFFu);
+            const uint32_t tb = (c > 16 ? 0xFFFFu << (c - 16) : 0xFFFFu) &
+                                (e > 16 ? (e < 32 ? (1u << (e - 16)) - 1 : 0xFFFFu) : 0);
+            const __m512i up = _mm512_sub_epi32(iota, _mm512_set1_epi32((int)c));
+            ka = _mm512_or_si512(ka, _mm512_maskz_permutexvar_epi32((__mmask16)ta, up, p));
+            kb = _mm512_or_si512(kb, _mm512_maskz_permutexvar_epi32((__mmask16)tb, up, p));
+            c = e;
+        }
+        if (c <= 32)
+            tk = c <= 16 ? F(x512_kth16s)(ka, (int)k) : F(x512_kth32)(ka, kb, (int)k);
+        ok = c <= 32 && _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[4], tk);
     }
-    for (r = 0; r < 5 && c <= 32; r++) {
-        /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod 16) */
-        const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
-        const uint32_t e = c + (uint32_t)__builtin_popcount(ef_mask16(mr));
-        const __m512i p = ef_compress16(mr, m[r]);
-        const uint32_t ta = (c < 16 ? 0xFFFFu << c : 0) & (e < 16 ? (1u << e) - 1 : 0xFFFFu);
-        const uint32_t tb = (c > 16 ? 0xFFFFu << (c - 16) : 0xFFFFu) &
-                            (e > 16 ? (e < 32 ? (1u << (e - 16)) - 1 : 0xFFFFu) : 0);
-        const __m512i up = _mm512_sub_epi32(iota, _mm512_set1_epi32((int)c));
-        ka = _mm512_or_si512(ka, _mm512_maskz_permutexvar_epi32((__mmask16)ta, up, p));
-        kb = _mm512_or_si512(kb, _mm512_maskz_permutexvar_epi32((__mmask16)tb, up, p));
-        c = e;
-    }
-    if (c > 32) {
-        *oka = ka;
-        *okb = kb;
-        *otk = tv;
-        return 0;
-    }
-    tk = c <= 16 ? F(x512_kth16s)(ka, (int)k) : F(x512_kth32)(ka, kb, (int)k);
     *oka = ka;
     *okb = kb;
     *otk = tk;
-    return _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[4], tk);
+    return ok;
 }
 
 /* The selection of a row of len <= EF_FEWX_GROUPS_D keys (a) whose k-th largest key T
@@ -348,8 +322,9 @@ EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K 
         w[j >> 6] |= (uint64_t)sel << (j & 63);
     }
     /* (the counts agree by construction; a bitmap that disagreed would send the loop
-     * below past the row: the caller's generic path instead) */
-    if (__builtin_popcountll(w[0]) + __builtin_popcountll(w[1]) != k)
+     * below past the row: the caller's generic path instead, and an abort in checked
+     * builds, where the tests then see a broken tie split) */
+    if (!EF_HOLDS(__builtin_popcountll(w[0]) + __builtin_popcountll(w[1]) == k))
         return 0;
     {
         const T *x = S->x, *g = S->g;
@@ -382,7 +357,7 @@ EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, 
                                   K *a, int64_t *oidx, T *oval, __m512i *tv)
 {
     __m512i m[5], ka, kb, tk;
-    F(x512_keys_top5)(S, mode, len, a, m);
+    F(x512_keys_top)(S, mode, len, a, 5, m);
     *tv = F(x512_threshold)(m, k);
     return F(x512_groups_kth)(k, *tv, m, &ka, &kb, &tk) &&
            F(x512_groups_emit)(S, mode, a, len, k, ka, kb, tk, oidx, oval);
@@ -437,13 +412,13 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
     } else {
         switch (S->mode) {
         case EF21_MODE_TOPK:
-            F(x512_keys_m)(S, EF21_MODE_TOPK, len, a, &m[0], &m[1]);
+            F(x512_keys_top)(S, EF21_MODE_TOPK, len, a, 2, m);
             break;
         case EF21_MODE_EF21:
-            F(x512_keys_m)(S, EF21_MODE_EF21, len, a, &m[0], &m[1]);
+            F(x512_keys_top)(S, EF21_MODE_EF21, len, a, 2, m);
             break;
         default:
-            F(x512_keys_m)(S, EF21_MODE_EF21_SCALED, len, a, &m[0], &m[1]);
+            F(x512_keys_top)(S, EF21_MODE_EF21_SCALED, len, a, 2, m);
             break;
         }
         tv = k <= 12 ? F(x512_kth16)(m[0], (int)k) : F(x512_kth16)(m[1], (int)(k + 1) / 2);
@@ -498,8 +473,8 @@ EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mo
     K a0[EF_FEWX_GROUPS_D], a1[EF_FEWX_GROUPS_D];
     __m512i m0[5], m1[5], tv0, tv1, ka0, kb0, tk0, ka1, kb1, tk1;
     int ok0, ok1;
-    F(x512_keys_top5)(S0, mode, len, a0, m0);
-    F(x512_keys_top5)(S1, mode, len, a1, m1);
+    F(x512_keys_top)(S0, mode, len, a0, 5, m0);
+    F(x512_keys_top)(S1, mode, len, a1, 5, m1);
     tv0 = F(x512_threshold)(m0, k);
     tv1 = F(x512_threshold)(m1, k);
     ok0 = F(x512_groups_kth)(k, tv0, m0, &ka0, &kb0, &tk0);
