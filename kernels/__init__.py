@@ -16,6 +16,8 @@ Modules, from the elements up:
   mode (and how every loop gets compiled once per mode);
 * :mod:`.passes`: the streaming passes over a row or a chunk of it;
 * :mod:`.select`: exact selection on keys (radix select, sample threshold);
+* :mod:`.lanes`: operations on 16 keys at a time, as LLVM vector code (Numba
+  intrinsics), and :mod:`.groups`: the few largest keys of short rows built on them;
 * :mod:`.candidates`: selection among the candidate lists, and emission from them;
 * :mod:`.rows`: the jitted drivers of whole rows (one thread, rows in parallel);
 * :mod:`.split_row`: the jitted driver of one long row split across the threads;

@@ -36,20 +36,21 @@ def gt_mask(keys, start, t):
     return np.uint64(msk)
 
 
-def _splat(builder, vty, scalar):
-    """A vector of type ``vty`` with ``scalar`` in every lane."""
+def splat(builder, vty, scalar):
+    """A vector of type ``vty`` with ``scalar`` in every lane (LLVM IR, for the
+    intrinsics here and in :mod:`.lanes`)."""
     lane0 = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar,
                                    ir.Constant(ir.IntType(32), 0))
     return builder.shuffle_vector(
         lane0, ir.Constant(vty, ir.Undefined),
-        ir.Constant(ir.VectorType(ir.IntType(32), MASK_BITS), [0] * MASK_BITS))
+        ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count))
 
 
-def _mask_codegen(keyed):
+def _mask_codegen(keyed, op=">"):
     """The code of the intrinsics below: ``MASK_BITS`` lanes of the array from
     ``start`` as integers of its width (``keyed``: a float array's bits, mapped to
-    their keys as :func:`.keys.canon` does), compared with t, the ``<64 x i1>`` result
-    bit cast to the word."""
+    their keys as :func:`.keys.canon` does), compared with t (``op``: ``">"`` or
+    ``"=="``), the ``<64 x i1>`` result bit cast to the word."""
     def codegen(context, builder, signature, args):
         arr, at, tv = args
         aty, sty, _ = signature.args
@@ -66,12 +67,12 @@ def _mask_codegen(keyed):
             vec = builder.and_(vec, ir.Constant(vty, [absm] * MASK_BITS))
             nanv = ir.Constant(vty, [nan] * MASK_BITS)
             vec = builder.select(builder.icmp_signed("<", vec, nanv), vec, nanv)
-        tvec = _splat(builder, vty, tv)
+        tvec = splat(builder, vty, tv)
         if signed:
-            gt = builder.icmp_signed(">", vec, tvec)
+            hit = builder.icmp_signed(op, vec, tvec)
         else:
-            gt = builder.icmp_unsigned(">", vec, tvec)
-        return builder.bitcast(gt, ir.IntType(MASK_BITS))
+            hit = builder.icmp_unsigned(op, vec, tvec)
+        return builder.bitcast(hit, ir.IntType(MASK_BITS))
     return codegen
 
 
@@ -79,6 +80,41 @@ def _mask_codegen(keyed):
 def _gt_mask_vector(typingctx, keys, start, t):
     """:func:`gt_mask` on a C-contiguous array, with t of the keys' own type."""
     return types.uint64(keys, start, t), _mask_codegen(False)
+
+
+@intrinsic
+def _eq_mask_vector(typingctx, keys, start, t):
+    """:func:`eq_mask` on a C-contiguous array, with t of the keys' own type."""
+    return types.uint64(keys, start, t), _mask_codegen(False, "==")
+
+
+def eq_mask(keys, start, t):
+    """As :func:`gt_mask`, for ``keys[start + u] == t``. Pure-Python version; jitted
+    callers get the overload (one vector compare when t has the keys' type, as the
+    selection's thresholds have)."""
+    seg = keys[start:start + MASK_BITS]
+    msk = 0
+    for u in np.flatnonzero(seg.astype(np.int64) == int(t)):
+        msk |= 1 << int(u)
+    return np.uint64(msk)
+
+
+@overload(eq_mask, jit_options={"nogil": True})
+def _eq_mask_overload(keys, start, t):
+    if not (isinstance(keys, types.Array) and keys.ndim == 1
+            and isinstance(keys.dtype, types.Integer) and isinstance(t, types.Integer)):
+        return None
+    if keys.layout == "C" and t == keys.dtype:
+        def same(keys, start, t):
+            return _eq_mask_vector(keys, start, t)
+        return same
+
+    def loop(keys, start, t):
+        msk = np.uint64(0)
+        for u in range(MASK_BITS):
+            msk |= np.uint64(keys[start + u] == t) << np.uint64(u)
+        return msk
+    return loop
 
 
 @intrinsic
@@ -169,7 +205,7 @@ def _value_vector(builder, mode, vecs, cv):
                          ir.Constant(ity, [quiet] * x.type.count))
         return builder.select(both, builder.bitcast(qx, x.type), r)
 
-    cvec = _splat(builder, va.type, cv)
+    cvec = splat(builder, va.type, cv)
     m = first_nan(builder.fmul(cvec, va), cvec)
     if mode == MODE_EF21_SCALED:
         return builder.fsub(m, vb)
@@ -206,7 +242,7 @@ def _word_compare(context, builder, mode, seg, at, tv):
     keys = builder.and_(vec, ir.Constant(vty, [absm] * MASK_BITS))
     nanv = ir.Constant(vty, [nan] * MASK_BITS)
     keys = builder.select(builder.icmp_signed("<", keys, nanv), keys, nanv)
-    return vec, builder.icmp_signed(">", keys, _splat(builder, vty, tv))
+    return vec, builder.icmp_signed(">", keys, splat(builder, vty, tv))
 
 
 def _compress_codegen(mode):
@@ -232,7 +268,7 @@ def _compress_codegen(mode):
                                                builder.extract_value(lists, q)).data
                         for q, ty in ((0, kty), (1, oty)))
         base = builder.trunc(at, ir.IntType(ow)) if ow < 64 else at
-        offs = builder.add(_splat(builder, ovty, base),
+        offs = builder.add(splat(builder, ovty, base),
                            ir.Constant(ovty, list(range(MASK_BITS))))
         # per 512-bit part: compressed in a register, stored whole (the store of a
         # compress to memory is microcoded on AMD Zen), the position advanced by its

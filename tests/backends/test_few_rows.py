@@ -138,10 +138,16 @@ def _crowded_or_tied(kind, n, d, k, rng):
     (``crowded``: the k largest entries all in one group, when it holds more than five;
     every other row, so that rows taken two at a time mix both) or settle with ties at
     it in several groups (``tied``: entries of other groups set to the k-th value or its
-    negative, after the k-th in index order or before it)."""
+    negative, after the k-th in index order or before it); ``spread``: every entry of
+    k - 1 groups larger than those of the others, every other row (on rows of 128 and
+    k = 12, 88 keys above the k-th largest group maximum: more than the Numba
+    backend's groups rank, :data:`kernels.groups.CAND_MAX`)."""
     g = rng.standard_normal((n, d)).astype(np.float32)
     for row in g:
-        if kind == "crowded" and rng.random() < 0.5:
+        if kind == "spread" and rng.random() < 0.5:
+            big = np.isin(np.arange(d) % 16, rng.permutation(min(16, d))[:k - 1])
+            row[big] = (np.sign(row[big]) * (np.abs(row[big]) + 10)).astype(np.float32)
+        elif kind == "crowded" and rng.random() < 0.5:
             lane = rng.integers(min(16, d))
             at = np.arange(lane, d, 16)[:k]
             row[at] = rng.permutation(len(at)).astype(np.float32) + 10
@@ -155,7 +161,7 @@ def _crowded_or_tied(kind, n, d, k, rng):
 
 @THREADS
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kind", ["crowded", "tied"])
+@pytest.mark.parametrize("kind", ["crowded", "tied", "spread"])
 def test_rows_the_groups_do_not_settle_or_settle_with_ties(backend, kind, threads):
     require_threads(backend, threads)
     rng = np.random.default_rng(23 + threads + len(kind))

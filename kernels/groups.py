@@ -1,0 +1,127 @@
+"""The few (``2 <= k <= 16``) largest keys of a short row (at most ``GROUPS_MAX_D``
+keys), from the groups j mod 16 of its keys, with the vector operations of
+:mod:`.lanes`.
+
+With ``m1``/``m2`` the largest and second largest key of each group:
+
+* a threshold ``tv`` that at least k keys reach: for ``k <= 12`` the k-th largest of
+  the ``m1`` (k groups hold a key ``>= tv`` each), above it the ``ceil(k/2)``-th
+  largest of the ``m2`` (that many groups hold two each), which brings fewer keys above
+  it for large k (random rows of 112, k = 16: about 25 instead of 40);
+* if fewer than k keys exceed ``tv``, the row's k-th largest key T is ``tv`` itself
+  (random rows of 112: most rows for k <= 4); else T is the k-th largest of the keys
+  above ``tv`` (at least k of them; at most ``CAND_MAX``, else the caller selects
+  another way);
+* the selection: the keys above T, then the first ``k - (their count)`` keys equal to
+  T, in index order: from the candidates when T came from them, else from the row's
+  bit masks (two words of 64 keys, :mod:`.masks`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .keys import ctz
+from .lanes import LANES, group_top2, kth_lanes, kth_of
+from .masks import MASK_BITS, eq_mask, gt_mask, popcount
+
+#: Rows up to this long (a row's bit masks fit in two words).
+GROUPS_MAX_D = 128
+#: At most this many keys above the threshold are ranked (:func:`.lanes.kth_of`).
+CAND_MAX = 64
+#: For k up to this, the threshold is the k-th largest of the groups' maxima.
+TOP1_K = 12
+
+
+@njit(cache=True, nogil=True)
+def bits_gt(keys, d, t):
+    """``(lo, hi)``: bit j of the 128-bit mask set iff ``keys[j] > t`` (``j < d <=
+    128``, ``keys`` padded as :func:`select_groups` states)."""
+    lo = gt_mask(keys, 0, t)
+    hi = gt_mask(keys, MASK_BITS, t) if d > MASK_BITS else np.uint64(0)
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def bits_eq(keys, d, t):
+    """As :func:`bits_gt`, for ``keys[j] == t``."""
+    lo = eq_mask(keys, 0, t)
+    hi = eq_mask(keys, MASK_BITS, t) if d > MASK_BITS else np.uint64(0)
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def count(lo, hi):
+    """The set bits of the 128-bit mask ``(lo, hi)``, as an int64."""
+    return np.int64(popcount(lo)) + np.int64(popcount(hi))
+
+
+@njit(cache=True, nogil=True)
+def take_bits(lo, hi, n, out):
+    """The positions of the n lowest set bits of the 128-bit mask ``(lo, hi)`` (it has
+    at least n), ascending, to ``out[:n]``: n steps without a branch on the bits (the
+    exits of a loop per word or per 16 bits were mispredicted on most rows)."""
+    for o in range(n):
+        in_lo = lo != np.uint64(0)
+        out[o] = ctz(lo) if in_lo else 64 + ctz(hi)
+        hi = hi if in_lo else hi & (hi - np.uint64(1))
+        lo &= lo - np.uint64(1)
+
+
+@njit(cache=True, nogil=True)
+def select_groups(keys, d, k, m, ck, sel):
+    """The k largest of the keys ``keys[:d]`` (``2 <= k <= 16``, ``k < d <=
+    GROUPS_MAX_D``), ties to the smaller index: their indices, ascending, to
+    ``sel[:k]``; returns k, or 0 (``sel`` garbage) when more than ``CAND_MAX`` keys
+    exceed the threshold.
+
+    ``keys``: room for ``64 * ceil(d / 64)``, ``keys[d:]`` set to -1 (below every key);
+    ``m``: room for 32 keys, ``ck`` for ``CAND_MAX``; ``sel``: room for ``CAND_MAX``
+    indices.
+    """
+    nvec = (d + LANES - 1) // LANES
+    group_top2(keys, nvec, m)
+    if k <= TOP1_K:
+        tv = kth_lanes(m, 0, k)
+    else:
+        tv = kth_lanes(m, LANES, (k + 1) // 2)
+    lo, hi = bits_gt(keys, d, tv)
+    gt = count(lo, hi)
+    t = tv
+    if gt >= k:  # T is above tv: the k-th largest of the keys above it
+        if gt > CAND_MAX:
+            return 0
+        take_bits(lo, hi, gt, sel)
+        for c in range(gt):
+            ck[c] = keys[sel[c]]
+        t = kth_of(ck, gt, k)
+        # every key >= T is a candidate: those above T, then the first ties, kept in
+        # place in sel (a branch-free compaction)
+        above = 0
+        for c in range(gt):
+            above += ck[c] > t
+        quota = k - above
+        o = 0
+        for c in range(gt):
+            kv = ck[c]
+            tie = (kv == t) & (quota > 0)
+            quota -= tie
+            sel[o] = sel[c]
+            o += (kv > t) | tie
+        return k
+    # T = tv: the keys above it, then the first ties
+    quota = k - count(lo, hi)
+    elo, ehi = bits_eq(keys, d, t)
+    if count(elo, ehi) > quota:  # keep the first quota ties
+        take_bits(elo, ehi, quota, sel)
+        elo = np.uint64(0)
+        ehi = np.uint64(0)
+        for o in range(quota):
+            j = sel[o]
+            if j < 64:
+                elo |= np.uint64(1) << np.uint64(j)
+            else:
+                ehi |= np.uint64(1) << np.uint64(j - 64)
+    take_bits(lo | elo, hi | ehi, k, sel)
+    return k

@@ -1,0 +1,145 @@
+"""The vector operations of the Numba backend that the selection of few entries in
+short rows uses (``kernels/lanes.py``, and ``eq_mask`` and ``gt_mask`` of
+``kernels/masks.py``: LLVM vector code emitted through Numba intrinsics) and that
+selection (``kernels/groups.py``), on int32 and int64 keys: the jitted versions
+against the plain Python ones (which ``NUMBA_DISABLE_JIT=1`` runs), and both against
+definitions written here by brute force."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ef21fast.backends.registry import backend_errors
+
+NUMBA_MISSING = backend_errors().get("numba")
+pytestmark = pytest.mark.skipif(NUMBA_MISSING is not None, reason=str(NUMBA_MISSING))
+
+if NUMBA_MISSING is None:
+    from numba import njit
+
+    from ef21fast.kernels import groups, lanes, masks
+
+    @njit
+    def _jit_all(keys, nvec, t, m, off, k, ck, c):
+        """Every operation once, in jitted code (keys: 128 of them)."""
+        words = np.empty((2, 2), np.uint64)
+        for q in range(2):
+            words[0, q] = masks.gt_mask(keys, q * 64, t)
+            words[1, q] = masks.eq_mask(keys, q * 64, t)
+        lanes.group_top2(keys, nvec, m)
+        return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k)
+
+    @njit
+    def _jit_select(keys, d, k, m, ck, sel):
+        return groups.select_groups(keys, d, k, m, ck, sel)
+
+DTYPES = [np.int32, np.int64]
+
+
+def _py_all(keys, nvec, t, m, off, k, ck, c):
+    words = np.array([[f(keys, q * 64, t) for q in range(2)]
+                      for f in (masks.gt_mask, masks.eq_mask)], np.uint64)
+    lanes.group_top2(keys, nvec, m)
+    return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k)
+
+
+def _brute(keys, nvec, t, off, k, ck, c):
+    """The definitions, element by element."""
+    words = np.zeros((2, 2), np.uint64)
+    for j in range(128):
+        for r, hit in enumerate((keys[j] > t, keys[j] == t)):
+            if hit:
+                words[r, j // 64] |= np.uint64(1 << (j % 64))
+    top = np.full(32, -1, np.int64)
+    for u in range(16):
+        col = sorted((int(keys[q * 16 + u]) for q in range(nvec)), reverse=True)
+        top[u] = col[0]
+        if len(col) > 1:
+            top[16 + u] = col[1]
+    lane_keys = sorted(top[off:off + 16].tolist(), reverse=True)
+    cands = sorted(ck[:c].tolist(), reverse=True)
+    return words, top, lane_keys[k - 1], cands[k - 1]
+
+
+def _check(keys, t, off, k, ck, c, dtype):
+    """keys: 16 nvec of them, read as 128 (padded with -1) by the masks."""
+    nvec = len(keys) // 16
+    keys = np.concatenate([keys, np.full(128 - len(keys), -1)]).astype(dtype)
+    ck = ck.astype(dtype)
+    t = dtype(t)
+    m_jit, m_py = np.empty(32, dtype), np.empty(32, dtype)
+    words_b, top_b, kl_b, ko_b = _brute(keys, nvec, t, off, k, ck, c)
+    for got, m in ((_jit_all(keys, nvec, t, m_jit, off, k, ck, c), m_jit),
+                   (_py_all(keys, nvec, t, m_py, off, k, ck, c), m_py)):
+        words, kl, ko = got
+        assert np.array_equal(words, words_b)
+        assert np.array_equal(m.astype(np.int64), top_b)
+        assert (int(kl), int(ko)) == (kl_b, ko_b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_lane_operations_match_their_definitions(dtype, data):
+    nvec = data.draw(st.integers(1, 8))
+    hi = data.draw(st.sampled_from([3, 50, 2**31 - 1]))  # heavy ties to none
+    keys = np.array(data.draw(st.lists(st.integers(-1, hi), min_size=16 * nvec,
+                                       max_size=16 * nvec)))
+    t = data.draw(st.sampled_from(keys.tolist()) | st.integers(-1, hi))
+    c = data.draw(st.integers(1, 64))
+    ck = np.array(data.draw(st.lists(st.integers(0, hi), min_size=64, max_size=64)))
+    k = data.draw(st.integers(1, min(c, 16)))
+    _check(keys, t, 16 * data.draw(st.integers(0, 1)), k, ck, c, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lane_operations_at_the_edges(dtype):
+    """Candidate counts at the vector boundaries (1, 16, 17, 32, 33, 64) with k = 1 and
+    k = 16, the largest keys of each width, keys all equal, and -1 padding."""
+    rng = np.random.default_rng(3)
+    top = np.iinfo(dtype).max
+    for c in (1, 16, 17, 32, 33, 64):
+        for k in sorted({1, min(c, 16)}):
+            for hi in (1, 1000, top):
+                keys = rng.integers(-1, hi, 16 * 8, endpoint=True)
+                ck = rng.integers(0, hi, 64, endpoint=True)
+                ck[c:] = top  # (past c: never read as keys)
+                _check(keys, keys[5], 0, k, ck, c, dtype)
+                _check(np.full(16, 7), 7, 16, k, np.full(64, 7), c, dtype)
+
+
+def _select_brute(keys, d, k):
+    order = sorted(range(d), key=lambda j: (-int(keys[j]), j))
+    return sorted(order[:k])
+
+
+def _threshold_brute(keys, d, k):
+    """The groups' threshold as the docstring of kernels.groups states it."""
+    cols = [sorted((int(keys[j]) for j in range(u, d, 16)), reverse=True) + [-1, -1]
+            for u in range(16)]
+    if k <= groups.TOP1_K:
+        return sorted((c[0] for c in cols), reverse=True)[k - 1]
+    return sorted((c[1] for c in cols), reverse=True)[(k + 1) // 2 - 1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_select_groups_is_the_k_largest_ties_to_the_smaller_index(dtype, data):
+    d = data.draw(st.integers(3, groups.GROUPS_MAX_D))
+    k = data.draw(st.integers(2, min(16, d - 1)))
+    hi = data.draw(st.sampled_from([2, 40, 2**31 - 1]))
+    keys = np.full(64 * -(-d // 64), -1, dtype)
+    keys[:d] = data.draw(st.lists(st.integers(0, hi), min_size=d, max_size=d))
+    want = _select_brute(keys, d, k)
+    # (its plain Python version runs under NUMBA_DISABLE_JIT in test_threads.py)
+    sel = np.empty(groups.CAND_MAX, np.int64)
+    got = _jit_select(keys, d, k, np.empty(32, dtype), np.empty(groups.CAND_MAX, dtype),
+                      sel)
+    tv = _threshold_brute(keys, d, k)
+    assert np.count_nonzero(keys[:d] >= tv) >= k
+    if got == 0:  # only when more than CAND_MAX keys are above it
+        assert np.count_nonzero(keys[:d] > tv) > groups.CAND_MAX
+    else:
+        assert got == k and sel[:k].tolist() == want
