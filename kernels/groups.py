@@ -64,7 +64,7 @@ def take_bits(lo, hi, n, out):
     exits of a loop per word or per 16 bits were mispredicted on most rows)."""
     for o in range(n):
         in_lo = lo != np.uint64(0)
-        out[o] = ctz(lo) if in_lo else 64 + ctz(hi)
+        out[o] = np.int64(ctz(lo)) if in_lo else 64 + np.int64(ctz(hi))
         hi = hi if in_lo else hi & (hi - np.uint64(1))
         lo &= lo - np.uint64(1)
 
@@ -92,9 +92,13 @@ def select_groups(keys, d, k, m, ck, sel):
     if gt >= k:  # T is above tv: the k-th largest of the keys above it
         if gt > CAND_MAX:
             return 0
-        take_bits(lo, hi, gt, sel)
-        for c in range(gt):
-            ck[c] = keys[sel[c]]
+        for c in range(gt):  # (take_bits, with the keys gathered in the same loop)
+            in_lo = lo != np.uint64(0)
+            j = np.int64(ctz(lo)) if in_lo else 64 + np.int64(ctz(hi))
+            hi = hi if in_lo else hi & (hi - np.uint64(1))
+            lo &= lo - np.uint64(1)
+            sel[c] = j
+            ck[c] = keys[j]
         t = kth_of(ck, gt, k)
         # every key >= T is a candidate: those above T, then the first ties, kept in
         # place in sel (a branch-free compaction)

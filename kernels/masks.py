@@ -90,8 +90,7 @@ def _eq_mask_vector(typingctx, keys, start, t):
 
 def eq_mask(keys, start, t):
     """As :func:`gt_mask`, for ``keys[start + u] == t``. Pure-Python version; jitted
-    callers get the overload (one vector compare when t has the keys' type, as the
-    selection's thresholds have)."""
+    callers get the overload (one vector compare)."""
     seg = keys[start:start + MASK_BITS]
     msk = 0
     for u in np.flatnonzero(seg.astype(np.int64) == int(t)):
@@ -104,17 +103,30 @@ def _eq_mask_overload(keys, start, t):
     if not (isinstance(keys, types.Array) and keys.ndim == 1
             and isinstance(keys.dtype, types.Integer) and isinstance(t, types.Integer)):
         return None
-    if keys.layout == "C" and t == keys.dtype:
-        def same(keys, start, t):
-            return _eq_mask_vector(keys, start, t)
-        return same
+    kt = keys.dtype
 
     def loop(keys, start, t):
         msk = np.uint64(0)
         for u in range(MASK_BITS):
             msk |= np.uint64(keys[start + u] == t) << np.uint64(u)
         return msk
-    return loop
+    if keys.layout != "C" or t.signed != kt.signed:
+        return loop
+    if t == kt:
+        def same(keys, start, t):
+            return _eq_mask_vector(keys, start, t)
+        return same
+    conv = getattr(np, str(kt))
+    info = np.iinfo(np.dtype(str(kt)))
+    lo, hi = info.min, info.max
+
+    # (the keys' own width: canon's int32 keys come out of Numba's arithmetic as int64;
+    # a t outside the keys' range equals none of them)
+    def narrowed(keys, start, t):
+        if t < lo or t > hi:
+            return np.uint64(0)
+        return _eq_mask_vector(keys, start, conv(t))
+    return narrowed
 
 
 @intrinsic

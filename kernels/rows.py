@@ -165,7 +165,7 @@ def first_equal(kbuf, d, best):
     for q in range(-(-d // MASK_BITS)):
         w = eq_mask(kbuf, q * MASK_BITS, best)
         if w:
-            return q * MASK_BITS + ctz(w)
+            return q * MASK_BITS + np.int64(ctz(w))
     return d  # (not reached)
 
 
