@@ -143,3 +143,16 @@ def test_select_groups_is_the_k_largest_ties_to_the_smaller_index(dtype, data):
         assert np.count_nonzero(keys[:d] > tv) > groups.CAND_MAX
     else:
         assert got == k and sel[:k].tolist() == want
+
+
+def test_eq_mask_takes_a_wider_threshold():
+    """int32 keys against an int64 t (what Numba's arithmetic makes of canon's keys):
+    the same bits as the brute force, and none for a t outside int32."""
+    keys = np.random.default_rng(9).integers(-1, 4, 64).astype(np.int32)
+
+    @njit
+    def wide(keys, t):
+        return masks.eq_mask(keys, 0, np.int64(t))
+    for t in (-1, 0, 3, 2**31, -2**31 - 1):
+        want = sum(1 << u for u in range(64) if keys[u] == t)
+        assert int(wide(keys, t)) == want == int(masks.eq_mask(keys, 0, t))
