@@ -13,6 +13,8 @@ the same keys (int64 keys 30.7 / 5.0 us).
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -29,11 +31,32 @@ def gt_mask(keys, start, t):
     """A ``uint64`` with bit u set when ``keys[start + u] > t`` (``u < MASK_BITS``;
     ``keys``: a 1-D integer array with ``start + MASK_BITS <= len(keys)``, not checked
     in jitted code). Pure-Python version; jitted callers get the overload."""
-    seg = keys[start:start + MASK_BITS]
+    return _word(keys[start:start + MASK_BITS].astype(np.int64) > int(t))
+
+
+def _word(hits):
+    """The uint64 with bit u set where ``hits[u]`` (plain Python)."""
     msk = 0
-    for u in np.flatnonzero(seg.astype(np.int64) > int(t)):
+    for u in np.flatnonzero(hits):
         msk |= 1 << int(u)
     return np.uint64(msk)
+
+
+def _integer_word_args(keys, t):
+    """Whether :func:`gt_mask` / :func:`eq_mask` take these Numba types."""
+    return (isinstance(keys, types.Array) and keys.ndim == 1
+            and isinstance(keys.dtype, types.Integer) and isinstance(t, types.Integer))
+
+
+def _mask_loop(cmp):
+    """The word of ``cmp(keys[start + u], t)`` as a loop: the jitted form for arrays
+    and thresholds the vector compare does not take."""
+    def loop(keys, start, t):
+        msk = np.uint64(0)
+        for u in range(MASK_BITS):
+            msk |= np.uint64(cmp(keys[start + u], t)) << np.uint64(u)
+        return msk
+    return loop
 
 
 def splat(builder, vty, scalar):
@@ -91,27 +114,16 @@ def _eq_mask_vector(typingctx, keys, start, t):
 def eq_mask(keys, start, t):
     """As :func:`gt_mask`, for ``keys[start + u] == t``. Pure-Python version; jitted
     callers get the overload (one vector compare)."""
-    seg = keys[start:start + MASK_BITS]
-    msk = 0
-    for u in np.flatnonzero(seg.astype(np.int64) == int(t)):
-        msk |= 1 << int(u)
-    return np.uint64(msk)
+    return _word(keys[start:start + MASK_BITS].astype(np.int64) == int(t))
 
 
 @overload(eq_mask, jit_options={"nogil": True})
 def _eq_mask_overload(keys, start, t):
-    if not (isinstance(keys, types.Array) and keys.ndim == 1
-            and isinstance(keys.dtype, types.Integer) and isinstance(t, types.Integer)):
+    if not _integer_word_args(keys, t):
         return None
     kt = keys.dtype
-
-    def loop(keys, start, t):
-        msk = np.uint64(0)
-        for u in range(MASK_BITS):
-            msk |= np.uint64(keys[start + u] == t) << np.uint64(u)
-        return msk
     if keys.layout != "C" or t.signed != kt.signed:
-        return loop
+        return _mask_loop(operator.eq)
     if t == kt:
         def same(keys, start, t):
             return _eq_mask_vector(keys, start, t)
@@ -163,18 +175,11 @@ def _key_gt_mask_overload(values, start, t):
 
 @overload(gt_mask, jit_options={"nogil": True})
 def _gt_mask_overload(keys, start, t):
-    if not (isinstance(keys, types.Array) and keys.ndim == 1
-            and isinstance(keys.dtype, types.Integer) and isinstance(t, types.Integer)):
+    if not _integer_word_args(keys, t):
         return None
     kt = keys.dtype
-
-    def loop(keys, start, t):
-        msk = np.uint64(0)
-        for u in range(MASK_BITS):
-            msk |= np.uint64(keys[start + u] > t) << np.uint64(u)
-        return msk
     if keys.layout != "C" or (t != kt and not (t.signed and kt.signed)):
-        return loop
+        return _mask_loop(operator.gt)
     info = np.iinfo(np.dtype(str(kt)))
     lo, hi = info.min, info.max
     if t == kt:
