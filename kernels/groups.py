@@ -58,15 +58,22 @@ def count(lo, hi):
 
 
 @njit(cache=True, nogil=True)
+def pop_lowest(lo, hi):
+    """``(j, lo, hi)``: the position j of the lowest set bit of the non-zero 128-bit
+    mask ``(lo, hi)``, and the mask without it; no branch on the bits (the exits of a
+    loop per word or per 16 bits were mispredicted on most rows)."""
+    in_lo = lo != np.uint64(0)
+    j = np.int64(ctz(lo)) if in_lo else 64 + np.int64(ctz(hi))
+    hi = hi if in_lo else hi & (hi - np.uint64(1))
+    return j, lo & (lo - np.uint64(1)), hi
+
+
+@njit(cache=True, nogil=True)
 def take_bits(lo, hi, n, out):
     """The positions of the n lowest set bits of the 128-bit mask ``(lo, hi)`` (it has
-    at least n), ascending, to ``out[:n]``: n steps without a branch on the bits (the
-    exits of a loop per word or per 16 bits were mispredicted on most rows)."""
+    at least n), ascending, to ``out[:n]``."""
     for o in range(n):
-        in_lo = lo != np.uint64(0)
-        out[o] = np.int64(ctz(lo)) if in_lo else 64 + np.int64(ctz(hi))
-        hi = hi if in_lo else hi & (hi - np.uint64(1))
-        lo &= lo - np.uint64(1)
+        out[o], lo, hi = pop_lowest(lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -93,10 +100,7 @@ def select_groups(keys, d, k, m, ck, sel):
         if gt > CAND_MAX:
             return 0
         for c in range(gt):  # (take_bits, with the keys gathered in the same loop)
-            in_lo = lo != np.uint64(0)
-            j = np.int64(ctz(lo)) if in_lo else 64 + np.int64(ctz(hi))
-            hi = hi if in_lo else hi & (hi - np.uint64(1))
-            lo &= lo - np.uint64(1)
+            j, lo, hi = pop_lowest(lo, hi)
             sel[c] = j
             ck[c] = keys[j]
         t = kth_of(ck, gt, k)
@@ -117,15 +121,11 @@ def select_groups(keys, d, k, m, ck, sel):
     # T = tv: the keys above it, then the first ties
     quota = k - count(lo, hi)
     elo, ehi = bits_eq(keys, d, t)
-    if count(elo, ehi) > quota:  # keep the first quota ties
-        take_bits(elo, ehi, quota, sel)
-        elo = np.uint64(0)
-        ehi = np.uint64(0)
-        for o in range(quota):
-            j = sel[o]
-            if j < 64:
-                elo |= np.uint64(1) << np.uint64(j)
-            else:
-                ehi |= np.uint64(1) << np.uint64(j - 64)
+    if count(elo, ehi) > quota:  # keep the first quota ties: drop the others
+        rlo, rhi = elo, ehi
+        for _ in range(quota):
+            _, rlo, rhi = pop_lowest(rlo, rhi)
+        elo ^= rlo
+        ehi ^= rhi
     take_bits(lo | elo, hi | ehi, k, sel)
     return k
