@@ -236,20 +236,22 @@ EF_X512_INLINE __m512i F(x512_threshold)(const __m512i *m, int64_t k)
     return k <= 12 ? F(x512_kth16s)(m[0], (int)k) : F(x512_kth16s)(m[1], (int)(k + 1) / 2);
 }
 
-/* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys from the five largest
- * keys of its groups (m, as x512_keys_top forms them) and the threshold tv, when they
- * settle it. For k <= 12, tv is the k-th largest of the groups' largest keys: when no
- * group's second key reaches it, the row's entries >= tv are those largest keys, and
- * T = tv (random rows of 112: k = 2 95% of rows, 4 70%, 8 16%). Else the candidates
- * are the lanes of m at least tv (at least k of them), packed in two registers, and T
- * is the k-th largest of them; it is the row's when no group's fifth key reaches it (no
- * group then holds a sixth entry >= T: every entry >= T is a candidate). T > 0 either
- * way (absent lanes hold key 0). Returns 1 with T in every lane of *otk and registers
- * (*oka, *okb) that hold every entry >= T (and others below it); 0 when more than 32
- * candidates reach tv or the groups do not settle T (random rows of 112: k = 16 1.2%,
- * k <= 12 0.2% or less). */
-EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, __m512i *oka,
-                                      __m512i *okb, __m512i *otk)
+/* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys from the `levels`
+ * (2 to 5) largest keys of its groups (m, as x512_keys_top forms them) and the
+ * threshold tv, when they settle it. For k <= 12, tv is the k-th largest of the
+ * groups' largest keys: when no group's second key reaches it, the row's entries >= tv
+ * are those largest keys, and T = tv (random rows of 112: k = 2 95% of rows, 4 70%, 8
+ * 16%). Else the candidates are the lanes of m at least tv (at least k of them), packed
+ * in two registers, and T is the k-th largest of them; it is the row's when no group's
+ * last (levels-th) key reaches it (no group then holds another entry >= T: every entry
+ * >= T is a candidate). T > 0 either way (absent lanes hold key 0). Returns 1 with T in
+ * every lane of *otk and registers (*oka, *okb) that hold every entry >= T (and others
+ * below it); 0 when more than 32 candidates reach tv or the groups do not settle T
+ * (random rows of 112, five levels: k = 16 1.2%, k <= 12 0.2% or less; fewer levels:
+ * x512_pair_k). */
+EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m,
+                                      const int levels, __m512i *oka, __m512i *okb,
+                                      __m512i *otk)
 {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
                                            15);
@@ -260,7 +262,7 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
         ka = m[0];
         ok = 1;
     } else {
-        for (r = 0; r < 5 && c <= 32; r++) {
+        for (r = 0; r < levels && c <= 32; r++) {
             /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod
              * 16) */
             const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
@@ -277,7 +279,7 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m, _
         }
         if (c <= 32)
             tk = c <= 16 ? F(x512_kth16s)(ka, (int)k) : F(x512_kth32)(ka, kb, (int)k);
-        ok = c <= 32 && _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[4], tk);
+        ok = c <= 32 && _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[levels - 1], tk);
     }
     *oka = ka;
     *okb = kb;
@@ -359,7 +361,7 @@ EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, 
     __m512i m[5], ka, kb, tk;
     F(x512_keys_top)(S, mode, len, a, 5, m);
     *tv = F(x512_threshold)(m, k);
-    return F(x512_groups_kth)(k, *tv, m, &ka, &kb, &tk) &&
+    return F(x512_groups_kth)(k, *tv, m, 5, &ka, &kb, &tk) &&
            F(x512_groups_emit)(S, mode, a, len, k, ka, kb, tk, oidx, oval);
 }
 
@@ -460,28 +462,47 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512)(const F(src) *S, int64_t len, int64_t k
     }
     return 1;
 }
-/* x512_groups on two rows, S0 and S1 (len <= EF_FEWX_GROUPS_D), stage by stage: the
- * stages of one row wait on each other, two rows in flight keep the core busy (1000 x
- * 112 float32 ef21_step, 1 thread, A/B in one process: k = 2 79 -> 71 us, 8 88 -> 78,
- * 16 121 -> 108 before the k <= 12 shortcut of x512_groups_kth). Returns a mask: bit 0
- * when row 0 is done (indices, values, updates), bit 1 for row 1; a row not done is
- * left as it was. */
+/* x512_groups on two rows, S0 and S1 (len <= EF_FEWX_GROUPS_D), with the groups' top
+ * `levels` keys (3 to 5, a constant where inlined), stage by stage: the stages of one
+ * row wait on each other, two rows in flight keep the core busy (1000 x 112 float32
+ * ef21_step, 1 thread, A/B in one process: k = 2 79 -> 71 us, 8 88 -> 78, 16 121 ->
+ * 108 before the k <= 12 shortcut of x512_groups_kth). Returns a mask: bit 0 when row 0
+ * is done (indices, values, updates), bit 1 for row 1; a row not done is left as it
+ * was. */
 EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mode,
                                 int64_t len, int64_t k, int64_t *oidx0, T *oval0,
-                                int64_t *oidx1, T *oval1)
+                                int64_t *oidx1, T *oval1, const int levels)
 {
     K a0[EF_FEWX_GROUPS_D], a1[EF_FEWX_GROUPS_D];
     __m512i m0[5], m1[5], tv0, tv1, ka0, kb0, tk0, ka1, kb1, tk1;
     int ok0, ok1;
-    F(x512_keys_top)(S0, mode, len, a0, 5, m0);
-    F(x512_keys_top)(S1, mode, len, a1, 5, m1);
+    F(x512_keys_top)(S0, mode, len, a0, levels, m0);
+    F(x512_keys_top)(S1, mode, len, a1, levels, m1);
     tv0 = F(x512_threshold)(m0, k);
     tv1 = F(x512_threshold)(m1, k);
-    ok0 = F(x512_groups_kth)(k, tv0, m0, &ka0, &kb0, &tk0);
-    ok1 = F(x512_groups_kth)(k, tv1, m1, &ka1, &kb1, &tk1);
+    ok0 = F(x512_groups_kth)(k, tv0, m0, levels, &ka0, &kb0, &tk0);
+    ok1 = F(x512_groups_kth)(k, tv1, m1, levels, &ka1, &kb1, &tk1);
     ok0 = ok0 && F(x512_groups_emit)(S0, mode, a0, len, k, ka0, kb0, tk0, oidx0, oval0);
     ok1 = ok1 && F(x512_groups_emit)(S1, mode, a1, len, k, ka1, kb1, tk1, oidx1, oval1);
     return ok0 | ok1 << 1;
+}
+
+/* x512_pair with as many levels of the groups' largest keys as k calls for: fewer
+ * cost less to form and send more rows to the fallback (a group with more entries >=
+ * T than levels; on random rows of 112, by simulation, three levels: k = 3 0.3% of
+ * rows, 4 0.9%; four: k = 5 0.03%, 8 0.7%; five: k = 12 0.3%, 16 1.4%). A/B of the
+ * builds in one process, 1000 x 112 float32 ef21_step, one thread, five levels for
+ * every k -> these (2026-12-05): k = 2 42.4 -> 38.6 us, 4 52.6 -> 47.9, 6 61.8 ->
+ * 59.3, 8 69.2 -> 66.5 (two threads: k = 2 31.6 -> 30.2, 8 45.4 -> 44.4). */
+EF_X512_INLINE int F(x512_pair_k)(const F(src) *S0, const F(src) *S1, const int mode,
+                                  int64_t len, int64_t k, int64_t *oidx0, T *oval0,
+                                  int64_t *oidx1, T *oval1)
+{
+    if (k <= 4)
+        return F(x512_pair)(S0, S1, mode, len, k, oidx0, oval0, oidx1, oval1, 3);
+    if (k <= 8)
+        return F(x512_pair)(S0, S1, mode, len, k, oidx0, oval0, oidx1, oval1, 4);
+    return F(x512_pair)(S0, S1, mode, len, k, oidx0, oval0, oidx1, oval1, 5);
 }
 
 /* x512_pair on rows S0 and S1 of one call (float32, 2 <= k <= EF_SMALL_K, k < len <=
@@ -494,11 +515,12 @@ EF_HIDDEN EF_TARGET_X512 int F(few_x512_pair)(const F(src) *S0, const F(src) *S1
 {
     switch (S0->mode) {
     case EF21_MODE_TOPK:
-        return F(x512_pair)(S0, S1, EF21_MODE_TOPK, len, k, oidx0, oval0, oidx1, oval1);
+        return F(x512_pair_k)(S0, S1, EF21_MODE_TOPK, len, k, oidx0, oval0, oidx1, oval1);
     case EF21_MODE_EF21:
-        return F(x512_pair)(S0, S1, EF21_MODE_EF21, len, k, oidx0, oval0, oidx1, oval1);
+        return F(x512_pair_k)(S0, S1, EF21_MODE_EF21, len, k, oidx0, oval0, oidx1, oval1);
     default:
-        return F(x512_pair)(S0, S1, EF21_MODE_EF21_SCALED, len, k, oidx0, oval0, oidx1, oval1);
+        return F(x512_pair_k)(S0, S1, EF21_MODE_EF21_SCALED, len, k, oidx0, oval0, oidx1,
+                              oval1);
     }
 }
 #endif /* EF_IS_F32 */
