@@ -1,9 +1,8 @@
 """Batched short rows with few entries each (2 <= k <= 16, rows up to a few hundred):
 the selection that C's AVX-512 version runs in registers (its threshold from the
 lanes' largest and second largest keys, at most 16 or 32 candidates; on rows up to 128
-the k-th key from the five largest keys of each lane's group first, two rows at a
-time) and the paths it
-falls back to, against the reference, bit for bit, for every mode and thread count.
+the k-th key from the three to five largest keys of each lane's group first, two rows
+at a time) and the paths it falls back to, against the reference, bit for bit, for every mode and thread count.
 
 The edges of that selection: rows shorter than a vector or not a multiple of it, k = d,
 heavy ties at the k-th key (more candidates than it ranks), zeros, NaNs, rows longer
@@ -62,7 +61,8 @@ def _same_ef21_step(g, s0, k, scale, backend):
 
 
 def _ks(d):
-    return sorted({k for k in (2, 3, 8, 9, 12, 13, 16) if k <= d} | ({d} if d <= 16 else set()))
+    # (C's groups: three levels up to k = 4, four up to 8, five above)
+    return sorted({k for k in (2, 3, 4, 5, 8, 9, 12, 13, 16) if k <= d} | ({d} if d <= 16 else set()))
 
 
 @pytest.fixture(autouse=True)
@@ -134,8 +134,8 @@ def test_float64_rows_match_the_reference(backend, threads):
 
 
 def _crowded_or_tied(kind, n, d, k, rng):
-    """Rows whose k-th key the five largest keys of each group j mod 16 do not settle
-    (``crowded``: the k largest entries all in one group, when it holds more than five;
+    """Rows whose k-th key the three to five largest keys of each group j mod 16 do not
+    settle (``crowded``: the k largest entries all in one group, when it holds more;
     every other row, so that rows taken two at a time mix both) or settle with ties at
     it in several groups (``tied``: entries of other groups set to the k-th value or its
     negative, after the k-th in index order or before it); ``spread``: every entry of
