@@ -95,12 +95,13 @@ def test_lane_operations_match_their_definitions(dtype, data):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lane_operations_at_the_edges(dtype):
-    """Candidate counts at the vector boundaries (1, 16, 17, 32, 33, 64) with k = 1 and
-    k = 16, the largest keys of each width, keys all equal, and -1 padding."""
+    """Candidate counts at the vector boundaries (1, 16, 17, 32, 33, 64) with k = 1, 2
+    (kth_lanes by two reductions) and 16, the largest keys of each width, keys all
+    equal, and -1 padding."""
     rng = np.random.default_rng(3)
     top = np.iinfo(dtype).max
     for c in (1, 16, 17, 32, 33, 64):
-        for k in sorted({1, min(c, 16)}):
+        for k in sorted({1, min(c, 2), min(c, 16)}):
             for hi in (1, 1000, top):
                 keys = rng.integers(-1, hi, 16 * 8, endpoint=True)
                 ck = rng.integers(0, hi, 64, endpoint=True)
