@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from .candidates import emit_list, list_kth
-from .groups import CAND_MAX, GROUPS_MAX_D, select_groups
+from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_mask
 from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, ctz, emit, key,
                    update_state, value, vbits)
 from .lanes import LANES
@@ -208,7 +208,7 @@ def rows_trivial(mode, rows, k, out, span):
 def rows_dense(mode, rows, plan, out, span):
     """Rows ``span = (lo, hi)`` of a batch of dense rows (``2 <= k < d``, ``plan``: a
     :data:`.plan.ROW_PLAN`): the row's keys into a buffer, then for ``small`` k the
-    selection of :func:`.groups.select_groups` (rows up to ``GROUPS_MAX_D``; 1000 x 112
+    selection of :func:`.groups.selection_mask` (rows up to ``GROUPS_MAX_D``; 1000 x 112
     float32 ef21_step, 2 threads, us: k = 2 80 -> 43, 4 113 -> 51, 8 147 -> 70, 16
     230 -> 102 against the paths below) or of :func:`.select.select_few` (from
     ``FEW_MIN_K`` on, longer rows or when the groups leave too many candidates), or
@@ -241,11 +241,13 @@ def rows_dense(mode, rows, plan, out, span):
             write_back_row(row, i)
         for j in range(d):
             keys[j] = key(value(mode, True, row, (i, j)))
-        if by_groups and select_groups(keys, d, k, gm, gck, sel):
-            for o in range(k):
-                j = sel[o]
-                emit(mode, True, row, (i, j), j, out, (i, o))
-            continue
+        if by_groups:
+            ok, wlo, whi = selection_mask(keys, d, k, gm, gck)
+            if ok:
+                for o in range(k):
+                    j, wlo, whi = pop_lowest(wlo, whi)
+                    emit(mode, True, row, (i, j), j, out, (i, o))
+                continue
         if few_k:
             group_maxima(keys, d, groups, few[0])
             if select_few(keys, d, k, groups, few, sel):
