@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .borrow import borrowed, keep_alive
 from .candidates import emit_list, list_kth
 from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_mask
 from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, ctz, emit, key,
@@ -217,16 +218,22 @@ def rows_dense(mode, rows, plan, out, span):
     the 2-D arrays,
     one call for all the rows (a call per row costs as much as a pass over a short
     row)."""
+    # views without reference counts (.borrow): the rows are the caller's, the
+    # buffers are kept alive to the end
     a, b, cvec = rows
+    a, b = borrowed(a), borrowed(b)
+    idx, val = out
+    out = (borrowed(idx), borrowed(val))
     k, keybits, rbits, _, small, _ = plan[:6]
     lo, hi = span
     d = a.shape[1]
     # (the groups read the keys 16 and 64 at a time: padded with keys below all)
     by_groups = small and d <= GROUPS_MAX_D
-    keys = bits_empty(-(-d // MASK_BITS) * MASK_BITS, a)
+    owners = (bits_empty(-(-d // MASK_BITS) * MASK_BITS, a),
+              bits_empty(2 * LANES if by_groups else 0, a),
+              bits_empty(CAND_MAX if by_groups else 0, a))
+    keys, gm, gck = borrowed(owners[0]), borrowed(owners[1]), borrowed(owners[2])
     keys[d:] = -1
-    gm = bits_empty(2 * LANES if by_groups else 0, a)
-    gck = bits_empty(CAND_MAX if by_groups else 0, a)
     best = bits_empty(k if small else 0, a)
     nb = 0 if small else BUCKETS_MAX
     scratch = (np.empty((1, nb), dtype=np.int64), np.empty(1, dtype=np.int64))
@@ -276,3 +283,4 @@ def rows_dense(mode, rows, plan, out, span):
                     quota -= 1
                 emit(mode, True, row, (i, j), j, out, (i, o))
                 o += 1
+    keep_alive(owners)
