@@ -38,7 +38,6 @@ NumPy reference backend is available (that backend loops over rows by design).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import statistics
 import time
@@ -53,6 +52,7 @@ from ef21fast.backends import registry
 from ef21fast.methods.algorithms import wants_losses
 from ef21fast.methods.data import ClientData
 from ef21fast.methods.problems import LogisticRegression
+from ef21fast.testing.timing import kernel_threads
 
 N_CLIENTS = 1000
 K = 1
@@ -171,20 +171,6 @@ class LoopRound:
             c = delta[idx]
             self.state[i][idx] += c
             self.g[idx] += c / n
-
-
-@contextlib.contextmanager
-def kernel_threads(n, backend):
-    """Run the block with ``n`` kernel threads (None: leave the default)."""
-    if n is None or backend == "numpy":
-        yield
-        return
-    before = ef21fast.get_num_threads(backend)
-    ef21fast.set_num_threads(n)
-    try:
-        yield
-    finally:
-        ef21fast.set_num_threads(before)
 
 
 @pytest.mark.parametrize("threads", [None, 1, 2],

@@ -22,7 +22,7 @@ from ef21fast import api, reference
 from ef21fast._spec import KERNELS
 from ef21fast.backends import registry
 from ef21fast.testing.timing import (ARGPART, STREAM, TORCH, argpartition_topk, kernel_call,
-                            stream_read)
+                                     kernel_threads, stream_read)
 
 SIZES = [10**3, 10**5, 10**7]
 
@@ -145,6 +145,32 @@ def test_batched_ef21_step(benchmark, n, d, k, impl):
     _skip_unless_works("ef21_step", impl)
     benchmark.pedantic(api.ef21_step, args=(grad, state, k), kwargs={"backend": impl},
                        setup=reset, rounds=rounds, warmup_rounds=1)
+
+
+SHORT_ROWS = [c for c in BATCHED if c[1] < 1000]
+
+
+@pytest.mark.parametrize("impl", [b for b in registry.BACKENDS if b != "numpy"])
+@pytest.mark.parametrize("n,d,k", SHORT_ROWS, ids=[f"n{n}-d{d}-k{k}" for n, d, k in SHORT_ROWS])
+def test_batched_ef21_step_one_thread(benchmark, n, d, k, impl):
+    """The short rows on one kernel thread. With two, the rows that the second thread
+    takes were last written (the reset) from the first one's core and cross to it: on
+    the Intel Xeon recording that made k = 1, a pass at memory speed, slower than k = 2
+    (67 against 30 us); one thread compares the selections alone."""
+    rng = np.random.default_rng(n)
+    grad = rng.standard_normal((n, d)).astype(np.float32)
+    state = np.zeros_like(grad)
+    _info(benchmark, "ef21_step batched", d, k, "float32", f"{impl}, 1 thread")
+    benchmark.extra_info.update(n=n, baseline=False)
+    benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
+
+    def reset():
+        state[...] = 0
+
+    _skip_unless_works("ef21_step", impl)
+    with kernel_threads(1, impl):
+        benchmark.pedantic(api.ef21_step, args=(grad, state, k), kwargs={"backend": impl},
+                           setup=reset, rounds=100, warmup_rounds=1)
 
 
 def _add_at_loop(out, idx, val, w):

@@ -10,6 +10,7 @@ The full, statistically careful suite is ``bench/`` (pytest-benchmark).
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from datetime import date
@@ -24,6 +25,21 @@ from ef21fast._version import __version__
 STREAM = "np.sum (stream)"
 ARGPART = "np.argpartition"
 TORCH = "torch.topk"
+
+
+@contextlib.contextmanager
+def kernel_threads(n, backend: str):
+    """Run the block with ``n`` kernel threads (``None``, or the numpy backend, which
+    has no threads: leave them as they are), then restore the backend's count."""
+    if n is None or backend == "numpy":
+        yield
+        return
+    before = registry.get_num_threads(backend)
+    registry.set_num_threads(n)
+    try:
+        yield
+    finally:
+        registry.set_num_threads(before)
 
 
 def argpartition_topk(x: np.ndarray, k: int):
