@@ -31,7 +31,9 @@ Workspaces are allocated per call and per block of rows, never per row, and neve
 d-sized except the per-block key buffer of dense rows; the candidate buffers of the
 one-thread driver are passed in (kept between calls by :mod:`.launch`). Batches with
 k in {0, 1, d}, and dense rows, are plain loops on the 2-D arrays in one call per block
-of rows: no per-row views or calls (their reference counting dominates on short rows).
+of rows: no per-row views or calls (their reference counting dominates on short rows);
+the dense rows' driver works on views that Numba does not count (:mod:`.borrow`), since
+a row's tuple of arrays and the calls that take its buffers still counted.
 
 :func:`rows_serial` and :func:`rows_batch` are only called from their entries
 (:mod:`.launch`), into which they are inlined: LLVM then optimises the functions they
