@@ -124,19 +124,28 @@ def _per_row_loop(grad, state, k):
         reference.ef21_step(grad[i], state[i], k)
 
 
-@pytest.mark.parametrize("impl", ["per-row reference loop"] + list(registry.BACKENDS))
-@pytest.mark.parametrize("n,d,k", BATCHED, ids=[f"n{n}-d{d}-k{k}" for n, d, k in BATCHED])
-def test_batched_ef21_step(benchmark, n, d, k, impl):
+def _batched_case(benchmark, n, d, k, label, baseline=False):
+    """The inputs of a batched ef21_step case and the reset of its state (each round
+    from the zero state, see ef21fast.testing.timing.kernel_call); the benchmark's
+    group and row labelled ``label``."""
     rng = np.random.default_rng(n)
     grad = rng.standard_normal((n, d)).astype(np.float32)
     state = np.zeros_like(grad)
-    _info(benchmark, "ef21_step batched", d, k, "float32", impl)
-    benchmark.extra_info.update(n=n, baseline=impl == "per-row reference loop")
+    _info(benchmark, "ef21_step batched", d, k, "float32", label)
+    benchmark.extra_info.update(n=n, baseline=baseline)
     benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
 
-    def reset():  # each round from the zero state (see ef21fast.testing.timing.kernel_call)
+    def reset():
         state[...] = 0
 
+    return grad, state, reset
+
+
+@pytest.mark.parametrize("impl", ["per-row reference loop"] + list(registry.BACKENDS))
+@pytest.mark.parametrize("n,d,k", BATCHED, ids=[f"n{n}-d{d}-k{k}" for n, d, k in BATCHED])
+def test_batched_ef21_step(benchmark, n, d, k, impl):
+    grad, state, reset = _batched_case(benchmark, n, d, k, impl,
+                                       baseline=impl == "per-row reference loop")
     slow = impl in ("per-row reference loop", "numpy")
     rounds = 5 if slow else 100
     if impl == "per-row reference loop":
@@ -151,22 +160,14 @@ SHORT_ROWS = [c for c in BATCHED if c[1] < 1000]
 
 
 @pytest.mark.parametrize("impl", [b for b in registry.BACKENDS if b != "numpy"])
-@pytest.mark.parametrize("n,d,k", SHORT_ROWS, ids=[f"n{n}-d{d}-k{k}" for n, d, k in SHORT_ROWS])
+@pytest.mark.parametrize("n,d,k", SHORT_ROWS,
+                         ids=[f"n{n}-d{d}-k{k}" for n, d, k in SHORT_ROWS])
 def test_batched_ef21_step_one_thread(benchmark, n, d, k, impl):
     """The short rows on one kernel thread. With two, the rows that the second thread
     takes were last written (the reset) from the first one's core and cross to it: on
     the Intel Xeon recording that made k = 1, a pass at memory speed, slower than k = 2
     (67 against 30 us); one thread compares the selections alone."""
-    rng = np.random.default_rng(n)
-    grad = rng.standard_normal((n, d)).astype(np.float32)
-    state = np.zeros_like(grad)
-    _info(benchmark, "ef21_step batched", d, k, "float32", f"{impl}, 1 thread")
-    benchmark.extra_info.update(n=n, baseline=False)
-    benchmark.group = f"batched ef21_step n={n} d={d} k={k}"
-
-    def reset():
-        state[...] = 0
-
+    grad, state, reset = _batched_case(benchmark, n, d, k, f"{impl}, 1 thread")
     _skip_unless_works("ef21_step", impl)
     with kernel_threads(1, impl):
         benchmark.pedantic(api.ef21_step, args=(grad, state, k), kwargs={"backend": impl},
