@@ -88,8 +88,8 @@ enum { EF_FORCE_RADIX = 1, EF_FORCE_NOSMALL = 2, EF_FORCE_ROWS = 4, EF_FORCE_WIT
                                    few_x512 (longer ones bring more candidates than it ranks) */
 /* ... and rows up to this long take the k-th key from their groups' top keys (three to
  * five levels) first, two rows at a time (x512_groups, few_x512_pair; the selection as
- * a bitmap of 128 entries). Against the candidates of the whole row (x512_one_vector, the ranking
- * through memory) and the scalar values after them, A/B of the builds in one process,
+ * a bitmap of 128 entries). Against the candidates of the whole row (x512_one_vector,
+ * the ranking through memory) and the scalar values after them, A/B of the builds in one process,
  * 1000 x 112 float32 ef21_step on one thread (2026-12-05): k = 2 92 -> 45 us, 4 94 ->
  * 54, 8 97 -> 74, 16 159 -> 102; on rows of 300 and 1000 (one row at a time, top four)
  * the groups cost more than they saved (k = 2: 1.14x, 1.18x the time). */

@@ -279,7 +279,8 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m,
         }
         if (c <= 32)
             tk = c <= 16 ? F(x512_kth16s)(ka, (int)k) : F(x512_kth32)(ka, kb, (int)k);
-        ok = c <= 32 && _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[levels - 1], tk);
+        ok = c <= 32 && _mm512_cvtsi512_si32(tk) != 0 &&
+             !_mm512_cmpge_epu32_mask(m[levels - 1], tk);
     }
     *oka = ka;
     *okb = kb;

@@ -56,3 +56,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("EF21FAST_HYPOTHESIS", "quick"))
+
+
+@pytest.fixture
+def restore_threads():
+    """Set the kernels' thread count back to the machine's after the test."""
+    yield
+    import ef21fast
+    ef21fast.set_num_threads(os.cpu_count() or 1)

@@ -2,8 +2,6 @@
 the same memory, no owner, and the batch drivers that use them allocate and free in
 balance."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -13,12 +11,6 @@ from ef21fast.backends.registry import backend_errors
 
 NUMBA_MISSING = backend_errors().get("numba")
 pytestmark = pytest.mark.skipif(NUMBA_MISSING is not None, reason=str(NUMBA_MISSING))
-
-
-@pytest.fixture
-def restore_threads():
-    yield
-    ef21fast.set_num_threads(os.cpu_count() or 1)
 
 
 @pytest.fixture(scope="module")

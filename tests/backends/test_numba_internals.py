@@ -103,12 +103,6 @@ def test_forced_paths_exact(monkeypatch, restore_threads, forced, threads):
     assert cross_check("numba", large=False, ref_cache=_REF_CACHE) == []
 
 
-@pytest.fixture
-def restore_threads():
-    yield
-    ef21fast.set_num_threads(os.cpu_count() or 1)
-
-
 @needs_numba
 def test_entries_take_no_literal(restore_threads):
     """What Python calls is compiled for the types of its arguments, never for a

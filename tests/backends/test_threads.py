@@ -18,12 +18,6 @@ COMPILED = backend_params()
 BIG = [c for c in all_cases(seed=3) if c.x.size >= 50_000 or c.name.startswith("batched")]
 
 
-@pytest.fixture
-def restore_threads():
-    yield
-    ef21fast.set_num_threads(os.cpu_count() or 1)
-
-
 @pytest.mark.parametrize("backend", COMPILED)
 def test_results_identical_with_1_and_2_threads(backend, restore_threads):
     require_threads(backend, 2)
