@@ -122,9 +122,14 @@ def _cast(builder, x, ity):
     return builder.trunc(x, ity) if x.type.width > ity.width else builder.sext(x, ity)
 
 
-def _count(builder, cnt, hit):
-    """cnt + 1 in the lanes where hit (a <16 x i1>), cnt a <16 x i32>."""
-    return builder.add(cnt, builder.zext(hit, _vty(_I32)))
+def _count(builder, cnt, hit, step):
+    """cnt + step in the lanes where hit (a <16 x i1>; cnt, step <16 x i32>).
+
+    The ranks here count in steps of k, a value LLVM does not know: by 1, it widens
+    each compare's mask to a vector and subtracts it (two AVX-512 instructions), by
+    k it adds under the mask (one). 1000 x 112 float32 ef21_step, one thread, Intel
+    Xeon, A/B in one process (2026-12-05): 0.94-0.95x the time for k = 4 to 16."""
+    return builder.select(hit, builder.add(cnt, step), cnt)
 
 
 @intrinsic
@@ -150,16 +155,18 @@ def _group_top2(typingctx, keys, nvec, m):
 
 @intrinsic
 def _kth_lanes(typingctx, m, off, k):
-    """max{m_u : #{v : m_v >= m_u} >= k}: the ranks by the 16 rotations of the vector."""
+    """max{m_u : #{v : m_v >= m_u} >= k}: the ranks by the 16 rotations of the vector
+    (a sorting network instead, 10 steps: no faster, A/B as :func:`_count`)."""
     def codegen(context, builder, sig, args):
         ptr, ity = _ptr(context, builder, sig.args[0], args[0], args[1])
         v = _load(builder, ptr, ity)
-        cnt = _const(_I32, [0] * LANES)
-        for r in range(LANES):
+        kv = _splat(builder, _cast(builder, args[2], _I32))
+        cnt = kv  # (each lane reaches itself: rotation 0)
+        for r in range(1, LANES):
             rot = builder.shuffle_vector(v, v, _const(_I32, [(u + r) % LANES
                                                               for u in range(LANES)]))
-            cnt = _count(builder, cnt, builder.icmp_signed(">=", rot, v))
-        hit = builder.icmp_signed(">=", cnt, _splat(builder, _cast(builder, args[2], _I32)))
+            cnt = _count(builder, cnt, builder.icmp_signed(">=", rot, v), kv)
+        hit = builder.icmp_signed(">=", cnt, builder.mul(kv, kv))
         return _reduce_smax(builder, builder.select(hit, v, _const(ity, [-1] * LANES)))
     return m.dtype(m, off, k), codegen
 
@@ -193,12 +200,13 @@ def _kth_of_intrinsic(nv):
             vs = [_load(builder, base, ity, LANES * q) for q in range(nv)]
             cnts = [cgutils.alloca_once_value(builder, _const(_I32, [0] * LANES))
                     for _ in range(nv)]
+            kv = _splat(builder, _cast(builder, args[2], _I32))
             with cgutils.for_range(builder, args[1]) as loop:
                 s = _splat(builder, builder.load(builder.gep(base, [loop.index]), typ=ity))
                 for q in range(nv):
                     hit = builder.icmp_signed(">=", s, vs[q])
-                    builder.store(_count(builder, builder.load(cnts[q]), hit), cnts[q])
-            kk = _splat(builder, _cast(builder, args[2], _I32))
+                    builder.store(_count(builder, builder.load(cnts[q]), hit, kv), cnts[q])
+            kk = builder.mul(kv, kv)  # (counts in steps of k, at most 64 * 64)
             cc = _splat(builder, _cast(builder, args[1], _I32))
             best = None
             for q in range(nv):

@@ -48,6 +48,14 @@ def _integer_word_args(keys, t):
             and isinstance(keys.dtype, types.Integer) and isinstance(t, types.Integer))
 
 
+def _float_pair(a, b, ndim):
+    """Whether the Numba types ``a`` and ``b`` are C-contiguous float arrays of
+    ``ndim`` dimensions and one dtype (the operands of the value intrinsics)."""
+    return (all(isinstance(x, types.Array) and x.ndim == ndim and x.layout == "C"
+                for x in (a, b))
+            and isinstance(a.dtype, types.Float) and b.dtype == a.dtype)
+
+
 def _mask_loop(cmp):
     """The word of ``cmp(keys[start + u], t)`` as a loop: the jitted form for arrays
     and thresholds the vector compare does not take."""
@@ -291,21 +299,14 @@ def _compress_codegen(mode):
         # compress to memory is microcoded on AMD Zen), the position advanced by its
         # count
         lanes = 512 // bw
-        word = builder.bitcast(gt, ir.IntType(MASK_BITS))
         for p0 in range(0, MASK_BITS, lanes):
             sel = ir.Constant(ir.VectorType(ir.IntType(32), lanes),
                               list(range(p0, p0 + lanes)))
             part_m = builder.shuffle_vector(gt, ir.Constant(mty, ir.Undefined), sel)
-            for data, v, w in ((kdata, vec, bw), (odata, offs, ow)):
-                pty = ir.VectorType(ir.IntType(w), lanes)
+            for data, v in ((kdata, vec), (odata, offs)):
                 part = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), sel)
-                packed = builder.call(_compress_fn(builder.module, pty),
-                                      [part, part_m, ir.Constant(pty, ir.Undefined)])
-                dst = builder.bitcast(builder.gep(data, [pos]), pty.as_pointer())
-                builder.store(packed, dst, align=w // 8)
-            bits = builder.trunc(builder.lshr(word, ir.Constant(word.type, p0)),
-                                 ir.IntType(lanes))
-            pos = builder.add(pos, builder.zext(builder.ctpop(bits), pos.type))
+                _append_packed(builder, data, pos, part, part_m)
+            pos = builder.add(pos, _lanes_set(builder, part_m, pos.type))
         return context.cast(builder, pos, types.intp, cty)
     return codegen
 
@@ -317,6 +318,22 @@ def _compress_fn(mod, vty):
     fty = ir.FunctionType(vty, [vty, mty, vty])
     name = f"llvm.experimental.vector.compress.v{vty.count}i{vty.element.width}"
     return cgutils.get_or_insert_function(mod, fty, name)
+
+
+def _append_packed(builder, data, pos, v, hit):
+    """The lanes of the integer vector v where ``hit`` (an ``i1`` vector), left-packed
+    in a register and stored whole to ``data + pos`` (the store of a compress to
+    memory is microcoded on AMD Zen): v's length is written from ``pos``."""
+    packed = builder.call(_compress_fn(builder.module, v.type),
+                          [v, hit, ir.Constant(v.type, ir.Undefined)])
+    dst = builder.bitcast(builder.gep(data, [pos]), v.type.as_pointer())
+    builder.store(packed, dst, align=v.type.element.width // 8)
+
+
+def _lanes_set(builder, hit, ity):
+    """The number of set lanes of the ``i1`` vector ``hit``, as an ``ity``."""
+    bits = builder.bitcast(hit, ir.IntType(hit.type.count))
+    return builder.zext(builder.ctpop(bits), ity)
 
 
 @intrinsic
@@ -363,9 +380,9 @@ def _compress_values_overload(mode, seg, start, t, lists, cnt):
         return None
     a, b, _ = seg.types
     kbuf, obuf = lists.types
-    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
-                for x in (a, b, kbuf, obuf))
-            and isinstance(a.dtype, types.Float) and b.dtype == a.dtype
+    if not (_float_pair(a, b, 1)
+            and all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+                    for x in (kbuf, obuf))
             and isinstance(kbuf.dtype, types.Integer) and isinstance(obuf.dtype, types.Integer)
             and kbuf.dtype.bitwidth == a.dtype.bitwidth and isinstance(t, types.Integer)
             and t.bitwidth == kbuf.dtype.bitwidth):
@@ -413,9 +430,7 @@ def _values_gt_mask_overload(mode, seg, start, t):
     if not isinstance(mode, types.IntegerLiteral):
         return None
     a, b, _ = seg.types
-    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
-                for x in (a, b))
-            and isinstance(a.dtype, types.Float) and b.dtype == a.dtype
+    if not (_float_pair(a, b, 1)
             and isinstance(t, types.Integer) and t.bitwidth == a.dtype.bitwidth):
         return None
 
@@ -444,3 +459,166 @@ def _popcount_overload(x):
             return _popcount64(np.uint64(x))
         return impl
     return None
+
+
+def compress_gt(keys, start, t, out, cnt):
+    """Append the keys ``keys[start + u]`` (``u < MASK_BITS``) that are > t to ``out``
+    from position ``cnt``, in index order; returns the new count (int64).
+
+    ``keys``, ``out``: C-contiguous 1-D integer arrays of one dtype, t an integer of
+    their width; ``out`` has room for ``cnt + MASK_BITS`` (the jitted version stores
+    whole 512-bit vectors: up to ``MASK_BITS`` entries past ``cnt`` are written, not
+    checked in jitted code). Pure-Python version; jitted callers get the overload
+    (vector compares and compresses in registers, as :func:`compress_values`)."""
+    n = int(cnt)
+    for u in range(MASK_BITS):
+        if keys[start + u] > t:
+            out[n] = keys[start + u]
+            n += 1
+    return np.int64(n)
+
+
+@intrinsic
+def _compress_gt_vector(typingctx, keys, start, t, out, cnt):
+    def codegen(context, builder, signature, args):
+        kv, start, tv, ov, cnt = args
+        kty, sty, _, oty, cty = signature.args
+        bw = kty.dtype.bitwidth
+        lanes = 512 // bw
+        pty = ir.VectorType(ir.IntType(bw), lanes)
+        kdata = context.make_array(kty)(context, builder, kv).data
+        odata = context.make_array(oty)(context, builder, ov).data
+        at = context.cast(builder, start, sty, types.intp)
+        pos = context.cast(builder, cnt, cty, types.intp)
+        tvec = splat(builder, pty, tv)
+        for p0 in range(0, MASK_BITS, lanes):
+            src = builder.gep(kdata, [builder.add(at, ir.Constant(at.type, p0))])
+            v = builder.load(builder.bitcast(src, pty.as_pointer()), align=bw // 8)
+            hit = builder.icmp_signed(">", v, tvec)
+            _append_packed(builder, odata, pos, v, hit)
+            pos = builder.add(pos, _lanes_set(builder, hit, pos.type))
+        return pos
+    return types.intp(keys, start, t, out, cnt), codegen
+
+
+@overload(compress_gt, jit_options={"nogil": True})
+def _compress_gt_overload(keys, start, t, out, cnt):
+    if not (_integer_word_args(keys, t) and keys.dtype.signed
+            and isinstance(out, types.Array) and out.dtype == keys.dtype
+            and keys.layout == "C" and out.layout == "C"
+            and t.bitwidth == keys.dtype.bitwidth):
+        return None
+
+    def impl(keys, start, t, out, cnt):
+        return _compress_gt_vector(keys, start, t, out, cnt)
+    return impl
+
+
+def row_keys(mode, rows, i, keys):
+    """The keys of row i of ``rows = (a, b, cvec)`` in ``mode``, the ``MODE_EF``
+    update already written to ``b`` (:func:`.keys.value` with ``written``):
+    ``keys[j] = key(value)`` for ``j < d``, and ``keys[d:16 * ceil(d / 16)] = -1``.
+
+    ``a``, ``b``: (n, d) C-contiguous float32/float64 arrays (``b`` unread in
+    ``MODE_TOPK``), ``cvec`` the (n,) row scalars; ``keys``: integers of the values'
+    width, room for ``16 * ceil(d / 16)``. Pure-Python version; jitted callers get the
+    overload: 16 values at a time by masked vector loads (no read past the row),
+    their keys stored as whole 16-key vectors. The readers load the keys 16 and 64 at
+    a time, and a load wider than the stores it reads is not forwarded from them: it
+    waits until they reach the cache (with the element loop's 32-byte stores, 8% of
+    the time of a 1000 x 112 float32 ef21_step with k = 4 went to the first such
+    load; with these, A/B in one process, one thread, Intel Xeon, 2026-12-05: k = 2
+    to 16, 0.92-0.98x the time)."""
+    from .keys import value, vbits
+    a, b, cvec = rows
+    d = a.shape[1]
+    for j in range(d):
+        keys[j] = canon(vbits(value(mode, True, (a, b, cvec[i]), (i, j))))
+    keys[d:-(-d // 16) * 16] = -1
+
+
+def _masked_load(builder, ptr, vty, live):
+    """``llvm.masked.load`` of the float vector type ``vty`` at ``ptr``: the lanes of
+    the ``i1`` vector ``live``, 0.0 in the others (not read)."""
+    from numba.core import cgutils
+    fw = _fbits(vty.element)
+    mty = ir.VectorType(ir.IntType(1), vty.count)
+    fnty = ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), mty, vty])
+    fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                        f"llvm.masked.load.v{vty.count}f{fw}.p0")
+    return builder.call(fn, [builder.bitcast(ptr, vty.as_pointer()),
+                             ir.Constant(ir.IntType(32), fw // 8), live,
+                             ir.Constant(vty, [0.0] * vty.count)])
+
+
+def _row_keys_codegen(mode):
+    """The code of :func:`_row_keys_vector` for ``mode``."""
+    def codegen(context, builder, signature, args):
+        from numba.core import cgutils
+        _, rows, i, keys = args
+        _, rowsty, ity, kty = signature.args
+        aty, bty, cty = rowsty.types
+        lanes = 16
+        i64 = ir.IntType(64)
+        fty = context.get_data_type(aty.dtype)
+        bw = _fbits(fty)
+        fvty = ir.VectorType(fty, lanes)
+        kvty = ir.VectorType(ir.IntType(bw), lanes)
+        arrs = [context.make_array(t)(context, builder, builder.extract_value(rows, q))
+                for q, t in ((0, aty), (1, bty))]
+        row = context.cast(builder, i, ity, types.intp)
+        d = builder.extract_value(arrs[0].shape, 1)
+        starts = [builder.gep(arr.data, [builder.mul(row, d)]) for arr in arrs]
+        cv = ir.Constant(fty, 0.0)
+        if mode == MODE_EF21_SCALED:
+            cvec = context.make_array(cty)(context, builder, builder.extract_value(rows, 2))
+            cv = builder.load(builder.gep(cvec.data, [row]))
+        kdata = context.make_array(kty)(context, builder, keys).data
+        nvec = builder.sdiv(builder.add(d, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
+        absm = (1 << (bw - 1)) - 1
+        nanv = ir.Constant(kvty, [0x7F800001 if bw == 32 else 0x7FF0000000000001] * lanes)
+        with cgutils.for_range(builder, nvec) as loop:
+            j = builder.mul(loop.index, ir.Constant(i64, lanes))
+            # the lanes below d: the low min(d - j, 16) bits
+            rem = builder.sub(d, j)
+            low = builder.sub(builder.shl(ir.Constant(i64, 1), rem), ir.Constant(i64, 1))
+            bits = builder.select(builder.icmp_signed(">=", rem, ir.Constant(i64, lanes)),
+                                  ir.Constant(i64, (1 << lanes) - 1), low)
+            live = builder.bitcast(builder.trunc(bits, ir.IntType(lanes)),
+                                   ir.VectorType(ir.IntType(1), lanes))
+            va, vb = (None if skip else _masked_load(builder, builder.gep(at, [j]), fvty, live)
+                      for at, skip in ((starts[0], mode == MODE_EF),
+                                       (starts[1], mode == MODE_TOPK)))
+            fval = vb if mode == MODE_EF else _value_vector(builder, mode, (va, vb), cv)
+            # canon: the sign bit cleared, every NaN to one key above +inf
+            kv = builder.and_(builder.bitcast(fval, kvty), ir.Constant(kvty, [absm] * lanes))
+            kv = builder.select(builder.icmp_signed("<", kv, nanv), kv, nanv)
+            kv = builder.select(live, kv, ir.Constant(kvty, [-1] * lanes))
+            builder.store(kv, builder.bitcast(builder.gep(kdata, [j]), kvty.as_pointer()),
+                          align=bw // 8)
+        return context.get_dummy_value()
+    return codegen
+
+
+@intrinsic
+def _row_keys_vector(typingctx, mode, rows, i, keys):
+    """:func:`row_keys` (``mode`` a literal)."""
+    if not isinstance(mode, types.IntegerLiteral):
+        return None
+    return types.none(mode, rows, i, keys), _row_keys_codegen(mode.literal_value)
+
+
+@overload(row_keys, jit_options={"nogil": True})
+def _row_keys_overload(mode, rows, i, keys):
+    if not isinstance(mode, types.IntegerLiteral):
+        return None
+    a, b, cvec = rows.types
+    if not (_float_pair(a, b, 2)
+            and isinstance(cvec, types.Array) and cvec.ndim == 1 and cvec.layout == "C"
+            and isinstance(keys, types.Array) and isinstance(keys.dtype, types.Integer)
+            and keys.dtype.bitwidth == a.dtype.bitwidth):
+        return None
+
+    def impl(mode, rows, i, keys):
+        _row_keys_vector(mode, rows, i, keys)
+    return impl

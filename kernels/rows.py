@@ -48,10 +48,10 @@ from numba import njit, prange
 from .borrow import borrowed, keep_alive
 from .candidates import emit_list, list_kth
 from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_mask
-from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, ctz, emit, key,
+from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, ctz, emit,
                    update_state, value, vbits)
 from .lanes import LANES
-from .masks import MASK_BITS, eq_mask
+from .masks import MASK_BITS, eq_mask, row_keys
 from .modes import MODE_EF, MODE_TOPK
 from .passes import WORD, collect, count_equal, emit_chunk, sample_keys, update_error
 from .select import (BUCKETS_MAX, FEW_GROUPS, FEW_GROUPS_K, FEW_MAX, FEW_MIN_K,
@@ -223,7 +223,7 @@ def rows_dense(mode, rows, plan, out, span):
     # views without reference counts (.borrow): the rows are the caller's, the
     # buffers are kept alive to the end
     a, b, cvec = rows
-    a, b = borrowed(a), borrowed(b)
+    a, b, cvec = borrowed(a), borrowed(b), borrowed(cvec)
     idx, val = out
     out = (borrowed(idx), borrowed(val))
     k, keybits, rbits, _, small, _ = plan[:6]
@@ -233,7 +233,7 @@ def rows_dense(mode, rows, plan, out, span):
     by_groups = small and d <= GROUPS_MAX_D
     owners = (bits_empty(-(-d // MASK_BITS) * MASK_BITS, a),
               bits_empty(2 * LANES if by_groups else 0, a),
-              bits_empty(CAND_MAX if by_groups else 0, a))
+              bits_empty(CAND_MAX + MASK_BITS if by_groups else 0, a))
     keys, gm, gck = borrowed(owners[0]), borrowed(owners[1]), borrowed(owners[2])
     keys[d:] = -1
     best = bits_empty(k if small else 0, a)
@@ -248,8 +248,7 @@ def rows_dense(mode, rows, plan, out, span):
         row = (a, b, cvec[i])
         if mode == MODE_EF:
             write_back_row(row, i)
-        for j in range(d):
-            keys[j] = key(value(mode, True, row, (i, j)))
+        row_keys(mode, (a, b, cvec), i, keys)
         if by_groups:
             ok, wlo, whi = selection_mask(keys, d, k, gm, gck)
             if ok:

@@ -21,14 +21,15 @@ if NUMBA_MISSING is None:
     from ef21fast.kernels import groups, lanes, masks
 
     @njit
-    def _jit_all(keys, nvec, t, m, off, k, ck, c):
+    def _jit_all(keys, nvec, t, m, off, k, ck, c, packed):
         """Every operation once, in jitted code (keys: 128 of them)."""
         words = np.empty((2, 2), np.uint64)
         for q in range(2):
             words[0, q] = masks.gt_mask(keys, q * 64, t)
             words[1, q] = masks.eq_mask(keys, q * 64, t)
         lanes.group_top2(keys, nvec, m)
-        return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k)
+        n = masks.compress_gt(keys, 64, t, packed, masks.compress_gt(keys, 0, t, packed, 0))
+        return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k), n
 
     @njit
     def _jit_select(keys, d, k, m, ck, sel):
@@ -37,11 +38,12 @@ if NUMBA_MISSING is None:
 DTYPES = [np.int32, np.int64]
 
 
-def _py_all(keys, nvec, t, m, off, k, ck, c):
+def _py_all(keys, nvec, t, m, off, k, ck, c, packed):
     words = np.array([[f(keys, q * 64, t) for q in range(2)]
                       for f in (masks.gt_mask, masks.eq_mask)], np.uint64)
     lanes.group_top2(keys, nvec, m)
-    return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k)
+    n = masks.compress_gt(keys, 64, t, packed, masks.compress_gt(keys, 0, t, packed, 0))
+    return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k), n
 
 
 def _brute(keys, nvec, t, off, k, ck, c):
@@ -70,12 +72,17 @@ def _check(keys, t, off, k, ck, c, dtype):
     t = dtype(t)
     m_jit, m_py = np.empty(32, dtype), np.empty(32, dtype)
     words_b, top_b, kl_b, ko_b = _brute(keys, nvec, t, off, k, ck, c)
-    for got, m in ((_jit_all(keys, nvec, t, m_jit, off, k, ck, c), m_jit),
-                   (_py_all(keys, nvec, t, m_py, off, k, ck, c), m_py)):
-        words, kl, ko = got
+    above = [int(x) for x in keys if x > t]  # compress_gt: the keys above t, in order
+    # (room for the whole vectors it stores past the count: 64 more)
+    p_jit, p_py = np.full(128 + 64, -7, dtype), np.full(128 + 64, -7, dtype)
+    for got, m, packed in ((_jit_all(keys, nvec, t, m_jit, off, k, ck, c, p_jit), m_jit,
+                            p_jit),
+                           (_py_all(keys, nvec, t, m_py, off, k, ck, c, p_py), m_py, p_py)):
+        words, kl, ko, n = got
         assert np.array_equal(words, words_b)
         assert np.array_equal(m.astype(np.int64), top_b)
         assert (int(kl), int(ko)) == (kl_b, ko_b)
+        assert n == len(above) and packed[:n].tolist() == above
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -136,8 +143,8 @@ def test_select_groups_is_the_k_largest_ties_to_the_smaller_index(dtype, data):
     want = _select_brute(keys, d, k)
     # (its plain Python version runs under NUMBA_DISABLE_JIT in test_threads.py)
     sel = np.empty(groups.CAND_MAX, np.int64)
-    got = _jit_select(keys, d, k, np.empty(32, dtype), np.empty(groups.CAND_MAX, dtype),
-                      sel)
+    got = _jit_select(keys, d, k, np.empty(32, dtype),
+                      np.empty(groups.CAND_MAX + 64, dtype), sel)
     tv = _threshold_brute(keys, d, k)
     assert np.count_nonzero(keys[:d] >= tv) >= k
     if got == 0:  # only when more than CAND_MAX keys are above it

@@ -106,3 +106,57 @@ def test_vector_words_match_the_scalar_code(mode, dtype):
             np.testing.assert_array_equal(bm.view(ib), bs.view(ib))
             if mode != 3:
                 np.testing.assert_array_equal(bv.view(ib), b0.view(ib))
+
+
+_ROW_KEYS = {}
+
+
+def _row_keys_runners(mode):
+    """(vector, scalar) jitted runners of one mode: :func:`row_keys` on every row of
+    (a, b, cvec), and the keys element by element."""
+    if mode not in _ROW_KEYS:
+        from numba import njit
+
+        from ef21fast.kernels.keys import canon, value, vbits
+        from ef21fast.kernels.masks import row_keys
+
+        @njit
+        def vector(a, b, cvec, out):
+            for i in range(a.shape[0]):
+                row_keys(mode, (a, b, cvec), i, out[i])
+
+        @njit
+        def scalar(a, b, cvec, out):
+            for i in range(a.shape[0]):
+                for j in range(a.shape[1]):
+                    out[i, j] = canon(vbits(value(mode, True, (a, b, cvec[i]), (i, j))))
+        _ROW_KEYS[mode] = (vector, scalar)
+    return _ROW_KEYS[mode]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+def test_row_keys_match_the_scalar_code(mode, dtype):
+    """The keys of whole rows by masked vector loads: those of the scalar code
+    (``MODE_EF``: of ``b``, the update written), -1 up to the next multiple of 16,
+    nothing written after it; rows whose length is not a multiple of 16 (the masked
+    lanes of the last row are past the end of the arrays); a, b, cvec untouched. (Its
+    plain Python version runs in the NUMBA_DISABLE_JIT cross-check of
+    test_threads.py.)"""
+    ib = np.int32 if dtype == np.float32 else np.int64
+    rng = np.random.default_rng(7 * mode + np.dtype(dtype).itemsize)
+    vector, scalar = _row_keys_runners(mode)
+    for d in (1, 15, 16, 17, 63, 112, 130):
+        n = 5
+        a, b = (_nasty(rng, dtype, n * d).reshape(n, d) for _ in range(2))
+        cvec = np.concatenate([_nasty(rng, dtype, 3), np.array([0.75, np.nan], dtype)])
+        saved = [x.copy() for x in (a, b, cvec)]
+        want = np.empty((n, d), ib)
+        scalar(a, b, cvec, want)
+        width = -(-d // 16) * 16
+        out = np.full((n, width + 16), 5, ib)
+        vector(a, b, cvec, out)
+        np.testing.assert_array_equal(out[:, :d], want)
+        assert (out[:, d:width] == -1).all() and (out[:, width:] == 5).all()
+        for x, x0 in zip((a, b, cvec), saved):
+            np.testing.assert_array_equal(x.view(ib), x0.view(ib))
