@@ -101,17 +101,25 @@ def select_groups(keys, d, k, m, ck, sel):
 
 
 @njit(cache=True, nogil=True)
+def threshold(keys, d, k, m):
+    """The threshold tv of the module docstring, for the keys ``keys[:d]`` (``2 <= k
+    <= 16``, ``k < d``; any d, padded to a multiple of 16 with -1): at least k keys
+    reach it when it is a key (-1 when the row has too few groups of two keys: then
+    every key does). ``m`` (room for 32) gets the groups' two largest keys."""
+    group_top2(keys, (d + LANES - 1) // LANES, m)
+    if k <= TOP1_K:
+        return kth_lanes(m, 0, k)
+    return kth_lanes(m, LANES, (k + 1) // 2)
+
+
+@njit(cache=True, nogil=True)
 def selection_mask(keys, d, k, m, ck):
     """:func:`select_groups` as ``(ok, lo, hi)``: the selection as a 128-bit mask of
     exactly k bits when ``ok``, else nothing (more than ``CAND_MAX`` keys above the
     threshold); ``m`` is written (the groups' two largest keys). Callers take its bits
     as they emit them: against a list of indices in between, 1000 x 112 float32
     ef21_step, 2 threads, A/B in one process, 0.85-0.96x the time for k = 2 to 16."""
-    group_top2(keys, (d + LANES - 1) // LANES, m)
-    if k <= TOP1_K:
-        tv = kth_lanes(m, 0, k)
-    else:
-        tv = kth_lanes(m, LANES, (k + 1) // 2)
+    tv = threshold(keys, d, k, m)
     if k <= GE_FIRST_K:
         lo, hi = bits_gt(keys, d, tv - 1)  # (keys are integers: >= tv)
         if count(lo, hi) == k:

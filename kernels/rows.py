@@ -47,15 +47,15 @@ from numba import njit, prange
 
 from .borrow import borrowed, keep_alive
 from .candidates import emit_list, list_kth
-from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_mask
+from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_mask, threshold
 from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, ctz, emit,
                    update_state, value, vbits)
 from .lanes import LANES
 from .masks import MASK_BITS, eq_mask, row_keys
 from .modes import MODE_EF, MODE_TOPK
 from .passes import WORD, collect, count_equal, emit_chunk, sample_keys, update_error
-from .select import (BUCKETS_MAX, FEW_GROUPS, FEW_GROUPS_K, FEW_MAX, FEW_MIN_K,
-                     group_maxima, kth_small_k, radix_select, sample_threshold, select_few)
+from .select import (BUCKETS_MAX, FEW_MAX, FEW_MIN_K, kth_small_k, radix_select,
+                     sample_threshold, select_few)
 
 
 @njit(cache=True, nogil=True)
@@ -213,13 +213,12 @@ def rows_dense(mode, rows, plan, out, span):
     :data:`.plan.ROW_PLAN`): the row's keys into a buffer, then for ``small`` k the
     selection of :func:`.groups.selection_mask` (rows up to ``GROUPS_MAX_D``; 1000 x 112
     float32 ef21_step, 2 threads, us: k = 2 80 -> 43, 4 113 -> 51, 8 147 -> 70, 16
-    230 -> 102 against the paths below) or of :func:`.select.select_few` (from
-    ``FEW_MIN_K`` on, longer rows or when the groups leave too many candidates), or
-    the k-th key by an insertion top-k (below it, or when too many keys tie for
-    select_few), else the k-th key by a radix select, then one emitting scan; loops on
-    the 2-D arrays,
-    one call for all the rows (a call per row costs as much as a pass over a short
-    row)."""
+    230 -> 102 against the paths below) or, on longer rows, of
+    :func:`.select.select_few` (from ``FEW_MIN_K`` on, with the groups' threshold
+    :func:`.groups.threshold`), or the k-th key by an insertion top-k (below it, or
+    when too many keys tie for either), else the k-th key by a radix select, then one
+    emitting scan; loops on the 2-D arrays, one call for all the rows (a call per row
+    costs as much as a pass over a short row)."""
     # views without reference counts (.borrow): the rows are the caller's, the
     # buffers are kept alive to the end
     a, b, cvec = rows
@@ -231,18 +230,17 @@ def rows_dense(mode, rows, plan, out, span):
     d = a.shape[1]
     # (the groups read the keys 16 and 64 at a time: padded with keys below all)
     by_groups = small and d <= GROUPS_MAX_D
+    few_k = small and k >= FEW_MIN_K and not by_groups
     owners = (bits_empty(-(-d // MASK_BITS) * MASK_BITS, a),
-              bits_empty(2 * LANES if by_groups else 0, a),
+              bits_empty(2 * LANES if by_groups or few_k else 0, a),
               bits_empty(CAND_MAX + MASK_BITS if by_groups else 0, a))
     keys, gm, gck = borrowed(owners[0]), borrowed(owners[1]), borrowed(owners[2])
     keys[d:] = -1
     best = bits_empty(k if small else 0, a)
     nb = 0 if small else BUCKETS_MAX
     scratch = (np.empty((1, nb), dtype=np.int64), np.empty(1, dtype=np.int64))
-    few_k = small and k >= FEW_MIN_K
     nf = FEW_MAX + WORD if few_k else 0
-    groups = FEW_GROUPS if k <= FEW_GROUPS_K else 2 * FEW_GROUPS
-    few = (bits_empty(2 * FEW_GROUPS + 1, a), bits_empty(nf, a), np.empty(nf, np.int64))
+    few = (bits_empty(nf, a), np.empty(nf, np.int64))
     sel = np.empty(max(nf, CAND_MAX if by_groups else 0), dtype=np.int64)
     for i in range(lo, hi):
         row = (a, b, cvec[i])
@@ -257,8 +255,7 @@ def rows_dense(mode, rows, plan, out, span):
                     emit(mode, True, row, (i, j), j, out, (i, o))
                 continue
         if few_k:
-            group_maxima(keys, d, groups, few[0])
-            if select_few(keys, d, k, groups, few, sel):
+            if select_few(keys, d, k, threshold(keys, d, k, gm), few, sel):
                 for o in range(k):
                     j = sel[o]
                     emit(mode, True, row, (i, j), j, out, (i, o))

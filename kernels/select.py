@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from .keys import ZERO, canon, ctz
+from .masks import gt_mask
 from .passes import WORD, histogram_keys, histogram_range
 
 #: Buckets of a round of :func:`select_rank`: at most this many ...
@@ -238,10 +239,6 @@ def kth_small_k(kbuf, m, k, best):
 #: :func:`select_few`: at most this many candidates (else the caller selects another
 #: way) ...
 FEW_MAX = 64
-#: ... from the maxima of this many groups for k up to ``FEW_GROUPS_K``, twice as many
-#: above (about 1.3 k candidates on random rows either way).
-FEW_GROUPS = 16
-FEW_GROUPS_K = 8
 #: ... for k at least this: below, the insertion top-k costs less (1000 x 112 float32
 #: ef21_step, 2026-12-05, insertion / select_few, us: 2 threads k = 4 73-83 / 114-118,
 #: k = 5 76-126 / 121-124, k = 6 183-194 / 126-129, k = 8 225-244 / 130-132; one
@@ -250,57 +247,30 @@ FEW_MIN_K = 5
 
 
 @njit(cache=True, nogil=True)
-def group_maxima(keys, d, groups, m):
-    """``m[u]`` = the largest of the keys ``keys[j]``, ``j < d``, ``j % groups == u``
-    (0 for a group without keys); ``m`` has room for ``groups``."""
-    for u in range(groups):
-        m[u] = 0
-    nfull = d - d % groups
-    for j0 in range(0, nfull, groups):
-        for u in range(groups):
-            v = keys[j0 + u]
-            if v > m[u]:  # (a conditional store: max() here costs twice the time)
-                m[u] = v
-    for j in range(nfull, d):
-        m[j - nfull] = max(m[j - nfull], keys[j])
+def select_few(keys, d, k, t, scratch, sel):
+    """The k (``2 <= k``, in practice ``FEW_MIN_K <= k <= SMALL_K``) largest of the keys
+    ``keys[:d]``, ties to the smaller index, without an insertion top-k (whose
+    mispredicted insertions made k = 8 cost 12x k = 1 on rows of 112). Writes their
+    indices, ascending, to ``sel[:k]`` and returns k, or returns 0 (``sel`` garbage)
+    when more than ``FEW_MAX`` keys reach t (many ties: the caller selects another
+    way).
 
-
-@njit(cache=True, nogil=True)
-def select_few(keys, d, k, groups, scratch, sel):
-    """The k (``2 <= k <= groups``, in practice ``FEW_MIN_K <= k``) largest of the keys ``keys[:d]``, ties to the smaller
-    index, without an insertion top-k (whose mispredicted insertions made k = 8 cost
-    12x k = 1 on rows of 112). Writes their indices, ascending, to ``sel[:k]`` and
-    returns k, or returns 0 (``sel`` garbage) when more than ``FEW_MAX`` keys reach
-    the threshold below (many ties: the caller selects another way).
-
-    The groups are the indices ``j % groups``, with their maxima ``m[:groups]``
-    (:func:`group_maxima`): the k-th largest t of the group maxima is at most the
-    row's k-th largest key (the maxima are distinct entries), so every selected entry
-    has a key >= t, and on most rows few others have. Those candidates are ranked
-    among themselves (key descending, then index): every entry ranked above a
-    candidate is one too, so its rank is its rank in the row, and the candidates of
-    rank < k are the selection, in index order. ``scratch = (m, ck, co)``: the group
-    maxima (room for ``groups + 1``), room for ``FEW_MAX + WORD`` keys and as many
-    indices; ``sel``: room for ``FEW_MAX + WORD`` indices.
+    ``t``: a key that at least k of the row's keys reach (:func:`.groups.threshold`:
+    on most rows few others do), so at most the row's k-th largest key: every selected
+    entry has a key >= t. Those candidates are ranked among themselves (key
+    descending, then index): every entry ranked above a candidate is one too, so its
+    rank is its rank in the row, and the candidates of rank < k are the selection, in
+    index order. ``keys``: room for ``MASK_BITS * ceil(d / MASK_BITS)``, padded with
+    -1 (read a word of keys at a time); ``scratch = (ck, co)``: room for ``FEW_MAX +
+    WORD`` keys and as many indices; ``sel``: room for ``FEW_MAX + WORD`` indices.
     """
-    m, ck, co = scratch
-    t = np.int64(0)
-    for u in range(groups):  # the largest maximum that at least k maxima reach
-        mu = m[u]
-        n = 0
-        for v in range(groups):
-            n += m[v] >= mu
-        if n >= k:
-            t = max(t, np.int64(mu))
-    m[groups] = t  # (t in the keys' own type: the comparisons below vectorise)
-    t = m[groups]
-    # the candidates, in index order: a bit mask per WORD keys (vectorised), then its
-    # set bits only
+    ck, co = scratch
+    t = max(t, 0)  # (keys are >= 0; below, the padding's -1 would count)
+    # the candidates, in index order: a bit mask per word of keys (one vector
+    # compare, :func:`.masks.gt_mask`), then its set bits only
     c = 0
     for j0 in range(0, d, WORD):
-        msk = np.uint64(0)
-        for u in range(min(WORD, d - j0)):
-            msk |= np.uint64(keys[j0 + u] >= t) << np.uint64(u)
+        msk = gt_mask(keys, j0, t - 1)  # (keys are integers: >= t)
         while msk:
             j = j0 + ctz(msk)
             ck[c] = keys[j]
