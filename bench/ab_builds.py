@@ -30,17 +30,24 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _csrc_of(spec, into):
-    """The csrc folder of ``spec``: a folder (itself or its csrc/), else a git revision
-    extracted under ``into``."""
-    for cand in (os.path.join(spec, "csrc"), spec):
-        if os.path.isfile(os.path.join(cand, "ef21fast.h")):
+def tree_of(spec, into, folder="csrc", marker="ef21fast.h"):
+    """The ``folder`` tree of ``spec``: a folder (itself or its ``folder``/, recognised
+    by the file ``marker``), else a git revision's, extracted under ``into``."""
+    for cand in (os.path.join(spec, folder), spec):
+        if os.path.isfile(os.path.join(cand, marker)):
             return os.path.abspath(cand)
     os.makedirs(into)
-    archive = subprocess.run(["git", "-C", ROOT, "archive", spec, "csrc"], check=True,
+    archive = subprocess.run(["git", "-C", ROOT, "archive", spec, folder], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
-    return os.path.join(into, "csrc")
+    return os.path.join(into, folder)
+
+
+def same_bits(first, other):
+    """Whether two tuples of arrays (indices, values, state) are equal, bit for bit."""
+    return all(a.shape == b.shape and np.array_equal(np.ascontiguousarray(a).view(np.uint8),
+                                                     np.ascontiguousarray(b).view(np.uint8))
+               for a, b in zip(first, other))
 
 
 def _build(csrc, name, tmp):
@@ -95,7 +102,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         mods = []
         for i, spec in enumerate(a.builds):
-            csrc = _csrc_of(spec, os.path.join(tmp, f"src{i}"))
+            csrc = tree_of(spec, os.path.join(tmp, f"src{i}"))
             mods.append(_build(csrc, f"_ab_build{i}", os.path.join(tmp, f"build{i}")))
             mods[-1].lib.ef21_set_num_threads(a.threads)
         rng = np.random.default_rng(a.n)
@@ -107,9 +114,7 @@ def main(argv=None):
                 s0 = s.copy()
                 for m, spec in zip(mods[1:], a.builds[1:]):
                     _, i1, v1 = _call(m, g, s, k)
-                    if not (np.array_equal(i0, i1) and np.array_equal(v0.view(np.uint32),
-                            v1.view(np.uint32)) and np.array_equal(s0.view(np.uint32),
-                                                                   s.view(np.uint32))):
+                    if not same_bits((i0, v0, s0), (i1, v1, s)):
                         raise SystemExit(f"k = {k}: {spec} differs from {a.builds[0]}")
             times = [[] for _ in mods]
             end = time.perf_counter() + a.seconds
