@@ -18,6 +18,7 @@ import operator
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .keys import canon
@@ -313,7 +314,6 @@ def _compress_codegen(mode):
 
 def _compress_fn(mod, vty):
     """The declaration of ``llvm.experimental.vector.compress`` for vectors ``vty``."""
-    from numba.core import cgutils
     mty = ir.VectorType(ir.IntType(1), vty.count)
     fty = ir.FunctionType(vty, [vty, mty, vty])
     name = f"llvm.experimental.vector.compress.v{vty.count}i{vty.element.width}"
@@ -527,8 +527,9 @@ def row_keys(mode, rows, i, keys):
     a time, and a load wider than the stores it reads is not forwarded from them: it
     waits until they reach the cache (with the element loop's 32-byte stores, 8% of
     the time of a 1000 x 112 float32 ef21_step with k = 4 went to the first such
-    load; with these, A/B in one process, one thread, Intel Xeon, 2026-12-05: k = 2
-    to 16, 0.92-0.98x the time)."""
+    load. Against that loop at the final kernels, ``bench/ab_kernels.py`` both ways
+    round, one thread, Intel Xeon, 2026-12-05: k = 2 0.83-0.93x the time, k = 4 to 16
+    0.96-1.02x, within the noise)."""
     from .keys import value, vbits
     a, b, cvec = rows
     d = a.shape[1]
@@ -540,7 +541,6 @@ def row_keys(mode, rows, i, keys):
 def _masked_load(builder, ptr, vty, live):
     """``llvm.masked.load`` of the float vector type ``vty`` at ``ptr``: the lanes of
     the ``i1`` vector ``live``, 0.0 in the others (not read)."""
-    from numba.core import cgutils
     fw = _fbits(vty.element)
     mty = ir.VectorType(ir.IntType(1), vty.count)
     fnty = ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), mty, vty])
@@ -554,7 +554,6 @@ def _masked_load(builder, ptr, vty, live):
 def _row_keys_codegen(mode):
     """The code of :func:`_row_keys_vector` for ``mode``."""
     def codegen(context, builder, signature, args):
-        from numba.core import cgutils
         _, rows, i, keys = args
         _, rowsty, ity, kty = signature.args
         aty, bty, cty = rowsty.types
