@@ -164,10 +164,16 @@ def pool_scenario(method, backend, api):
 
 
 def hash_scenario(n):
-    """Thread count from ef21fast.set_num_threads(n) (n > 0) or the environment."""
+    """Thread count from ef21fast.set_num_threads(n) (n > 0) or the environment. The
+    compiled backends that are available, or those of them named in
+    ``EF21FAST_SCENARIO_BACKENDS`` (a comma-separated list; .ci/sanitize names "c": its
+    C build is what it checks, and the Numba kernels' first compile under the
+    preloaded ASan allocator took over three minutes of its run)."""
     if n > 0:
         ef21fast.set_num_threads(n)
-    names = [b for b in ("c", "numba") if b in ef21fast.available_backends()]
+    only = os.environ.get("EF21FAST_SCENARIO_BACKENDS")
+    names = [b for b in ("c", "numba") if b in ef21fast.available_backends()
+             and (not only or b in only.split(","))]
     report = {}
     for b in names:
         report[b] = {"hash": digest([run(t, b) for t in tasks()]),
