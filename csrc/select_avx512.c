@@ -332,6 +332,8 @@ EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K 
     {
         const T *x = S->x, *g = S->g;
         T *st = S->st;
+        int64_t *restrict oi = oidx;
+        T *restrict ov = oval;
         const T s = S->s;
         uint64_t lo = w[0], hi = w[1];
         int64_t i;
@@ -340,13 +342,18 @@ EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K 
             const int64_t e = in_lo ? (int64_t)_tzcnt_u64(lo) : 64 + (int64_t)_tzcnt_u64(hi);
             hi = in_lo ? hi : hi & (hi - 1);
             lo &= lo - 1;
-            oidx[i] = e;
+            oi[i] = e;
             if (mode == EF21_MODE_TOPK) {
-                oval[i] = x[e];
+                ov[i] = x[e];
             } else {
-                const T v = mode == EF21_MODE_EF21 ? g[e] - st[e] : F(mul)(s, g[e]) - st[e];
-                oval[i] = v;
-                st[e] = F(add)(st[e], v);
+                const T se = st[e];
+                const T v = mode == EF21_MODE_EF21 ? g[e] - se : F(mul)(s, g[e]) - se;
+                T r;
+                /* F(add)(se, v) as the hardware does it, the NaN of its first operand
+                 * first: the operand order fixed (the compiler may commute a C +) */
+                __asm__("vaddss %2, %1, %0" : "=v"(r) : "v"(se), "v"(v));
+                ov[i] = v;
+                st[e] = r;
             }
         }
     }

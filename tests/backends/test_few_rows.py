@@ -178,3 +178,33 @@ def test_rows_the_groups_do_not_settle_or_settle_with_ties(backend, kind, thread
                 _same_ef21_step(g, s0, k, scale, backend)
             for a, b in zip(reference.topk(g, k), api.topk(g, k, backend=backend)):
                 _same(a, b)
+
+
+def _nans_with_payloads(shape, rng, share, first_payload):
+    """float32 array of standard normals with about ``share`` of its entries NaNs, each
+    with its own payload (quiet and signalling), from ``first_payload`` on."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    at = rng.random(shape) < share
+    bits = x.view(np.uint32)
+    payload = first_payload + np.arange(at.sum(), dtype=np.uint32)
+    quiet = rng.random(at.sum()) < 0.5
+    bits[at] = np.uint32(0x7F800000) | (payload & np.uint32(0x3FFFFF)) | np.where(
+        quiet, np.uint32(0x400000), np.uint32(0)) | np.where(
+        rng.random(at.sum()) < 0.5, np.uint32(0x80000000), np.uint32(0))
+    return x
+
+
+@THREADS
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_states_and_gradients_keep_the_reference_payloads(backend, threads):
+    # a NaN state plus a NaN step: the state's NaN, quieted, stays (the reference's
+    # operand order), whichever NaN the step itself carries
+    require_threads(backend, threads)
+    rng = np.random.default_rng(23 + threads)
+    for d in (16, 33, 112, 128, 300):
+        g = _nans_with_payloads((24, d), rng, 0.25, 1)
+        s0 = _nans_with_payloads((24, d), rng, 0.25, 0x200001)
+        w = rng.uniform(0.5, 2.0, 24).astype(np.float32)
+        for k in _ks(d):
+            _same_ef21_step(g, s0, k, None, backend)
+            _same_ef21_step(g, s0, k, w, backend)
