@@ -199,7 +199,9 @@ EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j
  * few_x512's longer rows, 5 for x512_groups), so m stays in registers. Stored in the
  * width that few_x512 reads them back in: after the 32-byte stores of keys (passes.c),
  * its 64-byte loads stalled (1000 x 112 float32 ef21_step, k = 2, one thread: 77 us, 54
- * with these). levels <= 5. */
+ * with these). levels <= 5. The first levels - 1 vectors find the levels below them
+ * empty and skip those steps (rows of 112, five levels: k = 16 113 -> 105 us, A/B as in
+ * x512_emit). */
 EF_X512_INLINE void F(x512_keys_top)(const F(src) *S, const int mode, int64_t len, K *a,
                                      const int levels, __m512i *m)
 {
@@ -207,11 +209,29 @@ EF_X512_INLINE void F(x512_keys_top)(const F(src) *S, const int mode, int64_t le
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
     __m512i x[5]; /* (not m: the stores of keys to a could alias it, m went to memory) */
     int64_t j;
-    int l;
+    int l, p;
 #pragma GCC unroll 5
     for (l = 0; l < levels; l++)
         x[l] = _mm512_setzero_si512();
-    for (j = 0; j < len; j += 16) {
+    /* vector p < levels - 1 finds levels p and below empty (key 0): it goes down p
+     * levels, and what it leaves is level p */
+#pragma GCC unroll 4
+    for (p = 0; p < levels - 1; p++) {
+        j = 16 * (int64_t)p;
+        if (j < len) {
+            const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
+            __m512i v = F(x512_key_at)(S, mode, j, in);
+            _mm512_mask_storeu_epi32((void *)(a + j), in, v);
+#pragma GCC unroll 4
+            for (l = 0; l < p; l++) {
+                const __m512i t = _mm512_min_epu32(x[l], v);
+                x[l] = _mm512_max_epu32(x[l], v);
+                v = t;
+            }
+            x[p] = v;
+        }
+    }
+    for (j = 16 * (int64_t)(levels - 1); j < len; j += 16) {
         const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
         __m512i v = F(x512_key_at)(S, mode, j, in);
         _mm512_mask_storeu_epi32((void *)(a + j), in, v);
@@ -291,17 +311,14 @@ EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m,
 /* The selection of a row of len <= EF_FEWX_GROUPS_D keys (a) whose k-th largest key T
  * (in every lane of tk) x512_groups_kth found, with the candidates ka, kb: the keys
  * above T, then the first ties (their counts from the candidates), as a bitmap of 128
- * entries whose set bits are taken in order (no branch on the data: the selected
- * entries of a row follow no pattern a predictor learns). Returns 1 with the k indices
- * (ascending) in oidx, their values (as F(values), keys.c, forms them) in oval and the
- * state updated; 0, nothing written, if the bitmap does not hold k entries. */
-EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K *a,
-                                       int64_t len, int64_t k, __m512i ka, __m512i kb,
-                                       __m512i tk, int64_t *oidx, T *oval)
+ * entries to w[0], w[1] (no branch on the data: the selected entries of a row follow no
+ * pattern a predictor learns). Returns 1 when it holds k entries (by construction; a
+ * bitmap that did not would send x512_emit past the row), else 0. */
+EF_X512_INLINE int F(x512_groups_bits)(const K *a, int64_t len, int64_t k, __m512i ka,
+                                       __m512i kb, __m512i tk, uint64_t *w)
 {
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    uint64_t w[2] = {0, 0};
     uint32_t gt, eq, q;
     int ties;
     int64_t j;
@@ -312,6 +329,7 @@ EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K 
          (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpeq_epu32_mask(kb, tk)));
     q = (uint32_t)k - gt; /* the ties to take, the first ones */
     ties = eq != q;
+    w[0] = w[1] = 0;
     for (j = 0; j < len; j += 16) {
         const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
         const __m512i v = _mm512_maskz_loadu_epi32(in, (const void *)(a + j));
@@ -324,39 +342,60 @@ EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K 
         }
         w[j >> 6] |= (uint64_t)sel << (j & 63);
     }
-    /* (the counts agree by construction; a bitmap that disagreed would send the loop
-     * below past the row: the caller's generic path instead, and an abort in checked
-     * builds, where the tests then see a broken tie split) */
-    if (!EF_HOLDS(__builtin_popcountll(w[0]) + __builtin_popcountll(w[1]) == k))
-        return 0;
-    {
-        const T *x = S->x, *g = S->g;
-        T *st = S->st;
-        int64_t *restrict oi = oidx;
-        T *restrict ov = oval;
-        const T s = S->s;
-        uint64_t lo = w[0], hi = w[1];
-        int64_t i;
-        for (i = 0; i < k; i++) {
-            const int in_lo = lo != 0;
-            const int64_t e = in_lo ? (int64_t)_tzcnt_u64(lo) : 64 + (int64_t)_tzcnt_u64(hi);
-            hi = in_lo ? hi : hi & (hi - 1);
-            lo &= lo - 1;
-            oi[i] = e;
-            if (mode == EF21_MODE_TOPK) {
-                ov[i] = x[e];
-            } else {
-                const T se = st[e];
-                const T v = mode == EF21_MODE_EF21 ? g[e] - se : F(mul)(s, g[e]) - se;
-                T r;
-                /* F(add)(se, v) as the hardware does it, the NaN of its first operand
-                 * first: the operand order fixed (the compiler may commute a C +) */
-                __asm__("vaddss %2, %1, %0" : "=v"(r) : "v"(se), "v"(v));
-                ov[i] = v;
-                st[e] = r;
-            }
+    /* (a bitmap that disagreed goes the caller's generic path instead, and aborts
+     * checked builds, where the tests then see a broken tie split) */
+    return EF_HOLDS(__builtin_popcountll(w[0]) + __builtin_popcountll(w[1]) == k);
+}
+
+/* The emission of x512_groups_bits' bitmap w of a row of S (k set bits, taken in
+ * order): the k indices (ascending) to oidx, their values (as F(values), keys.c, forms
+ * them) to oval, the state updated. x512_pair runs it for both rows after their vector
+ * stages: inlined between them, its pointers lived in vector registers (1000 x 112
+ * float32 ef21_step, one thread, A/B in one process, 2026-12-06: k = 8 76.4 -> 74.0 us,
+ * 16 107.9 -> 105.1). */
+EF_X512_INLINE void F(x512_emit)(const F(src) *S, const int mode, const uint64_t *w, int64_t k,
+                                 int64_t *oidx, T *oval)
+{
+    const T *x = S->x, *g = S->g;
+    T *st = S->st;
+    /* (restrict here, not on the parameters: so qualified, the inlined loop came out
+     * 10% slower at k = 16) */
+    int64_t *restrict oi = oidx;
+    T *restrict ov = oval;
+    const T s = S->s;
+    uint64_t lo = w[0], hi = w[1];
+    int64_t i;
+    for (i = 0; i < k; i++) {
+        const int in_lo = lo != 0;
+        const int64_t e = in_lo ? (int64_t)_tzcnt_u64(lo) : 64 + (int64_t)_tzcnt_u64(hi);
+        hi = in_lo ? hi : hi & (hi - 1);
+        lo &= lo - 1;
+        oi[i] = e;
+        if (mode == EF21_MODE_TOPK) {
+            ov[i] = x[e];
+        } else {
+            const T se = st[e];
+            const T v = mode == EF21_MODE_EF21 ? g[e] - se : F(mul)(s, g[e]) - se;
+            T r;
+            /* F(add)(se, v) as the hardware does it, the NaN of its first operand first:
+             * the operand order fixed (the compiler may commute a C +; F(add)'s select of
+             * it went out of line, a jump there and back every entry) */
+            __asm__("vaddss %2, %1, %0" : "=v"(r) : "v"(se), "v"(v));
+            ov[i] = v;
+            st[e] = r;
         }
     }
+}
+
+/* x512_groups_bits then x512_emit: returns 1 when done, else 0 (nothing written). */
+EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K *a,
+                                       int64_t len, int64_t k, __m512i ka, __m512i kb,
+                                       __m512i tk, int64_t *oidx, T *oval)
+{
+    uint64_t w[2];
+    if (!F(x512_groups_bits)(a, len, k, ka, kb, tk, w))
+        return 0;
+    F(x512_emit)(S, mode, w, k, oidx, oval);
     return 1;
 }
 
@@ -483,6 +522,7 @@ EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mo
 {
     K a0[EF_FEWX_GROUPS_D], a1[EF_FEWX_GROUPS_D];
     __m512i m0[5], m1[5], tv0, tv1, ka0, kb0, tk0, ka1, kb1, tk1;
+    uint64_t w0[2], w1[2];
     int ok0, ok1;
     F(x512_keys_top)(S0, mode, len, a0, levels, m0);
     F(x512_keys_top)(S1, mode, len, a1, levels, m1);
@@ -490,8 +530,12 @@ EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mo
     tv1 = F(x512_threshold)(m1, k);
     ok0 = F(x512_groups_kth)(k, tv0, m0, levels, &ka0, &kb0, &tk0);
     ok1 = F(x512_groups_kth)(k, tv1, m1, levels, &ka1, &kb1, &tk1);
-    ok0 = ok0 && F(x512_groups_emit)(S0, mode, a0, len, k, ka0, kb0, tk0, oidx0, oval0);
-    ok1 = ok1 && F(x512_groups_emit)(S1, mode, a1, len, k, ka1, kb1, tk1, oidx1, oval1);
+    ok0 = ok0 && F(x512_groups_bits)(a0, len, k, ka0, kb0, tk0, w0);
+    ok1 = ok1 && F(x512_groups_bits)(a1, len, k, ka1, kb1, tk1, w1);
+    if (ok0)
+        F(x512_emit)(S0, mode, w0, k, oidx0, oval0);
+    if (ok1)
+        F(x512_emit)(S1, mode, w1, k, oidx1, oval1);
     return ok0 | ok1 << 1;
 }
 
