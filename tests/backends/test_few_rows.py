@@ -17,6 +17,7 @@ from registry_params import backend_params, require_threads
 
 import ef21fast
 from ef21fast import api, reference
+from ef21fast.testing import nan_with_payload
 
 BACKENDS = backend_params()
 LENGTHS = [2, 5, 15, 16, 17, 31, 33, 63, 112, 128, 129, 300, 1024, 1025]
@@ -182,15 +183,12 @@ def test_rows_the_groups_do_not_settle_or_settle_with_ties(backend, kind, thread
 
 def _nans_with_payloads(shape, rng, share, first_payload):
     """float32 array of standard normals with about ``share`` of its entries NaNs, each
-    with its own payload (quiet and signalling), from ``first_payload`` on."""
+    with its own payload (quiet and signalling, either sign), from ``first_payload`` on."""
     x = rng.standard_normal(shape).astype(np.float32)
-    at = rng.random(shape) < share
-    bits = x.view(np.uint32)
-    payload = first_payload + np.arange(at.sum(), dtype=np.uint32)
-    quiet = rng.random(at.sum()) < 0.5
-    bits[at] = np.uint32(0x7F800000) | (payload & np.uint32(0x3FFFFF)) | np.where(
-        quiet, np.uint32(0x400000), np.uint32(0)) | np.where(
-        rng.random(at.sum()) < 0.5, np.uint32(0x80000000), np.uint32(0))
+    at = np.flatnonzero(rng.random(shape) < share)
+    flags = rng.random((at.size, 2)) < 0.5
+    x.flat[at] = [nan_with_payload(np.float32, first_payload + u, negative=neg, quiet=q)
+                  for u, (q, neg) in enumerate(flags)]
     return x
 
 
