@@ -12,8 +12,8 @@ indices, values and state as the first on every data set, then timed call by cal
 (as in ``bench/test_bench_kernels.py``'s batched rows); ``--sets`` data sets in turn (1:
 the rows stay in the cache, as in that benchmark; 8 on 1000 x 112: they do not).
 Prints the median per build and its ratio to the first build's. ``--unchecked`` skips
-the bit check, for ablations (a build with a stage cut out, to time that stage). The README's and the
-issue notes' "A/B in one process" figures come from this.
+the bit check, for ablations (a build with a stage cut out, to time that stage). The
+README's and the issue notes' "A/B in one process" figures come from this.
 """
 
 from __future__ import annotations

@@ -193,6 +193,18 @@ EF_X512_INLINE __m512i F(x512_key_at)(const F(src) *S, const int mode, int64_t j
                                   _mm512_set1_epi32((int)KNAN));
 }
 
+/* The keys of the row of S at j .. j + 15 (x512_key_at; the lanes past len, the row's
+ * length, hold key 0: full = len rounded down to 16, tail the mask of its last lanes),
+ * also stored to a + j. */
+EF_X512_INLINE __m512i F(x512_key_stored)(const F(src) *S, const int mode, int64_t j,
+                                          int64_t full, __mmask16 tail, K *a)
+{
+    const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
+    const __m512i v = F(x512_key_at)(S, mode, j, in);
+    _mm512_mask_storeu_epi32((void *)(a + j), in, v);
+    return v;
+}
+
 /* The keys of the row (len of them) to a, with the `levels` largest of each group j
  * mod 16, descending, in m[0 .. levels-1] (key 0 for none): each vector of keys goes
  * down the levels by min/max. `levels` is a constant where it is inlined (2 for
@@ -219,9 +231,7 @@ EF_X512_INLINE void F(x512_keys_top)(const F(src) *S, const int mode, int64_t le
     for (p = 0; p < levels - 1; p++) {
         j = 16 * (int64_t)p;
         if (j < len) {
-            const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
-            __m512i v = F(x512_key_at)(S, mode, j, in);
-            _mm512_mask_storeu_epi32((void *)(a + j), in, v);
+            __m512i v = F(x512_key_stored)(S, mode, j, full, tail, a);
 #pragma GCC unroll 4
             for (l = 0; l < p; l++) {
                 const __m512i t = _mm512_min_epu32(x[l], v);
@@ -232,9 +242,7 @@ EF_X512_INLINE void F(x512_keys_top)(const F(src) *S, const int mode, int64_t le
         }
     }
     for (j = 16 * (int64_t)(levels - 1); j < len; j += 16) {
-        const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
-        __m512i v = F(x512_key_at)(S, mode, j, in);
-        _mm512_mask_storeu_epi32((void *)(a + j), in, v);
+        __m512i v = F(x512_key_stored)(S, mode, j, full, tail, a);
 #pragma GCC unroll 5
         for (l = 0; l < levels - 1; l++) {
             const __m512i t = _mm512_min_epu32(x[l], v);
