@@ -252,13 +252,13 @@ def rows_dense(mode, rows, plan, out, span):
             if ok:
                 for o in range(k):
                     j, wlo, whi = pop_lowest(wlo, whi)
-                    emit(mode, True, row, (i, j), j, out, (i, o))
+                    emit(mode, True, row, (i, j), j, out, (i, o), True)
                 continue
         if few_k:
             if select_few(keys, d, k, threshold(keys, d, k, gm), few, sel):
                 for o in range(k):
                     j = sel[o]
-                    emit(mode, True, row, (i, j), j, out, (i, o))
+                    emit(mode, True, row, (i, j), j, out, (i, o), True)
                 continue
         # every key with key >> shift > prefix, then the first quota with ==
         if small:

@@ -186,3 +186,28 @@ def test_every_loop_is_specialised(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _IR_PROBE], env=env, capture_output=True,
                           text=True, timeout=1800, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_emission_add_keeps_the_first_operands_nan(dtype):
+    """keys.add_one, jitted (one AVX instruction on x86 with AVX, else keys.add), against
+    the plain Python keys.add on every pair of finite values, infinities and NaNs with
+    their own payloads (quiet and signalling, either sign): the same bits, both operand
+    orders. With the instruction's operands swapped, the pairs of two NaNs differ."""
+    from numba import njit
+
+    from ef21fast.kernels import keys
+    from ef21fast.testing import bits, nan_with_payload
+
+    add_one = njit(lambda x, y: keys.add_one(x, y))
+    values = [dtype(1.5), dtype(-0.0), dtype(np.inf), dtype(-np.inf)] + [
+        nan_with_payload(dtype, p, negative=neg, quiet=q)[()]
+        for p, neg, q in ((3, False, True), (5, True, True), (9, False, False),
+                          (17, True, False))]
+    for x in values:
+        for y in values:
+            with np.errstate(invalid="ignore"):
+                want = keys.add.py_func(x, y)
+            got = add_one(x, y)
+            assert bits(np.array(got, dtype)) == bits(np.array(want, dtype)), (x, y)
