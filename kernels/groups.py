@@ -123,7 +123,14 @@ def selection_mask(keys, d, k, m, ck):
     threshold); ``m`` is written (the groups' two largest keys). Callers take its bits
     as they emit them: against a list of indices in between, 1000 x 112 float32
     ef21_step, 2 threads, A/B in one process, 0.85-0.96x the time for k = 2 to 16."""
-    tv = threshold(keys, d, k, m)
+    return selection_above(keys, d, k, ck, threshold(keys, d, k, m))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def selection_above(keys, d, k, ck, tv):
+    """:func:`selection_mask` from its threshold ``tv`` (:func:`threshold` of the same
+    keys): the stages after it, for callers that run each stage on several rows in
+    turn (:func:`.rows.rows_dense`)."""
     if k <= GE_FIRST_K:
         lo, hi = bits_gt(keys, d, tv - 1)  # (keys are integers: >= tv)
         if count(lo, hi) == k:
