@@ -13,10 +13,7 @@ meminfo: Numba's increments and decrements of it do nothing). The caller must ke
 array it came from alive while the view is used: an argument of the caller is (its own
 caller holds it); an array that the caller allocated is not once it is no longer used
 by name, so such a caller names it again after its last use of the view, through
-:func:`keep_alive`. Keep such arrays in one tuple, made where they are allocated, and
-pass that tuple (as :func:`.rows.rows_dense` does): an array allocated apart, used
-through its view and passed to :func:`keep_alive` in a tuple built there, corrupted the
-heap when two threads ran the caller (2026-12-06; the cause was not found).
+:func:`keep_alive`.
 """
 
 from __future__ import annotations

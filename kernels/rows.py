@@ -245,8 +245,8 @@ def rows_dense(mode, rows, plan, out, span):
     few_k = small and k >= FEW_MIN_K and not by_groups
     dp = -(-d // MASK_BITS) * MASK_BITS  # (a row's keys in the buffers, padded)
     nst = STAGE_ROWS if by_groups else 1
-    # (every buffer in owners: one allocated apart, used through its borrowed view
-    # and named again by a keep_alive of its own, corrupted the heap with two threads)
+    # (every buffer in owners, which keep_alive names at the end: one left out of it
+    # is freed after its last use by name, under its view)
     owners = (bits_empty(dp, a),
               bits_empty(2 * LANES if by_groups or few_k else 0, a),
               bits_empty(CAND_MAX + MASK_BITS if by_groups else 0, a),
