@@ -254,6 +254,7 @@ def rows_dense(mode, rows, plan, out, span):
     keys, gm, gck = borrowed(owners[0]), borrowed(owners[1]), borrowed(owners[2])
     skeys = borrowed(owners[3])
     keys[d:] = -1
+    skeys[:] = -1  # (row_keys writes the first d keys of each row: the rest stays -1)
     best = bits_empty(k if small else 0, a)
     nb = 0 if small else BUCKETS_MAX
     scratch = (np.empty((1, nb), dtype=np.int64), np.empty(1, dtype=np.int64))
@@ -273,7 +274,6 @@ def rows_dense(mode, rows, plan, out, span):
                 if mode == MODE_EF:
                     write_back_row((a, b, cvec[i]), i)
                 kr = skeys[r * dp:(r + 1) * dp]
-                kr[d:] = -1
                 row_keys(mode, (a, b, cvec), i, kr)
                 tvs[r] = threshold(kr, d, k, gm)
             for r in range(nrows):
