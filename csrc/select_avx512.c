@@ -18,6 +18,14 @@
 #define EF_FEWX_MAX 32
 /* ... and up to this k, first the candidates in one register (most rows of 112) */
 #define EF_FEWX_ONE_K 10
+/* x512_groups_kth: its shortcut up to this k; the lanes of a deeper level it inserts:
+ * of the third level with four levels, of the third and the fourth with five (one
+ * insertion fewer: 1-1.5% less time, k = 8 to 16, one thread; more rows to the
+ * fallback, x512_pair_k) */
+#define EF_GROUPS_SHORT_K 12
+#define EF_GROUPS_CAP4 1
+#define EF_GROUPS_CAP2 3
+#define EF_GROUPS_CAP3 1
 
 /* One step of a bitonic network on the 16 lanes of v: each lane and its partner, the
  * lane s (1, 2, 4 or 8) away by XOR; the lanes of hi take the larger key of their pair,
@@ -72,7 +80,9 @@ EF_X512_INLINE __m512i F(x512_allmax)(__m512i v)
 /* The q-th largest (1 <= q <= 16) of the 16 lanes of v (in every lane): the largest
  * lane that at least q lanes reach (each lane compared with the 15 rotations of v). The
  * comparisons do not wait on each other: the form for one row at a time, whose stages
- * wait on this result (x512_kth16s: fewer instructions, a longer chain). */
+ * wait on this result (v sorted, lane q - 1: fewer instructions, 10 -> 7 ns a vector
+ * on independent vectors, a longer chain: in a single row's selection on rows of 300
+ * and 1000, k = 2, 1.35x and 1.6x the time, one thread, 2026-12-05). */
 EF_X512_INLINE __m512i F(x512_kth16)(__m512i v, int q)
 {
     /* two counts (odd and even rotations), summed at the end: half the additions wait
@@ -93,15 +103,6 @@ EF_X512_INLINE __m512i F(x512_kth16)(__m512i v, int q)
     }
     return F(x512_allmax)(_mm512_maskz_mov_epi32(
         _mm512_cmpge_epi32_mask(_mm512_add_epi32(c1, c2), _mm512_set1_epi32(q)), v));
-}
-
-/* x512_kth16 as v sorted, lane q - 1: fewer instructions (10 -> 7 ns a vector on
- * independent vectors, one thread, 2026-12-05), a longer chain (in a single row's
- * selection on rows of 300 and 1000, k = 2: 1.35x, 1.6x the time); for two rows in
- * flight (x512_pair). */
-EF_X512_INLINE __m512i F(x512_kth16s)(__m512i v, int q)
-{
-    return _mm512_permutexvar_epi32(_mm512_set1_epi32(q - 1), F(x512_sort16)(v, 0));
 }
 
 /* The q-th largest (1 <= q <= 16) of the 32 lanes of a and b, in every lane: the lane
@@ -256,87 +257,112 @@ EF_X512_INLINE void F(x512_keys_top)(const F(src) *S, const int mode, int64_t le
         m[l] = x[l];
 }
 
-/* The threshold of few_x512 from the groups' largest keys m[0] and second largest m[1]
- * (see there; the sorted form of the k-th of 16): at least k entries of the row reach
- * it. */
-EF_X512_INLINE __m512i F(x512_threshold)(const __m512i *m, int64_t k)
+/* The 16 largest of bs (16 keys, descending) and the key in lane j of p, descending:
+ * lane i takes the larger of bs[i] and the smaller of bs[i - 1] and the key (bs[-1]
+ * above every key), three operations and no compare into a mask. */
+EF_X512_INLINE __m512i F(x512_insert)(__m512i bs, __m512i p, const int j)
 {
-    return k <= 12 ? F(x512_kth16s)(m[0], (int)k) : F(x512_kth16s)(m[1], (int)(k + 1) / 2);
+    const __m512i x = _mm512_permutexvar_epi32(_mm512_set1_epi32(j), p);
+    const __m512i up = _mm512_alignr_epi32(bs, _mm512_set1_epi32(-1), 15);
+    return _mm512_max_epu32(bs, _mm512_min_epu32(up, x));
 }
 
-/* The k-th largest key T of a row of len <= EF_FEWX_GROUPS_D keys from the `levels`
- * (2 to 5) largest keys of its groups (m, as x512_keys_top forms them) and the
- * threshold tv, when they settle it. For k <= 12, tv is the k-th largest of the
- * groups' largest keys: when no group's second key reaches it, the row's entries >= tv
- * are those largest keys, and T = tv (random rows of 112: k = 2 95% of rows, 4 70%, 8
- * 16%). Else the candidates are the lanes of m at least tv (at least k of them), packed
- * in two registers, and T is the k-th largest of them; it is the row's when no group's
- * last (levels-th) key reaches it (no group then holds another entry >= T: every entry
- * >= T is a candidate). T > 0 either way (absent lanes hold key 0). Returns 1 with T in
- * every lane of *otk and registers (*oka, *okb) that hold every entry >= T (and others
- * below it); 0 when more than 32 candidates reach tv or the groups do not settle T
- * (random rows of 112, five levels: k = 16 1.2%, k <= 12 0.2% or less; fewer levels:
- * x512_pair_k). */
-EF_X512_INLINE int F(x512_groups_kth)(int64_t k, __m512i tv, const __m512i *m,
-                                      const int levels, __m512i *oka, __m512i *okb,
-                                      __m512i *otk)
+/* bs with the first `cap` (a constant where inlined) lanes of mr at least tv inserted
+ * (x512_insert; absent lanes, key 0, change nothing); the lanes of mr at least tv left
+ * out go to *rest, as a mask. */
+EF_X512_INLINE __m512i F(x512_insert_level)(__m512i bs, __m512i mr, __m512i tv, const int cap,
+                                            uint32_t *rest)
 {
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                                           15);
-    __m512i ka = _mm512_setzero_si512(), kb = ka, tk = tv;
-    uint32_t c = 0;
-    int r, ok;
-    if (k <= 12 && _mm512_cvtsi512_si32(tv) != 0 && !_mm512_cmpge_epu32_mask(m[1], tv)) {
-        ka = m[0];
+    const uint32_t sel = ef_mask16(_mm512_cmpge_epu32_mask(mr, tv));
+    const __m512i p = ef_compress16((__mmask16)sel, mr);
+    int j;
+#pragma GCC unroll 4
+    for (j = 0; j < cap; j++)
+        bs = F(x512_insert)(bs, p, j);
+    *rest = sel & ~_pdep_u32((1u << cap) - 1, sel);
+    return bs;
+}
+
+/* The k-th largest key T (1 <= k <= 16) of a row of len <= EF_FEWX_GROUPS_D keys from
+ * the `levels` (3 to 5, a constant where inlined) largest keys of its groups (m, as
+ * x512_keys_top forms them), when they settle it. The groups' largest keys sorted give
+ * tv, the k-th largest of them: for k <= EF_GROUPS_SHORT_K, when no group's second key
+ * reaches tv, the row's entries >= tv are those largest keys, and T = tv (random rows
+ * of 112: k = 2 95% of rows, 4 70%). Else bs = the 16 largest of the groups' first
+ * two levels, descending (the largest keys sorted down, the second sorted up: the
+ * larger of each lane pair are the 16 largest, in a bitonic order, merged), tv its
+ * k-th, and the first lanes of the deeper levels (but the last) that reach tv are
+ * inserted: EF_GROUPS_CAP4 of the third level with four levels, EF_GROUPS_CAP2 of the
+ * third and EF_GROUPS_CAP3 of the fourth with five (random rows of 112, k = 16: 1.35
+ * lanes reach tv there on average). T is the k-th of bs then, the row's when no
+ * group's last key and no lane left out reaches it (every entry >= T is in bs; bs
+ * holds entries of the row only). T > 0 either way (absent lanes hold key 0). Returns
+ * 1 with T in every lane of *otk, the count of ties to take (k less the entries above
+ * T) in *oq, and in *oties whether the ties are more than those (or bs may not hold
+ * all of them: its last lane equals T); 0 when the groups do not settle T (random rows
+ * of 112: x512_pair_k). *otv, in either case: a key that at least k entries of the row
+ * reach (the threshold of few_x512's fallback). Against packing the lanes that reach
+ * the threshold into two registers and ranking those 32 (2026-12-06, 1000 x 112
+ * float32 ef21_step, one thread, A/B in one process): k = 2, 4, 8, 16 0.94x, 0.94x,
+ * 0.92x, 0.90x the time; per row the packing took 27 ns and the ranking 19 (of 108). */
+EF_X512_INLINE int F(x512_groups_kth)(int64_t k, const __m512i *m, const int levels,
+                                      __m512i *otk, uint32_t *oq, int *oties, __m512i *otv)
+{
+    const __m512i kk = _mm512_set1_epi32((int)k - 1);
+    const __m512i s0 = F(x512_sort16)(m[0], 0);
+    __m512i tv = _mm512_permutexvar_epi32(kk, s0), bs, tk;
+    uint32_t rest2 = 0, rest3 = 0, eqm, eq;
+    int ok, r, sorted = 0;
+    if (k <= EF_GROUPS_SHORT_K && _mm512_cvtsi512_si32(tv) != 0 &&
+        !_mm512_cmpge_epu32_mask(m[1], tv)) {
+        bs = m[0];
+        tk = tv;
         ok = 1;
     } else {
-        for (r = 0; r < levels && c <= 32; r++) {
-            /* lane i of ka: packed lane i - c; of kb: i + 16 - c (the permute reads mod
-             * 16) */
-            const __mmask16 mr = _mm512_cmpge_epu32_mask(m[r], tv);
-            const uint32_t e = c + (uint32_t)__builtin_popcount(ef_mask16(mr));
-            const __m512i p = ef_compress16(mr, m[r]);
-            const uint32_t ta =
-                (c < 16 ? 0xFFFFu << c : 0) & (e < 16 ? (1u << e) - 1 : 0xFFFFu);
-            const uint32_t tb = (c > 16 ? 0xFFFFu << (c - 16) : 0xFFFFu) &
-                                (e > 16 ? (e < 32 ? (1u << (e - 16)) - 1 : 0xFFFFu) : 0);
-            const __m512i up = _mm512_sub_epi32(iota, _mm512_set1_epi32((int)c));
-            ka = _mm512_or_si512(ka, _mm512_maskz_permutexvar_epi32((__mmask16)ta, up, p));
-            kb = _mm512_or_si512(kb, _mm512_maskz_permutexvar_epi32((__mmask16)tb, up, p));
-            c = e;
-        }
-        if (c <= 32)
-            tk = c <= 16 ? F(x512_kth16s)(ka, (int)k) : F(x512_kth32)(ka, kb, (int)k);
-        ok = c <= 32 && _mm512_cvtsi512_si32(tk) != 0 &&
-             !_mm512_cmpge_epu32_mask(m[levels - 1], tk);
+        bs = F(x512_merge16)(_mm512_max_epu32(s0, F(x512_sort16)(m[1], 0xFFFF)), 0);
+        tv = _mm512_permutexvar_epi32(kk, bs);
+        if (levels >= 4)
+            bs = F(x512_insert_level)(bs, m[2], tv,
+                                      levels == 4 ? EF_GROUPS_CAP4 : EF_GROUPS_CAP2, &rest2);
+        if (levels >= 5)
+            bs = F(x512_insert_level)(bs, m[3], tv, EF_GROUPS_CAP3, &rest3);
+        tk = _mm512_permutexvar_epi32(kk, bs);
+        ok = _mm512_cvtsi512_si32(tk) != 0 && !_mm512_cmpge_epu32_mask(m[levels - 1], tk) &&
+             (levels < 4 || !_mm512_mask_cmpge_epu32_mask((__mmask16)rest2, m[2], tk)) &&
+             (levels < 5 || !_mm512_mask_cmpge_epu32_mask((__mmask16)rest3, m[3], tk));
+        sorted = 1;
     }
-    *oka = ka;
-    *okb = kb;
+    eqm = ef_mask16(_mm512_cmpeq_epu32_mask(bs, tk));
+    eq = (uint32_t)__builtin_popcount(eqm);
+    if (sorted && k == 16) {
+        /* T is bs's last lane: bs may not hold every tie; they are in the levels (none
+         * in the last) */
+        eq = 0;
+#pragma GCC unroll 4
+        for (r = 0; r < levels - 1; r++)
+            eq += (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpeq_epu32_mask(m[r], tk)));
+        eqm = 0;
+    }
+    *oq = (uint32_t)k - (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpgt_epu32_mask(bs, tk)));
+    /* (bs's last lane equal to T, k < 16: it may not hold every tie) */
+    *oties = (eq != *oq) | (sorted & (int)(eqm >> 15));
     *otk = tk;
+    *otv = tv;
     return ok;
 }
 
 /* The selection of a row of len <= EF_FEWX_GROUPS_D keys (a) whose k-th largest key T
- * (in every lane of tk) x512_groups_kth found, with the candidates ka, kb: the keys
- * above T, then the first ties (their counts from the candidates), as a bitmap of 128
- * entries to w[0], w[1] (no branch on the data: the selected entries of a row follow no
- * pattern a predictor learns). Returns 1 when it holds k entries (by construction; a
- * bitmap that did not would send x512_emit past the row), else 0. */
-EF_X512_INLINE int F(x512_groups_bits)(const K *a, int64_t len, int64_t k, __m512i ka,
-                                       __m512i kb, __m512i tk, uint64_t *w)
+ * (in every lane of tk) x512_groups_kth found: the keys above T, then the first q ties
+ * (when `ties`, else every key equal to T), as a bitmap of 128 entries to w[0], w[1]
+ * (no branch on the data: the selected entries of a row follow no pattern a predictor
+ * learns). Returns 1 when it holds k entries (by construction; a bitmap that did not
+ * would send x512_emit past the row), else 0. */
+EF_X512_INLINE int F(x512_groups_bits)(const K *a, int64_t len, int64_t k, __m512i tk,
+                                       uint32_t q, const int ties, uint64_t *w)
 {
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
-    uint32_t gt, eq, q;
-    int ties;
     int64_t j;
-    /* (absent lanes hold key 0 < T: they count in neither) */
-    gt = (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpgt_epu32_mask(ka, tk))) +
-         (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpgt_epu32_mask(kb, tk)));
-    eq = (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpeq_epu32_mask(ka, tk))) +
-         (uint32_t)__builtin_popcount(ef_mask16(_mm512_cmpeq_epu32_mask(kb, tk)));
-    q = (uint32_t)k - gt; /* the ties to take, the first ones */
-    ties = eq != q;
     w[0] = w[1] = 0;
     for (j = 0; j < len; j += 16) {
         const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
@@ -395,29 +421,22 @@ EF_X512_INLINE void F(x512_emit)(const F(src) *S, const int mode, const uint64_t
     }
 }
 
-/* x512_groups_bits then x512_emit: returns 1 when done, else 0 (nothing written). */
-EF_X512_INLINE int F(x512_groups_emit)(const F(src) *S, const int mode, const K *a,
-                                       int64_t len, int64_t k, __m512i ka, __m512i kb,
-                                       __m512i tk, int64_t *oidx, T *oval)
-{
-    uint64_t w[2];
-    if (!F(x512_groups_bits)(a, len, k, ka, kb, tk, w))
-        return 0;
-    F(x512_emit)(S, mode, w, k, oidx, oval);
-    return 1;
-}
-
-/* Rows up to EF_FEWX_GROUPS_D: the keys with their groups' top five, the threshold
- * (to *tv, for the fallback of few_x512), then the k-th key and the selection when the
+/* Rows up to EF_FEWX_GROUPS_D: the keys with their groups' top five, the k-th key
+ * (and a threshold, to *tv, for the fallback of few_x512), then the selection when the
  * groups settle it. Returns 1 when done (indices, values, updates), else 0. */
 EF_X512_INLINE int F(x512_groups)(const F(src) *S, const int mode, int64_t len, int64_t k,
                                   K *a, int64_t *oidx, T *oval, __m512i *tv)
 {
-    __m512i m[5], ka, kb, tk;
+    __m512i m[5], tk;
+    uint64_t w[2];
+    uint32_t q;
+    int ties;
     F(x512_keys_top)(S, mode, len, a, 5, m);
-    *tv = F(x512_threshold)(m, k);
-    return F(x512_groups_kth)(k, *tv, m, 5, &ka, &kb, &tk) &&
-           F(x512_groups_emit)(S, mode, a, len, k, ka, kb, tk, oidx, oval);
+    if (!F(x512_groups_kth)(k, m, 5, &tk, &q, &ties, tv) ||
+        !F(x512_groups_bits)(a, len, k, tk, q, ties, w))
+        return 0;
+    F(x512_emit)(S, mode, w, k, oidx, oval);
+    return 1;
 }
 
 /* x512_groups on one row, in the mode of S: a function of its own (inlined into
@@ -444,10 +463,12 @@ static __attribute__((noinline)) EF_TARGET_X512 int F(few_x512_groups)(
  * each, so again at least k entries of the row reach t, and t is at most the row's
  * k-th largest key (on random rows of 112, about 25 candidates for k = 16 instead of
  * 42). The candidates (key >= t, in index order) give the row's k-th key T (x512_kth16,
- * x512_kth32); the selection is the keys
- * above T and the first ties. At most 16 candidates (most rows for k <= 10) are packed
- * in registers; up to EF_FEWX_MAX go through memory. Rows up to EF_FEWX_GROUPS_D first
- * try x512_groups (T from the groups' top five keys; values and updates formed too).
+ * x512_kth32); the selection is the keys above T and the first ties. At most 16
+ * candidates (most rows for k <= 10) are packed in registers; up to EF_FEWX_MAX go
+ * through memory. Rows up to EF_FEWX_GROUPS_D first try x512_groups (T from the
+ * groups' top five keys; values and updates formed too); when their groups do not
+ * settle T, t is the threshold x512_groups_kth leaves (the k-th largest of the group
+ * maxima, or of the groups' two largest keys).
  * Returns 2 with the k indices (ascending) in oidx, their values in oval and the
  * state updated; 1 with the indices only (the caller forms the values); 0 when more
  * than EF_FEWX_MAX entries reach t. */
@@ -529,17 +550,16 @@ EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mo
                                 int64_t *oidx1, T *oval1, const int levels)
 {
     K a0[EF_FEWX_GROUPS_D], a1[EF_FEWX_GROUPS_D];
-    __m512i m0[5], m1[5], tv0, tv1, ka0, kb0, tk0, ka1, kb1, tk1;
+    __m512i m0[5], m1[5], tv0, tv1, tk0, tk1;
     uint64_t w0[2], w1[2];
-    int ok0, ok1;
+    uint32_t q0, q1;
+    int ok0, ok1, ties0, ties1;
     F(x512_keys_top)(S0, mode, len, a0, levels, m0);
     F(x512_keys_top)(S1, mode, len, a1, levels, m1);
-    tv0 = F(x512_threshold)(m0, k);
-    tv1 = F(x512_threshold)(m1, k);
-    ok0 = F(x512_groups_kth)(k, tv0, m0, levels, &ka0, &kb0, &tk0);
-    ok1 = F(x512_groups_kth)(k, tv1, m1, levels, &ka1, &kb1, &tk1);
-    ok0 = ok0 && F(x512_groups_bits)(a0, len, k, ka0, kb0, tk0, w0);
-    ok1 = ok1 && F(x512_groups_bits)(a1, len, k, ka1, kb1, tk1, w1);
+    ok0 = F(x512_groups_kth)(k, m0, levels, &tk0, &q0, &ties0, &tv0);
+    ok1 = F(x512_groups_kth)(k, m1, levels, &tk1, &q1, &ties1, &tv1);
+    ok0 = ok0 && F(x512_groups_bits)(a0, len, k, tk0, q0, ties0, w0);
+    ok1 = ok1 && F(x512_groups_bits)(a1, len, k, tk1, q1, ties1, w1);
     if (ok0)
         F(x512_emit)(S0, mode, w0, k, oidx0, oval0);
     if (ok1)
@@ -549,8 +569,9 @@ EF_X512_INLINE int F(x512_pair)(const F(src) *S0, const F(src) *S1, const int mo
 
 /* x512_pair with as many levels of the groups' largest keys as k calls for: fewer
  * cost less to form and send more rows to the fallback (a group with more entries >=
- * T than levels; on random rows of 112, by simulation, three levels: k = 3 0.3% of
- * rows, 4 0.9%; four: k = 5 0.03%, 8 0.7%; five: k = 12 0.3%, 16 1.4%). A/B of the
+ * T than levels, or more lanes of a deeper level to insert than x512_groups_kth takes;
+ * on random rows of 112, by simulation, three levels: k = 3 0.3% of rows, 4 0.9%;
+ * four: k = 5 0.03%, 8 1.0%; five: k = 12 0.2%, 16 2.7%). A/B of the
  * builds in one process, 1000 x 112 float32 ef21_step, one thread, five levels for
  * every k -> these (2026-12-05): k = 2 42.4 -> 38.6 us, 4 52.6 -> 47.9, 6 61.8 ->
  * 59.3, 8 69.2 -> 66.5 (two threads: k = 2 31.6 -> 30.2, 8 45.4 -> 44.4). */
