@@ -303,8 +303,9 @@ EF_X512_INLINE __m512i F(x512_insert_level)(__m512i bs, __m512i mr, __m512i tv, 
  * of 112: x512_pair_k). *otv, in either case: a key that at least k entries of the row
  * reach (the threshold of few_x512's fallback). Against packing the lanes that reach
  * the threshold into two registers and ranking those 32 (2026-12-06, 1000 x 112
- * float32 ef21_step, one thread, A/B in one process): k = 2, 4, 8, 16 0.94x, 0.94x,
- * 0.92x, 0.90x the time; per row the packing took 27 ns and the ranking 19 (of 108). */
+ * float32 ef21_step, A/B in one process): k = 2, 4, 8, 16 0.96x, 0.94x, 0.91x, 0.85x
+ * the time on one thread, 0.99x, 0.93x, 0.82x, 0.86x on two; per row at k = 16 the
+ * packing had taken 27 ns and the ranking 19 (of 108). */
 EF_X512_INLINE int F(x512_groups_kth)(int64_t k, const __m512i *m, const int levels,
                                       __m512i *otk, uint32_t *oq, int *oties, __m512i *otv)
 {
@@ -362,20 +363,30 @@ EF_X512_INLINE int F(x512_groups_bits)(const K *a, int64_t len, int64_t k, __m51
 {
     const int64_t full = len & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (len - full)) - 1);
+    uint64_t lo = 0, hi = 0;
     int64_t j;
-    w[0] = w[1] = 0;
-    for (j = 0; j < len; j += 16) {
-        const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
-        const __m512i v = _mm512_maskz_loadu_epi32(in, (const void *)(a + j));
-        uint32_t sel = ef_mask16(_mm512_mask_cmpge_epu32_mask(in, v, tk));
-        if (ties) {
-            const uint32_t te = ef_mask16(_mm512_mask_cmpeq_epu32_mask(in, v, tk));
-            const uint32_t take = q >= 16 ? te : _pdep_u32((1u << q) - 1, te);
-            q -= (uint32_t)__builtin_popcount(take);
-            sel = (sel & ~te) | take;
+    /* (unrolled: the words in registers; a loop over len kept w in memory, each vector's
+     * bits waiting on the store of the one before) */
+#pragma GCC unroll 8
+    for (j = 0; j < EF_FEWX_GROUPS_D; j += 16) {
+        if (j < len) {
+            const __mmask16 in = j < full ? (__mmask16)0xFFFF : tail;
+            const __m512i v = _mm512_maskz_loadu_epi32(in, (const void *)(a + j));
+            uint32_t sel = ef_mask16(_mm512_mask_cmpge_epu32_mask(in, v, tk));
+            if (ties) {
+                const uint32_t te = ef_mask16(_mm512_mask_cmpeq_epu32_mask(in, v, tk));
+                const uint32_t take = q >= 16 ? te : _pdep_u32((1u << q) - 1, te);
+                q -= (uint32_t)__builtin_popcount(take);
+                sel = (sel & ~te) | take;
+            }
+            if (j < 64)
+                lo |= (uint64_t)sel << j;
+            else
+                hi |= (uint64_t)sel << (j - 64);
         }
-        w[j >> 6] |= (uint64_t)sel << (j & 63);
     }
+    w[0] = lo;
+    w[1] = hi;
     /* (a bitmap that disagreed goes the caller's generic path instead, and aborts
      * checked builds, where the tests then see a broken tie split) */
     return EF_HOLDS(__builtin_popcountll(w[0]) + __builtin_popcountll(w[1]) == k);
