@@ -177,7 +177,8 @@ static int F(one_row)(F(ws) *W, int mode, const T *x, const T *g, T *st, const T
  * except in ef_step, for a NaN scale (whose payload every product takes: the generic
  * keys) and when EF21FAST_C_FORCE turns the short-row selection off; a row it leaves
  * (its groups do not settle the k-th key) goes the way of any other row. EF21_OK or
- * EF21_ENOMEM. */
+ * EF21_ENOMEM. k = 1 on such rows goes two rows at a time to few_x512_argmax_pair, on
+ * the same conditions (a NaN scale: the rest of the range the generic way). */
 static int F(rows_range)(F(ws) *W, int mode, const T *x, const T *g, T *st, const T *scale,
                          T lr, int64_t lo, int64_t hi, int64_t d, int64_t k, int64_t *idx,
                          T *val, int flags)
@@ -200,6 +201,19 @@ static int F(rows_range)(F(ws) *W, int mode, const T *x, const T *g, T *st, cons
             if (!(done & 2) && err == EF21_OK)
                 err = F(one_row)(W, mode, x, g, st, scale, lr, i + 1, d, k, idx, val, 0, 1,
                                  flags);
+        }
+    }
+#endif
+#if EF_X512 && EF_IS_F32
+    if (mode != EF21_MODE_EF && k == 1 && d >= 2 && d <= EF_FEWX_GROUPS_D && W->nch == 1 &&
+        !(flags & EF_FORCE_NOSMALL) && __builtin_cpu_supports("x86-64-v4")) {
+        for (; i + 1 < hi; i += 2) {
+            F(src) S0, S1;
+            F(src_row)(&S0, mode, x, g, st, scale, lr, i, d);
+            F(src_row)(&S1, mode, x, g, st, scale, lr, i + 1, d);
+            if (mode == EF21_MODE_EF21_SCALED && (S0.s != S0.s || S1.s != S1.s))
+                break; /* (a NaN scale: the generic path, from these rows on) */
+            F(few_x512_argmax_pair)(&S0, &S1, d, idx + i, val + i, idx + i + 1, val + i + 1);
         }
     }
 #endif

@@ -74,6 +74,8 @@ EF_HIDDEN int F(collect_x512)(const F(src) *S, int64_t lo, int64_t hi, K t, F(cb
 #if EF_IS_F32
 EF_HIDDEN int F(few_x512)(const F(src) *S, int64_t len, int64_t k, K *a, int64_t *oidx,
                           T *oval);
+EF_HIDDEN void F(few_x512_argmax_pair)(const F(src) *S0, const F(src) *S1, int64_t len,
+                                      int64_t *oidx0, T *oval0, int64_t *oidx1, T *oval1);
 EF_HIDDEN int F(few_x512_pair)(const F(src) *S0, const F(src) *S1, int64_t len, int64_t k,
                                int64_t *oidx0, T *oval0, int64_t *oidx1, T *oval1);
 #endif

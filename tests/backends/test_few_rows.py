@@ -1,9 +1,9 @@
-"""Batched short rows with few entries each (2 <= k <= 16, rows up to a few hundred):
+"""Batched short rows with few entries each (1 <= k <= 16, rows up to a few hundred):
 the selection that C's AVX-512 version runs in registers (its threshold from the
 lanes' largest and second largest keys, at most 16 or 32 candidates; on rows up to 128
-the k-th key from the three to five largest keys of each lane's group first, two rows
-at a time) and the paths it falls back to, against the reference, bit for bit, for
-every mode and thread count.
+the k-th key from the three to five largest keys of each lane's group first, and k = 1
+as the first of the largest keys, two rows at a time) and the paths it falls back to,
+against the reference, bit for bit, for every mode and thread count.
 
 The edges of that selection: rows shorter than a vector or not a multiple of it, k = d,
 heavy ties at the k-th key (more candidates than it ranks), zeros, NaNs, rows longer
@@ -63,8 +63,9 @@ def _same_ef21_step(g, s0, k, scale, backend):
 
 
 def _ks(d):
-    # (C's groups: three levels up to k = 4, four up to 8, five above)
-    ks = {k for k in (2, 3, 4, 5, 8, 9, 12, 13, 16) if k <= d}
+    # (C's groups: three levels up to k = 4, four up to 8, five above; k = 1: C's
+    # argmax of two rows at a time)
+    ks = {k for k in (1, 2, 3, 4, 5, 8, 9, 12, 13, 16) if k <= d}
     return sorted(ks | ({d} if d <= 16 else set()))
 
 
