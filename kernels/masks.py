@@ -518,6 +518,8 @@ def row_keys(mode, rows, i, keys):
     """The keys of row i of ``rows = (a, b, cvec)`` in ``mode``, the ``MODE_EF``
     update already written to ``b`` (:func:`.keys.value` with ``written``):
     ``keys[j] = key(value)`` for ``j < d``, and ``keys[d:16 * ceil(d / 16)] = -1``.
+    Returns the largest of the d keys (-1 when d = 0), in the keys' dtype: a running
+    vector maximum beside the stores, dropped by LLVM where the caller ignores it.
 
     ``a``, ``b``: (n, d) C-contiguous float32/float64 arrays (``b`` unread in
     ``MODE_TOPK``), ``cvec`` the (n,) row scalars; ``keys``: integers of the values'
@@ -536,6 +538,7 @@ def row_keys(mode, rows, i, keys):
     for j in range(d):
         keys[j] = canon(vbits(value(mode, True, (a, b, cvec[i]), (i, j))))
     keys[d:-(-d // 16) * 16] = -1
+    return keys[:d].max() if d else keys.dtype.type(-1)
 
 
 def _masked_load(builder, ptr, vty, live):
@@ -549,6 +552,17 @@ def _masked_load(builder, ptr, vty, live):
     return builder.call(fn, [builder.bitcast(ptr, vty.as_pointer()),
                              ir.Constant(ir.IntType(32), fw // 8), live,
                              ir.Constant(vty, [0.0] * vty.count)])
+
+
+def _vector_op(builder, name, vals):
+    """``llvm.<name>`` on integer vectors of one type (a reduction when ``name``
+    starts with ``vector.reduce``)."""
+    vty = vals[0].type
+    ret = vty.element if name.startswith("vector.reduce") else vty
+    fnty = ir.FunctionType(ret, [v.type for v in vals])
+    fn = cgutils.get_or_insert_function(
+        builder.module, fnty, f"llvm.{name}.v{vty.count}i{vty.element.width}")
+    return builder.call(fn, vals)
 
 
 def _row_keys_codegen(mode):
@@ -576,6 +590,8 @@ def _row_keys_codegen(mode):
         nvec = builder.sdiv(builder.add(d, ir.Constant(i64, lanes - 1)), ir.Constant(i64, lanes))
         absm = (1 << (bw - 1)) - 1
         nanv = ir.Constant(kvty, [0x7F800001 if bw == 32 else 0x7FF0000000000001] * lanes)
+        none = ir.Constant(kvty, [-1] * lanes)
+        top = cgutils.alloca_once_value(builder, none)
         with cgutils.for_range(builder, nvec) as loop:
             j = builder.mul(loop.index, ir.Constant(i64, lanes))
             # the lanes below d: the low min(d - j, 16) bits
@@ -592,10 +608,11 @@ def _row_keys_codegen(mode):
             # canon: the sign bit cleared, every NaN to one key above +inf
             kv = builder.and_(builder.bitcast(fval, kvty), ir.Constant(kvty, [absm] * lanes))
             kv = builder.select(builder.icmp_signed("<", kv, nanv), kv, nanv)
-            kv = builder.select(live, kv, ir.Constant(kvty, [-1] * lanes))
+            kv = builder.select(live, kv, none)
             builder.store(kv, builder.bitcast(builder.gep(kdata, [j]), kvty.as_pointer()),
                           align=bw // 8)
-        return context.get_dummy_value()
+            builder.store(_vector_op(builder, "smax", [builder.load(top), kv]), top)
+        return _vector_op(builder, "vector.reduce.smax", [builder.load(top)])
     return codegen
 
 
@@ -604,7 +621,7 @@ def _row_keys_vector(typingctx, mode, rows, i, keys):
     """:func:`row_keys` (``mode`` a literal)."""
     if not isinstance(mode, types.IntegerLiteral):
         return None
-    return types.none(mode, rows, i, keys), _row_keys_codegen(mode.literal_value)
+    return keys.dtype(mode, rows, i, keys), _row_keys_codegen(mode.literal_value)
 
 
 @overload(row_keys, jit_options={"nogil": True})
@@ -619,5 +636,5 @@ def _row_keys_overload(mode, rows, i, keys):
         return None
 
     def impl(mode, rows, i, keys):
-        _row_keys_vector(mode, rows, i, keys)
+        return _row_keys_vector(mode, rows, i, keys)
     return impl

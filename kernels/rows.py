@@ -48,8 +48,8 @@ from numba import njit, prange
 from .borrow import borrowed, keep_alive
 from .candidates import emit_list, list_kth
 from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_above, threshold
-from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, canon, ctz, emit,
-                   update_state, value, vbits)
+from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, ctz, emit, update_state,
+                   value)
 from .lanes import LANES
 from .masks import MASK_BITS, eq_mask, row_keys
 from .modes import MODE_EF, MODE_TOPK
@@ -176,10 +176,13 @@ def first_equal(kbuf, d, best):
 def rows_trivial(mode, rows, k, out, span):
     """Rows ``span = (lo, hi)`` when k is 0, 1 or d: plain loops on the 2-D arrays.
 
-    k = 1: a first pass stores the row's keys (:func:`.keys.canon` of the value bits)
-    and takes the largest, then :func:`first_equal` finds the first index that has it.
-    The loops are in the row loop: as a separate function, Numba's code for them does
-    not vectorise as well (about 2.5x slower on rows of 112).
+    k = 1: :func:`.masks.row_keys` stores the row's keys (16 at a time) and returns the
+    largest, then :func:`first_equal` finds the first index that has it. Against the
+    element loop that did both (1000 x 112 float32 ef21_step, one thread, Intel Xeon,
+    ``bench/ab_kernels.py``, 2026-12-06): 0.75x the time. That loop kept the maximum in
+    64-bit lanes (canon's keys come out of Numba's arithmetic as int64), four keys a
+    vector, and stored the keys 8 at a time, which first_equal's 64-key loads could not
+    take from the store buffer.
     """
     a, b, cvec = rows
     lo, hi = span
@@ -192,13 +195,7 @@ def rows_trivial(mode, rows, k, out, span):
         kbuf[d:] = -1
         for i in range(lo, hi):
             row = (a, b, cvec[i])
-            # the loop starts from the first key, an integer of the keys' own type
-            best = canon(vbits(value(mode, True, row, (i, 0))))
-            for j in range(d):
-                kk = canon(vbits(value(mode, True, row, (i, j))))
-                kbuf[j] = kk
-                best = max(best, kk)
-            j = first_equal(kbuf, d, best)
+            j = first_equal(kbuf, d, row_keys(mode, (a, b, cvec), i, kbuf))
             emit(mode, True, row, (i, j), j, out, (i, 0))
     elif k == d:
         for i in range(lo, hi):

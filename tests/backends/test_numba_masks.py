@@ -121,9 +121,9 @@ def _row_keys_runners(mode):
         from ef21fast.kernels.masks import row_keys
 
         @njit
-        def vector(a, b, cvec, out):
+        def vector(a, b, cvec, out, top):
             for i in range(a.shape[0]):
-                row_keys(mode, (a, b, cvec), i, out[i])
+                top[i] = row_keys(mode, (a, b, cvec), i, out[i])
 
         @njit
         def scalar(a, b, cvec, out):
@@ -138,9 +138,10 @@ def _row_keys_runners(mode):
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])
 def test_row_keys_match_the_scalar_code(mode, dtype):
     """The keys of whole rows by masked vector loads: those of the scalar code
-    (``MODE_EF``: of ``b``, the update written), -1 up to the next multiple of 16,
-    nothing written after it; rows whose length is not a multiple of 16 (the masked
-    lanes of the last row are past the end of the arrays); a, b, cvec untouched. (Its
+    (``MODE_EF``: of ``b``, the update written) and their largest returned, -1 up to
+    the next multiple of 16, nothing written after it; rows whose length is not a
+    multiple of 16 (the masked lanes of the last row are past the end of the arrays);
+    a, b, cvec untouched. (Its
     plain Python version runs in the NUMBA_DISABLE_JIT cross-check of
     test_threads.py.)"""
     ib = np.int32 if dtype == np.float32 else np.int64
@@ -155,8 +156,10 @@ def test_row_keys_match_the_scalar_code(mode, dtype):
         scalar(a, b, cvec, want)
         width = -(-d // 16) * 16
         out = np.full((n, width + 16), 5, ib)
-        vector(a, b, cvec, out)
+        top = np.zeros(n, ib)
+        vector(a, b, cvec, out, top)
         np.testing.assert_array_equal(out[:, :d], want)
+        np.testing.assert_array_equal(top, want.max(axis=1))
         assert (out[:, d:width] == -1).all() and (out[:, width:] == 5).all()
         for x, x0 in zip((a, b, cvec), saved):
             np.testing.assert_array_equal(x.view(ib), x0.view(ib))
