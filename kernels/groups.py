@@ -152,6 +152,18 @@ def selection_above(keys, d, k, ck, tv):
         lo, hi = bits_gt(keys, d, t - 1)
         if count(lo, hi) == k:
             return True, lo, hi
+    return selection_at(keys, d, k, t, False)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def selection_at(keys, d, k, t, first):
+    """The selection of the row whose k-th largest key is t, as :func:`selection_mask`
+    returns it: the keys above t, then the first ties. ``first``: try the keys >= t
+    first (exactly k when no key but the k-th ties with t: most rows)."""
+    if first:
+        lo, hi = bits_gt(keys, d, t - 1)
+        if count(lo, hi) == k:
+            return True, lo, hi
     lo, hi = bits_gt(keys, d, t)
     # T = t: the keys above it, then the first ties
     quota = k - count(lo, hi)

@@ -10,6 +10,12 @@ emitted through Numba intrinsics, as :mod:`.masks` does for its bit masks: LLVM 
 them to the machine's own vectors (one AVX-512 register of 16 int32, two AVX2
 registers, ...), so the code stays portable.
 
+:func:`kth_levels` is the k-th largest key of a short row from its groups' first three
+to five levels (sorted by bitonic networks of shuffles and min/max), as the C
+backend's AVX-512 selection (``csrc/select_avx512.c``) finds it; when the levels do
+not settle it, the callers rank the keys above :func:`kth_lanes`'s threshold with
+:func:`kth_of`.
+
 Keys are the non-negative int32 / int64 keys of :mod:`.keys`; buffers read 16 at a
 time are padded by the caller with ``-1`` (below every key).
 
@@ -52,6 +58,61 @@ def kth_of(ck, c, k):
     """The k-th largest of the keys ``ck[:c]`` (``1 <= k <= c <= 64``); ``ck`` has room
     for 64 (those from ``c`` on are not read as keys)."""
     return np.sort(ck[:c])[c - k]
+
+
+#: The levels of :func:`kth_levels` per k (a few more cost more to form and settle
+#: more rows), and how many lanes of the third and fourth level it inserts into its
+#: 16 largest (the rest that reach its first threshold send the row to the caller's
+#: other path). As C's ``x512_pair_k`` and ``EF_GROUPS_CAP*`` (csrc/select_avx512.c).
+LEVELS_3_K = 4
+LEVELS_4_K = 8
+#: (lanes of the third level, lanes of the fourth) per number of levels
+LEVEL_CAPS = {3: (0, 0), 4: (1, 0), 5: (3, 1)}
+#: With k up to this, the k-th largest of the groups' maxima is the row's k-th when no
+#: group's second key reaches it (random rows of 112: k = 2 95% of rows, 4 70%).
+MAX_ONLY_K = 12
+#: The result of :func:`kth_levels` when the levels do not settle the k-th key.
+UNSETTLED = -2
+
+
+def levels_for(k):
+    """The levels :func:`kth_levels` forms for k."""
+    return 3 if k <= LEVELS_3_K else 4 if k <= LEVELS_4_K else 5
+
+
+def kth_levels(keys, nvec, k):
+    """The k-th largest T of the keys ``keys[:16 nvec]`` (``1 <= k <= 16``, padded with
+    -1, at least k keys), or ``UNSETTLED``, from the ``L = levels_for(k)`` largest keys
+    of each group j mod 16 (level l: the l-th largest of each group, -1 for none).
+
+    tv = the k-th largest of the groups' maxima: when ``k <= MAX_ONLY_K`` and no
+    group's second key reaches it, the keys >= tv are the maxima >= tv, and T = tv.
+    Else bs = the 16 largest of the first two levels, tv its k-th, the first
+    ``LEVEL_CAPS`` lanes (in lane order) of the third and fourth level that reach tv
+    put into bs (its 16 largest kept): T = bs's k-th when no group's L-th key and no
+    lane of the third and fourth level left out reaches it. Then every key >= T is in
+    bs (T >= tv: each such key was one of the first two levels or a lane that reached
+    tv), and bs holds keys of the row only: its k-th is the row's. Random rows of 112
+    left unsettled, by simulation (C's): about 1% at k = 8, 3% at k = 16."""
+    blk = np.sort(keys[:nvec * LANES].reshape(nvec, LANES), axis=0)[::-1]
+    nl = levels_for(k)
+    m = np.full((5, LANES), -1, dtype=np.int64)
+    m[:min(nl, nvec)] = blk[:nl]
+    tv = np.sort(m[0])[::-1][k - 1]
+    if k <= MAX_ONLY_K and not (m[1] >= tv).any():
+        return keys.dtype.type(tv)
+    bs = np.sort(np.concatenate([m[0], m[1]]))[::-1][:LANES]
+    tv = bs[k - 1]
+    rests = []
+    for lev, cap in zip((2, 3), LEVEL_CAPS[nl]):
+        if lev >= nl - 1:
+            break
+        hit = np.flatnonzero(m[lev] >= tv)
+        bs = np.sort(np.concatenate([bs, m[lev][hit[:cap]]]))[::-1][:LANES]
+        rests.append(m[lev][hit[cap:]])
+    t = bs[k - 1]
+    ok = not (m[nl - 1] >= t).any() and not any((r >= t).any() for r in rests)
+    return keys.dtype.type(t if ok else UNSETTLED)
 
 
 # --- the intrinsics ---------------------------------------------------------------------
@@ -132,23 +193,40 @@ def _count(builder, cnt, hit, step):
     return builder.select(hit, builder.add(cnt, step), cnt)
 
 
+def _levels(builder, base, ity, nvec, nl):
+    """The nl largest keys of each group of the nvec vectors from ``base``, level by
+    level (-1 for none): each vector goes down the levels by max/min. Vector p < nl - 1
+    finds levels p and below empty: it goes down p levels only, and what it leaves is
+    level p (as C's ``x512_keys_top``)."""
+    lv = [cgutils.alloca_once_value(builder, _const(ity, [-1] * LANES)) for _ in range(nl)]
+
+    def down(v, levels):
+        for q in range(levels):
+            m = builder.load(lv[q])
+            builder.store(_smax(builder, m, v), lv[q])
+            v = _smin(builder, m, v)
+        return v
+
+    for p in range(nl - 1):
+        with builder.if_then(builder.icmp_signed(">", nvec, ir.Constant(nvec.type, p))):
+            v = _load(builder, base, ity, LANES * p)
+            builder.store(down(v, p), lv[p])
+    start = ir.Constant(nvec.type, nl - 1)
+    with cgutils.for_range(builder, nvec, start=start) as loop:
+        at = builder.mul(loop.index, ir.Constant(loop.index.type, LANES))
+        v = down(_load(builder, builder.gep(base, [at]), ity), nl - 1)
+        builder.store(_smax(builder, builder.load(lv[nl - 1]), v), lv[nl - 1])
+    return [builder.load(x) for x in lv]
+
+
 @intrinsic
 def _group_top2(typingctx, keys, nvec, m):
     def codegen(context, builder, sig, args):
         base, ity = _ptr(context, builder, sig.args[0], args[0])
-        low = _const(ity, [-1] * LANES)
-        first = cgutils.alloca_once_value(builder, low)
-        second = cgutils.alloca_once_value(builder, low)
-        with cgutils.for_range(builder, args[1]) as loop:
-            at = builder.mul(loop.index, ir.Constant(loop.index.type, LANES))
-            v = _load(builder, builder.gep(base, [at]), ity)
-            m1 = builder.load(first)
-            builder.store(_smax(builder, m1, v), first)
-            down = _smin(builder, m1, v)
-            builder.store(_smax(builder, builder.load(second), down), second)
+        first, second = _levels(builder, base, ity, args[1], 2)
         out, _ = _ptr(context, builder, sig.args[2], args[2])
-        _store(builder, builder.load(first), out)
-        _store(builder, builder.load(second), out, LANES)
+        _store(builder, first, out)
+        _store(builder, second, out, LANES)
         return context.get_dummy_value()
     return types.none(keys, nvec, m), codegen
 
@@ -218,6 +296,129 @@ def _kth_of_intrinsic(nv):
             return _reduce_smax(builder, best)
         return ck.dtype(ck, c, k), codegen
     return _kth_of
+
+
+def _exchange(builder, v, j, take_max):
+    """One compare-exchange step on the 16 lanes of v: lane i against lane i ^ j, the
+    larger kept where ``take_max(i)``."""
+    w = builder.shuffle_vector(v, v, _const(_I32, [i ^ j for i in range(LANES)]))
+    mask = ir.Constant(ir.VectorType(ir.IntType(1), LANES),
+                       [int(bool(take_max(i))) for i in range(LANES)])
+    return builder.select(mask, _smax(builder, v, w), _smin(builder, v, w))
+
+
+def _sort16(builder, v, descending):
+    """v's 16 lanes sorted (a bitonic network of 10 compare-exchange steps)."""
+    size = 2
+    while size <= LANES:
+        j = size // 2
+        while j:
+            def take_max(i, j=j, size=size):
+                lower = (i & j) == 0
+                block_down = (i & size) == 0 if size < LANES else True
+                return lower == (block_down == descending)
+            v = _exchange(builder, v, j, take_max)
+            j //= 2
+        size *= 2
+    return v
+
+
+def _merge16_down(builder, v):
+    """A bitonic sequence of 16 lanes sorted descending (4 steps)."""
+    for j in (8, 4, 2, 1):
+        v = _exchange(builder, v, j, lambda i, j=j: (i & j) == 0)
+    return v
+
+
+def _lane(builder, v, at):
+    return builder.extract_element(v, at)
+
+
+def _any_ge(builder, v, t, live=None):
+    """Whether a lane of v (of those in the ``i1`` vector ``live``) is >= t."""
+    hit = builder.icmp_signed(">=", v, _splat(builder, t))
+    if live is not None:
+        hit = builder.and_(hit, live)
+    return builder.icmp_unsigned("!=", builder.bitcast(hit, ir.IntType(LANES)),
+                                 ir.Constant(ir.IntType(LANES), 0))
+
+
+def _insert_lanes(builder, bs, mr, tv, cap):
+    """bs (16 keys, descending) with the first ``cap`` lanes of mr that reach tv put in,
+    its 16 largest kept (lane i <- max(bs[i], min(bs[i - 1], x)), bs[-1] above every
+    key: no compare into a mask); returns it and the lanes that reach tv left out (an
+    ``i1`` vector)."""
+    ity = mr.type.element
+    top = _const(ity, [(1 << (ity.width - 1)) - 1] * LANES)
+    shift = _const(_I32, [LANES] + list(range(LANES - 1)))
+    zero = ir.Constant(_I32, 0)
+    bits = builder.zext(builder.bitcast(builder.icmp_signed(">=", mr, _splat(builder, tv)),
+                                        ir.IntType(LANES)), _I32)
+    for _ in range(cap):
+        # the lane of the lowest set bit (none: -1, which changes nothing)
+        at = builder.and_(_call(builder, "llvm.cttz.i32", _I32,
+                                [bits, ir.Constant(ir.IntType(1), 0)]),
+                          ir.Constant(_I32, LANES - 1))
+        x = builder.select(builder.icmp_unsigned("!=", bits, zero),
+                           _lane(builder, mr, at), ir.Constant(ity, -1))
+        up = builder.shuffle_vector(bs, top, shift)
+        bs = _smax(builder, bs, _smin(builder, up, _splat(builder, x)))
+        bits = builder.and_(bits, builder.sub(bits, ir.Constant(_I32, 1)))
+    rest = builder.bitcast(builder.trunc(bits, ir.IntType(LANES)),
+                           ir.VectorType(ir.IntType(1), LANES))
+    return bs, rest
+
+
+def _kth_levels_intrinsic(nl):
+    caps = LEVEL_CAPS[nl]
+
+    @intrinsic
+    def _kth_levels(typingctx, keys, nvec, k):
+        """:func:`kth_levels` with ``nl`` levels."""
+        def codegen(context, builder, sig, args):
+            base, ity = _ptr(context, builder, sig.args[0], args[0])
+            kk = args[2]
+            m = _levels(builder, base, ity, args[1], nl)
+            k1 = builder.trunc(builder.sub(kk, ir.Constant(kk.type, 1)), _I32)
+            s0 = _sort16(builder, m[0], True)
+            tv0 = _lane(builder, s0, k1)
+            result = cgutils.alloca_once_value(builder, tv0)
+            short = builder.and_(
+                builder.icmp_signed("<=", kk, ir.Constant(kk.type, MAX_ONLY_K)),
+                builder.not_(_any_ge(builder, m[1], tv0)))
+            with builder.if_then(builder.not_(short), likely=False):
+                s1 = _sort16(builder, m[1], False)
+                bs = _merge16_down(builder, _smax(builder, s0, s1))
+                tv = _lane(builder, bs, k1)
+                rests = []
+                for lev, cap in zip((2, 3), caps):
+                    if lev < nl - 1:
+                        bs, rest = _insert_lanes(builder, bs, m[lev], tv, cap)
+                        rests.append((m[lev], rest))
+                t = _lane(builder, bs, k1)
+                bad = _any_ge(builder, m[nl - 1], t)
+                for mr, rest in rests:
+                    bad = builder.or_(bad, _any_ge(builder, mr, t, rest))
+                builder.store(builder.select(bad, ir.Constant(ity, UNSETTLED), t), result)
+            return builder.load(result)
+        return keys.dtype(keys, nvec, k), codegen
+    return _kth_levels
+
+
+_kth_levels3 = _kth_levels_intrinsic(3)
+_kth_levels4 = _kth_levels_intrinsic(4)
+_kth_levels5 = _kth_levels_intrinsic(5)
+
+
+@overload(kth_levels, jit_options={"nogil": True})
+def _kth_levels_overload(keys, nvec, k):
+    def impl(keys, nvec, k):
+        if k <= LEVELS_3_K:
+            return _kth_levels3(keys, nvec, k)
+        if k <= LEVELS_4_K:
+            return _kth_levels4(keys, nvec, k)
+        return _kth_levels5(keys, nvec, k)
+    return impl
 
 
 # (as few vectors as hold the candidates: about 1.5 k of them on random rows)

@@ -47,10 +47,11 @@ from numba import njit, prange
 
 from .borrow import borrowed, keep_alive
 from .candidates import emit_list, list_kth
-from .groups import CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_above, threshold
+from .groups import (CAND_MAX, GROUPS_MAX_D, pop_lowest, selection_above, selection_at,
+                     threshold)
 from .keys import (NOT_WRITTEN, WRITTEN, ZERO, bits_empty, ctz, emit, update_state,
                    value)
-from .lanes import LANES
+from .lanes import LANES, UNSETTLED, kth_levels
 from .masks import MASK_BITS, eq_mask, row_keys
 from .modes import MODE_EF, MODE_TOPK
 from .passes import WORD, collect, count_equal, emit_chunk, sample_keys, update_error
@@ -204,6 +205,14 @@ def rows_trivial(mode, rows, k, out, span):
                 emit(mode, True, row, (i, j), j, out, (i, j))
 
 
+#: Up to this k, :func:`rows_dense` takes the groups' threshold (:mod:`.groups`) without
+#: trying their levels first (:func:`.lanes.kth_levels`). Levels against the threshold
+#: alone, 1000 x 112 float32 ef21_step, one thread, Intel Xeon, A/B in one process
+#: (``bench/ab_kernels.py``, 2026-12-06): k = 2 1.23x the time (its threshold is the
+#: second largest of the groups' maxima, two reductions), 3 0.93-0.99x, 4 0.96-1.02x,
+#: 5 0.85x, 8 0.86x, 12 0.89x, 16 0.89x.
+LEVELS_MIN_K = 2
+
 #: Rows per stage of :func:`rows_dense`'s selection by the groups (1000 x 112 float32
 #: ef21_step, one thread, Intel Xeon, A/B in one process, 2026-12-06: against one row
 #: at a time, 4 rows 0.81x, 0.84x, 0.83x, 0.95x the time for k = 2, 4, 8, 16; 8 rows
@@ -224,10 +233,16 @@ def rows_dense(mode, rows, plan, out, span):
     emitting scan; loops on the 2-D arrays, one call for all the rows (a call per row
     costs as much as a pass over a short row).
 
-    The groups' selection runs in stages over ``STAGE_ROWS`` rows at a time: their keys
-    and thresholds, then their masks, then their emission. Each row's stages wait on
-    each other; in turn over several rows, the core has independent work at every
-    stage (as C's x512_pair does with two rows)."""
+    For ``k > LEVELS_MIN_K`` the groups' selection first takes the row's k-th key from
+    the groups' levels (:func:`.lanes.kth_levels`), then the mask of the keys above
+    it and the first ties (:func:`.groups.selection_at`); the rows the levels do not
+    settle, and smaller k, go through the threshold and the ranking of the keys above
+    it (in loops of their own: the levels' vector code in the same loop made the
+    threshold's rows 1.13-1.23x slower on two threads). The groups' selection runs in
+    stages over ``STAGE_ROWS`` rows at a time: their keys and thresholds, then their
+    masks, then their emission. Each row's stages wait on each other; in turn over
+    several rows, the core has independent work at every stage (as C's x512_pair does
+    with two rows)."""
     # views without reference counts (.borrow): the rows are the caller's, the
     # buffers are kept alive to the end
     a, b, cvec = rows
@@ -261,6 +276,8 @@ def rows_dense(mode, rows, plan, out, span):
     # the stages' results per row: threshold, mask found, the mask's two words
     tvs = bits_empty(nst, a)
     oks = np.zeros(nst, np.bool_)
+    levels = k > LEVELS_MIN_K
+    nvec = -(-d // LANES)
     wlos = np.zeros(nst, np.uint64)
     whis = np.zeros(nst, np.uint64)
     for i0 in range(lo, hi, nst):
@@ -272,10 +289,22 @@ def rows_dense(mode, rows, plan, out, span):
                     write_back_row((a, b, cvec[i]), i)
                 kr = skeys[r * dp:(r + 1) * dp]
                 row_keys(mode, (a, b, cvec), i, kr)
-                tvs[r] = threshold(kr, d, k, gm)
-            for r in range(nrows):
-                oks[r], wlos[r], whis[r] = selection_above(skeys[r * dp:(r + 1) * dp], d,
-                                                           k, gck, tvs[r])
+                if levels:
+                    tvs[r] = kth_levels(kr, nvec, k)
+                else:
+                    tvs[r] = threshold(kr, d, k, gm)
+            if levels:
+                for r in range(nrows):
+                    kr = skeys[r * dp:(r + 1) * dp]
+                    if tvs[r] != UNSETTLED:
+                        oks[r], wlos[r], whis[r] = selection_at(kr, d, k, tvs[r], True)
+                    else:
+                        oks[r], wlos[r], whis[r] = selection_above(
+                            kr, d, k, gck, threshold(kr, d, k, gm))
+            else:
+                for r in range(nrows):
+                    kr = skeys[r * dp:(r + 1) * dp]
+                    oks[r], wlos[r], whis[r] = selection_above(kr, d, k, gck, tvs[r])
         for r in range(nrows):
             i = i0 + r
             row = (a, b, cvec[i])

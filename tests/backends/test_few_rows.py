@@ -2,8 +2,9 @@
 the selection that C's AVX-512 version runs in registers (its threshold from the
 lanes' largest and second largest keys, at most 16 or 32 candidates; on rows up to 128
 the k-th key from the three to five largest keys of each lane's group first, and k = 1
-as the first of the largest keys, two rows at a time) and the paths it falls back to,
-against the reference, bit for bit, for every mode and thread count.
+as the first of the largest keys, two rows at a time), the Numba backend's LLVM vector
+counterpart (its k-th key from three to five levels for 3 <= k <= 16) and the paths they
+fall back to, against the reference, bit for bit, for every mode and thread count.
 
 The edges of that selection: rows shorter than a vector or not a multiple of it, k = d,
 heavy ties at the k-th key (more candidates than it ranks), zeros, NaNs, rows longer

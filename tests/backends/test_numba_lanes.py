@@ -32,6 +32,10 @@ if NUMBA_MISSING is None:
         return words, lanes.kth_lanes(m, off, k), lanes.kth_of(ck, c, k), n
 
     @njit
+    def _jit_kth_levels(keys, nvec, k):
+        return lanes.kth_levels(keys, nvec, k)
+
+    @njit
     def _jit_select(keys, d, k, m, ck, sel):
         return groups.select_groups(keys, d, k, m, ck, sel)
 
@@ -115,6 +119,50 @@ def test_lane_operations_at_the_edges(dtype):
                 ck[c:] = top  # (past c: never read as keys)
                 _check(keys, keys[5], 0, k, ck, c, dtype)
                 _check(np.full(16, 7), 7, 16, k, np.full(64, 7), c, dtype)
+
+
+def _kth_levels_case(keys, d, k, dtype):
+    """kth_levels of keys[:d] (padded with -1), jitted and in Python: the same result,
+    UNSETTLED or the k-th largest key. Returns whether it settled."""
+    nvec = -(-d // 16)
+    padded = np.full(16 * nvec, -1, dtype)
+    padded[:d] = keys[:d]
+    want = sorted(padded[:d].tolist(), reverse=True)[k - 1]
+    got_jit = int(_jit_kth_levels(padded, nvec, k))
+    got_py = int(lanes.kth_levels(padded, nvec, k))
+    assert got_jit == got_py, (got_jit, got_py, k, d)
+    assert got_jit in (lanes.UNSETTLED, want), (got_jit, want, k, d)
+    return got_jit != lanes.UNSETTLED
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_kth_levels_is_the_kth_key_or_unsettled(dtype, data):
+    """The k-th key from the groups' levels (three levels for k <= 4, four up to 8,
+    five above; the insertion of the third and fourth level's lanes; the shortcut by
+    the maxima for k <= 12), on rows with heavy ties, zeros and the largest keys."""
+    d = data.draw(st.integers(17, 128))
+    k = data.draw(st.integers(1, 16))
+    hi = data.draw(st.sampled_from([1, 3, 50, int(np.iinfo(dtype).max) - 1]))
+    keys = np.array(data.draw(st.lists(st.integers(0, hi), min_size=d, max_size=d)),
+                    dtype)
+    _kth_levels_case(keys, d, k, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kth_levels_settles_most_random_rows(dtype):
+    """On random rows of 112 the levels settle almost every row for every k (by
+    simulation: at most about 3% left at k = 16), so the fast path is what runs;
+    sorted and reversed rows (every key of a group in one level) are left to the
+    caller or settled exactly."""
+    rng = np.random.default_rng(11)
+    for k in range(1, 17):
+        settled = sum(_kth_levels_case(rng.integers(0, 2**30, 112), 112, k, dtype)
+                      for _ in range(200))
+        assert settled >= 180, (k, settled)
+        for row in (np.arange(112), np.arange(112)[::-1], np.zeros(112, int)):
+            _kth_levels_case(row, 112, k, dtype)
 
 
 def _select_brute(keys, d, k):
