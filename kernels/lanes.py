@@ -31,7 +31,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .masks import splat
+from .masks import (llvm_call as _call, splat, vector_reduce_smax as _reduce_smax,
+                    vector_smax as _smax, vector_smin as _smin)
 
 #: Keys per vector (and the number of groups of :func:`group_top2`).
 LANES = 16
@@ -156,25 +157,6 @@ def _store(builder, v, ptr, j=0):
         ptr = builder.gep(ptr, [ir.Constant(_I64, j)])
     builder.store(v, builder.bitcast(ptr, v.type.as_pointer()),
                   align=v.type.element.width // 8)
-
-
-def _call(builder, name, ret, vals):
-    fnty = ir.FunctionType(ret, [v.type for v in vals])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-    return builder.call(fn, vals)
-
-
-def _smax(builder, a, b):
-    return _call(builder, f"llvm.smax.v{LANES}i{a.type.element.width}", a.type, [a, b])
-
-
-def _smin(builder, a, b):
-    return _call(builder, f"llvm.smin.v{LANES}i{a.type.element.width}", a.type, [a, b])
-
-
-def _reduce_smax(builder, v):
-    return _call(builder, f"llvm.vector.reduce.smax.v{LANES}i{v.type.element.width}",
-                 v.type.element, [v])
 
 
 def _cast(builder, x, ity):

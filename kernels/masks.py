@@ -554,15 +554,32 @@ def _masked_load(builder, ptr, vty, live):
                              ir.Constant(vty, [0.0] * vty.count)])
 
 
-def _vector_op(builder, name, vals):
-    """``llvm.<name>`` on integer vectors of one type (a reduction when ``name``
-    starts with ``vector.reduce``)."""
-    vty = vals[0].type
-    ret = vty.element if name.startswith("vector.reduce") else vty
+def llvm_call(builder, name, ret, vals):
+    """A call of the LLVM intrinsic ``name`` returning ``ret`` (for the intrinsics here
+    and in :mod:`.lanes`)."""
     fnty = ir.FunctionType(ret, [v.type for v in vals])
-    fn = cgutils.get_or_insert_function(
-        builder.module, fnty, f"llvm.{name}.v{vty.count}i{vty.element.width}")
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
     return builder.call(fn, vals)
+
+
+def _vty_name(v):
+    return f"v{v.type.count}i{v.type.element.width}"
+
+
+def vector_smax(builder, a, b):
+    """The lane by lane signed maximum of two integer vectors."""
+    return llvm_call(builder, f"llvm.smax.{_vty_name(a)}", a.type, [a, b])
+
+
+def vector_smin(builder, a, b):
+    """The lane by lane signed minimum of two integer vectors."""
+    return llvm_call(builder, f"llvm.smin.{_vty_name(a)}", a.type, [a, b])
+
+
+def vector_reduce_smax(builder, v):
+    """The largest lane of an integer vector (signed)."""
+    return llvm_call(builder, f"llvm.vector.reduce.smax.{_vty_name(v)}", v.type.element,
+                     [v])
 
 
 def _row_keys_codegen(mode):
@@ -611,8 +628,8 @@ def _row_keys_codegen(mode):
             kv = builder.select(live, kv, none)
             builder.store(kv, builder.bitcast(builder.gep(kdata, [j]), kvty.as_pointer()),
                           align=bw // 8)
-            builder.store(_vector_op(builder, "smax", [builder.load(top), kv]), top)
-        return _vector_op(builder, "vector.reduce.smax", [builder.load(top)])
+            builder.store(vector_smax(builder, builder.load(top), kv), top)
+        return vector_reduce_smax(builder, builder.load(top))
     return codegen
 
 
