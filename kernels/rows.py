@@ -273,11 +273,12 @@ def rows_dense(mode, rows, plan, out, span):
     nf = FEW_MAX + WORD if few_k else 0
     few = (bits_empty(nf, a), np.empty(nf, np.int64))
     sel = np.empty(max(nf, CAND_MAX if by_groups else 0), dtype=np.int64)
-    # the stages' results per row: threshold, mask found, the mask's two words
-    tvs = bits_empty(nst, a)
-    oks = np.zeros(nst, np.bool_)
     levels = k > LEVELS_MIN_K
     nvec = -(-d // LANES)
+    # the stages' results per row: the k-th key from the levels (or UNSETTLED) or the
+    # threshold, mask found, the mask's two words
+    tvs = bits_empty(nst, a)
+    oks = np.zeros(nst, np.bool_)
     wlos = np.zeros(nst, np.uint64)
     whis = np.zeros(nst, np.uint64)
     for i0 in range(lo, hi, nst):
