@@ -77,7 +77,7 @@ def test_chunk_rows():
     # just above it: CHUNK_MAX_FRACTION of the states (under the CHUNK_MIN_BYTES floor)
     n = M.CHUNK_ONE_BELOW // (8 * 100) + 1
     assert M.chunk_rows(n, 100, 8) == int(M.CHUNK_MAX_FRACTION * n * 800) // 800 < n
-    # a9a at n = 10,000 (9.4 MiB of states): a twentieth of them, not 1 MiB
+    # a9a at n = 10,000 (9.4 MiB of states): a fortieth of them, not 1 MiB
     rows = M.chunk_rows(10_000, 123, 8)
     assert rows * 123 * 8 <= M.CHUNK_MAX_FRACTION * 10_000 * 123 * 8 < M.CHUNK_MIN_BYTES
     assert rows == int(M.CHUNK_MAX_FRACTION * 10_000 * 984) // 984
