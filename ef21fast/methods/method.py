@@ -46,7 +46,8 @@ CHUNK_MIN_BYTES = 1 << 20
 #: buffer takes at most a quarter of the tenth of the data and states that a run may
 #: hold beyond them (and at least one client): the rest of that tenth goes to what a
 #: process's first run touches for good (a9a at n = 10,000, one chunk of 5%: +9.8% to
-#: +10.4% in a fresh process, bench/scale.py; 2.5%: +8.3%, for 1.09x the time a round).
+#: +10.4% in a fresh process, bench/scale.py; 2.5%: +8.3% to +8.9%, for 1.09x the time a
+#: round).
 CHUNK_MAX_FRACTION = 0.025
 #: Rows of at least this many bytes are added to the round's running sum one call per
 #: row, in place (no spare row in the buffer, no second running sum).
