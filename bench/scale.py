@@ -26,10 +26,13 @@ before the base: what a first run leaves in the process for good (pages of libra
 code and of OpenBLAS's buffers touched for the first time, heap that ``malloc_trim``
 cannot return) is then in the base, as for the second run of a sweep. The a9a rows are ordered by length inside each client
 (:func:`ef21fast.methods.data_sparse.rows_by_length`), so the fused oracle shares the
-problem's arrays instead of running on a reordered copy.
+problem's arrays instead of running on a reordered copy. ``--dtype float32`` runs the
+problem in float32 (``LogisticRegression(data, dtype="float32")``): it keeps the float64
+data and a float32 copy of its values (and labels), which then count with the data
+("copy" in the table), and float32 states.
 
     python bench/scale.py [--a9a PATH] [--rounds T] [--cases a9a,news20] [--threads N]
-                          [--again]
+                          [--again] [--dtype float64|float32]
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def _load(case: str, a9a: str, tiny: bool = False):
 
 
 def run_case(case: str, a9a: str, rounds: int, threads: int | None,
-             again: bool = False) -> dict:
+             again: bool = False, dtype: str = "float64") -> dict:
     import numpy as np
 
     import ef21fast
@@ -117,11 +120,11 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None,
         _write_tiny_libsvm(tiny_file)
         for tiny_case in ("a9a", "news20"):
             tiny, _ = _load(tiny_case, tiny_file, tiny=True)
-            run(LogisticRegression(tiny), "ef21", k=1, iters=2)
+            run(LogisticRegression(tiny, dtype=dtype), "ef21", k=1, iters=2)
             del tiny
     if again:  # the whole case once before, at full size, then dropped
         first, _ = _load(case, a9a)
-        run(LogisticRegression(first), "ef21", k=1, iters=2)
+        run(LogisticRegression(first, dtype=dtype), "ef21", k=1, iters=2)
         del first
         gc.collect()
     trim()
@@ -131,12 +134,16 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None,
     cd, source = _load(case, a9a)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
-    problem = LogisticRegression(cd)
+    problem = LogisticRegression(cd, dtype=dtype)
     t_const = time.perf_counter() - t1
     A = cd.A
     data_mb = (sum(a.nbytes for a in (A.data, A.indices, A.indptr))
                if hasattr(A, "indptr") else A.nbytes) / 2**20 + cd.b.nbytes / 2**20
     state_mb = problem.n * problem.d * problem.dtype.itemsize / 2**20
+    # float32: the copy of the values (CSR: the stored ones; the index arrays are
+    # shared) and of the labels that the problem holds beside the float64 data
+    copy_mb = 0.0 if problem.dtype == np.float64 else (
+        (getattr(A, "nnz", A.size) + A.shape[0]) * problem.dtype.itemsize / 2**20)
     setup_peak = _mb(peak_bytes())
     trim()  # what the setup freed goes back to the system: the run counts its own
     before = _mb(current_bytes())  # the data and the problem, as they stay during the run
@@ -148,10 +155,11 @@ def run_case(case: str, a9a: str, rounds: int, threads: int | None,
                 nnz=int(getattr(A, "nnz", A.size)), oracle=problem.oracle,
                 load_s=t_load, constants_s=t_const, start_s=float(tr.time_s[0]),
                 round_s=float(np.median(per_round)), rounds=len(per_round),
-                L=problem.L, data_mb=data_mb, state_mb=state_mb, base_mb=base,
+                L=problem.L, data_mb=data_mb, copy_mb=copy_mb, state_mb=state_mb,
+                base_mb=base, dtype=str(problem.dtype),
                 peak_mb=peak, extra_mb=peak - base, setup_extra_mb=setup_peak - base,
                 after_setup_mb=before - base, peak_reset=reset,
-                overhead=(peak - base) / (data_mb + state_mb) - 1.0,
+                overhead=(peak - base) / (data_mb + copy_mb + state_mb) - 1.0,
                 threads=ef21fast.get_num_threads())
 
 
@@ -164,16 +172,21 @@ def main() -> None:
     ap.add_argument("--again", action="store_true",
                     help="measure each case as the second of its kind in its process "
                          "(the first, at full size, dropped before the base is taken)")
+    ap.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                    help="the problem's dtype (float32: a copy of the data's values)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run_case(args.child, args.a9a, args.rounds, args.threads,
-                                  args.again)))
+                                  args.again, args.dtype)))
         return
     print(f"# {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()}")
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()}, "
+          f"{args.dtype}")
+    copy = " + copy" if args.dtype != "float64" else ""
     print("| case | m x d (nnz) | n | setup s (load + constants) | start s | s/round "
-          "| data + states MB | peak MB: setup / after it / run | run peak vs data + states |")
+          f"| data{copy} + states MB | peak MB: setup / after it / run "
+          f"| run peak vs data{copy} + states |")
     print("|---|---|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", case, "--a9a",
@@ -182,15 +195,17 @@ def main() -> None:
             cmd += ["--threads", str(args.threads)]
         if args.again:
             cmd.append("--again")
+        cmd += ["--dtype", args.dtype]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise SystemExit(f"case {case} failed:\n{res.stderr}")
         out = res.stdout
         r = json.loads(out.strip().splitlines()[-1])
+        held = f"{r['data_mb']:.1f}" + (f" + {r['copy_mb']:.1f}" if copy else "")
         print(f"| {r['case']} ({r['source']}, {r['oracle']} oracle) | {r['m']} x {r['d']} "
               f"({r['nnz']}) | {r['n']} | {r['load_s'] + r['constants_s']:.2f} "
               f"({r['load_s']:.2f} + {r['constants_s']:.2f}) | {r['start_s']:.3f} | "
-              f"{r['round_s']:.4f} | {r['data_mb']:.1f} + {r['state_mb']:.1f} | "
+              f"{r['round_s']:.4f} | {held} + {r['state_mb']:.1f} | "
               f"{r['setup_extra_mb']:.0f} / {r['after_setup_mb']:.0f} / "
               f"{r['extra_mb']:.0f} | {100 * r['overhead']:+.1f}% |", flush=True)
 

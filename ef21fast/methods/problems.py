@@ -63,6 +63,21 @@ def _errstate():
 
 # --------------------------------------------------------------------------- problems
 
+def _values_as(A, dtype):
+    """``A`` with its values in ``dtype``: a dense copy, or a CSR matrix whose values are
+    a copy and whose index arrays are ``A``'s own (``astype`` copies those too: on
+    news20-like, 36 MB of indices beside 36 MB of float32 values)."""
+    if not hasattr(A, "indptr"):
+        return A.astype(dtype)
+    import scipy.sparse as sp
+
+    B = sp.csr_matrix((A.data.astype(dtype), A.indices, A.indptr), shape=A.shape,
+                      copy=False)
+    B.has_sorted_indices = A.has_sorted_indices  # (known: not scanned again)
+    B.has_canonical_format = A.has_canonical_format
+    return B
+
+
 class Problem:
     """Finite-sum problem ``f(x) = (1/n) sum_i f_i(x)`` on a
     :class:`~ef21fast.methods.data.ClientData` split.
@@ -196,7 +211,7 @@ class Problem:
         self.L = float(c * lmax_gram(A, np.sqrt(inv_m_row / self.n)) + reg)
         del inv_m_row
         if self.dtype != np.float64:  # the constants above come from the float64 data
-            self._A, self._b = self._A.astype(self.dtype), self._b.astype(self.dtype)
+            self._A, self._b = _values_as(self._A, self.dtype), self._b.astype(self.dtype)
         self._fused = None
         self._ell = None  # (x, per-client loss sums) of the last fused CSR pass
         # [x, loss sums, clients covered, how many] while ranges cover x

@@ -72,6 +72,11 @@ def test_float32_oracles_and_states(sparse):
     assert m.state.dtype == np.float32 and m.g.dtype == np.float32
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
         LogisticRegression(cd, dtype="float16")
+    if sparse:  # a float32 copy of the values only: the index arrays are the data's
+        A32, A = p32._A, p64._A
+        assert A32.dtype == np.float32 and not np.shares_memory(A32.data, A.data)
+        assert np.shares_memory(A32.indices, A.indices)
+        assert np.shares_memory(A32.indptr, A.indptr)
 
 
 def test_run_dtype_float32_cli(tmp_path, capsys):
