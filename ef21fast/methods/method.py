@@ -379,6 +379,7 @@ class Method:
             self._buf = None  # not two buffers at once
             self._buf = buf = np.empty((rows + spare, d), dtype=dtype)
         acc = None
+        x = p.oracle_point(x)  # (the ranges' oracles then take x without comparing it)
         for lo in range(0, n, rows):
             hi = min(n, lo + rows)
             G = buf[spare:spare + hi - lo]
@@ -405,6 +406,7 @@ class Method:
         spare = _spare_row(rows, self.d, 8)
         X = np.empty((spare + rows, self.d)) if spare else None
         acc = None
+        x = p.oracle_point(x)
         for lo in range(0, n, rows):
             hi = min(n, lo + rows)
             p.client_grads(x, lo, hi, out=out[lo:hi])

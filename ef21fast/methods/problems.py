@@ -263,12 +263,41 @@ class Problem:
 
     def _seen(self, x) -> np.ndarray:
         """A copy of ``x``, one for all the caches keyed by the last x (the regulariser's
-        gradient, the slopes, the loss sums): a new x replaces it."""
+        gradient, the slopes, the loss sums): a new x replaces it. The copy is
+        read-only, so that being passed the copy itself (:meth:`oracle_point`) proves
+        x unchanged without comparing it."""
         seen = self._x_seen
-        if seen is None or not _equal(seen, x):
+        if seen is None or (x is not seen and not _equal(seen, x)):
             self._x_seen = None  # not two copies at once
             self._x_seen = seen = x.copy()
+            seen.flags.writeable = False
         return seen
+
+    def oracle_point(self, x) -> np.ndarray:
+        """``x`` as the oracles take it, the very array their caches are keyed by.
+
+        Passing the result back to the oracles spares each call the comparison of its
+        ``x`` with the last one (and, for a float32 problem, the conversion of a
+        float64 ``x``): in a round computed by ranges of clients, on a wide problem,
+        that comparison cost as much as a range's gradients (news20-like, 0.8 ms of a
+        range's 3 ms). Results are the same as with ``x`` itself.
+
+        Parameters
+        ----------
+        x : array_like, shape (d,)
+
+        Returns
+        -------
+        ndarray, shape (d,), dtype ``self.dtype``, read-only
+            A copy of ``x`` in the problem's dtype; it stays valid (and unchanged) while
+            the problem keeps it, until an oracle is called at another x.
+
+        Raises
+        ------
+        ValueError
+            On x of the wrong shape.
+        """
+        return self._seen(self._x(x))
 
     def _reg_grad_at(self, x, seen=None) -> np.ndarray:
         """``_reg_grad(lam, x)``, kept for the last x (the client ranges of a round).
@@ -695,6 +724,10 @@ class ClonedProblem(Problem):
 
     def _x(self, x):
         return self.base._x(x)
+
+    def oracle_point(self, x) -> np.ndarray:
+        """The base's :meth:`Problem.oracle_point`, which the clones' oracles pass on."""
+        return self.base.oracle_point(x)
 
     def client_losses(self, x, lo=0, hi=None) -> np.ndarray:
         """f_ij(x) for clones ``lo:hi`` (all by default), shape (hi - lo,)."""

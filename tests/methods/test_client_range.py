@@ -146,3 +146,57 @@ def test_bad_range_and_out():
         p.client_stochastic_grads(x, 2, p.draw_minibatches(1, np.random.default_rng(0)))
     with pytest.raises(TypeError, match="Generator"):
         p.client_stochastic_grads(x, 1, 0)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_oracle_point_gives_the_same_bits_and_is_held_read_only(name):
+    p = CASES[name]()
+    x = point(p)
+    pt = p.oracle_point(x)
+    assert pt.dtype == p.dtype and pt.shape == (p.d,) and not pt.flags.writeable
+    assert np.array_equal(pt, x.astype(p.dtype))
+    assert p.oracle_point(x.copy()) is pt  # the same values: the same array
+    with pytest.raises(ValueError, match="read-only"):
+        pt[0] = 1.0
+    q = CASES[name]()  # a problem that never saw the point
+    for lo, hi in RANGES:
+        assert p.client_grads(pt, lo, hi).tobytes() == q.client_grads(x, lo, hi).tobytes()
+    assert p.client_losses(pt).tobytes() == q.client_losses(x).tobytes()
+    y = point(p, seed=2)
+    assert p.client_grads(y, 0, 3).tobytes() == q.client_grads(y, 0, 3).tobytes()
+    assert p.oracle_point(y) is not pt  # another x: another copy; the old one unchanged
+    assert np.array_equal(pt, x.astype(p.dtype))
+
+
+def test_oracle_point_spares_the_ranges_comparing_x(monkeypatch):
+    """A chunked round compares its x with the problem's last one once (the point),
+    not once per range: on a wide problem each comparison cost as much as a range."""
+    from ef21fast.methods import method as method_mod
+    from ef21fast.methods import problems as problems_mod
+    from ef21fast.methods.algorithms import run
+
+    p = LogisticRegression(data(True, False), oracle=ORACLES[-1])
+    q = LogisticRegression(data(True, False), oracle=ORACLES[-1])
+    ref = run(q, "ef21", k=2, iters=4)
+    monkeypatch.setattr(method_mod, "CHUNK_ONE_BELOW", 0)  # every client its own range
+    monkeypatch.setattr(method_mod, "CHUNK_FRACTION", 0.0)
+    monkeypatch.setattr(method_mod, "CHUNK_MIN_BYTES", 1)
+    assert method_mod.chunk_rows(p.n, p.d, 8) == 1
+    calls = []
+    real = problems_mod._equal
+    monkeypatch.setattr(problems_mod, "_equal", lambda a, b: calls.append(1) or real(a, b))
+    tr = run(p, "ef21", k=2, iters=4)
+    assert tr.x.tobytes() == ref.x.tobytes()
+    assert tr.grad_norm_sq.tobytes() == ref.grad_norm_sq.tobytes()
+    assert len(calls) <= 5  # at most one a round (the point) and one at the start
+
+
+def test_oracle_point_of_cloned_problem_and_bad_shape():
+    base = LogisticRegression(data(True, False))
+    p = ClonedProblem(base, np.array([1, 3, 1, 2, 1, 1, 4, 1, 2]))
+    x = point(p)
+    pt = p.oracle_point(x)
+    assert pt is base.oracle_point(x)
+    assert p.client_grads(pt, 2, 7).tobytes() == p.client_grads(x, 2, 7).tobytes()
+    with pytest.raises(ValueError, match="shape"):
+        p.oracle_point(np.zeros(p.d + 1))
