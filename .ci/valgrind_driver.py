@@ -211,7 +211,8 @@ def csr_of(A, rng, density, index_dtype, shuffle, repeat):
 def run_glm_csr(seed: int) -> int:
     """The fused CSR oracle (csrc/glm_oracle.c) on the CSR forms of glm_cases (sparse,
     unsorted, repeated columns, int32 and int64; dense for the parallel case), both
-    kinds, with and without reg and losses, against glm_reference on the dense A."""
+    kinds, with and without reg and losses, against glm_reference on the dense A; its
+    float32 pass on rows longer than a block of sums against the float64 pass."""
     import numpy as np
 
     import ef21fast
@@ -246,6 +247,30 @@ def run_glm_csr(seed: int) -> int:
                         (r is not None or np.allclose(ell, want_ell, rtol=1e-10))):
                     print(f"fused CSR oracle {kind} {label}: differs from NumPy", flush=True)
                     bad += 1
+    # the float32 pass on rows longer than its block of sums (2^15 columns): sorted rows
+    # (summed by blocks) and shuffled ones (over a whole row), one and two threads; the
+    # float64 pass on the same values, rounded once, to the bit
+    f32, f64 = np.float32, np.float64
+    wide = rng.standard_normal((40, (1 << 15) + 100))
+    off = np.array([0, 0, 13, 40], dtype=np.int64)
+    b = np.where(rng.random(40) < 0.5, -1.0, 1.0).astype(f32)
+    x = (rng.standard_normal(wide.shape[1]) * 0.3).astype(f32)
+    reg = (rng.standard_normal(wide.shape[1]) * 0.01).astype(f32)
+    for shuffle in (False, True):
+        data, indices, indptr = csr_of(wide, rng, 0.01, np.int32, shuffle, False)
+        data = data.astype(f32)
+        for threads in (1, 2):
+            ef21fast.set_num_threads(threads)
+            runs += 1
+            g32, l32 = c_backend.glm_csr_client_grads(data, indices, indptr, b, off, x,
+                                                      reg, "logreg", losses=True)
+            g64, l64 = c_backend.glm_csr_client_grads(
+                data.astype(f64), indices, indptr, b.astype(f64), off, x.astype(f64),
+                reg.astype(f64), "logreg", losses=True)
+            if not (np.array_equal(g32, g64.astype(f32)) and np.array_equal(l32, l64)):
+                print(f"fused CSR oracle float32, d = 2^15 + 100, shuffle={shuffle}, "
+                      f"{threads} threads: differs from the float64 pass", flush=True)
+                bad += 1
     print(f"fused CSR oracle: {runs} runs, {bad} mismatches "
           f"({time.perf_counter() - t0:.1f} s)", flush=True)
     return bad

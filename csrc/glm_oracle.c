@@ -181,6 +181,11 @@ EF_INLINE void or_slopes(double *z, const double *b, int nt, int kind, double in
 }
 
 #define OR_TILE 32 /* rows whose margins are computed together (vectorised slopes) */
+/* float32 CSR pass: a client's sums a block of this many columns at a time (256 KB of
+ * doubles, cache-resident) on rows longer than that, instead of a row of d doubles per
+ * thread (news20-like, d = 1.35M: 10.8 MB a thread, written and read back for every
+ * client) */
+#define OR_BLOCK ((int64_t)1 << 15)
 
 
 /* ------------------------------------------------------------------------------ CSR

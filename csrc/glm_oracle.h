@@ -76,9 +76,12 @@ int ef21_glm_csr_client_grads(const double *data, const void *indices, const voi
                               const double *reg, int kind, int nthreads, double *G,
                               double *losses);
 /* The same for float32 data, labels, x, reg and G (losses stay double): products,
- * margins, slopes, losses and each client's sums in double (a scratch row of d doubles
- * per thread), each gradient rounded once to float32. EF21_GLM_ENOMEM when the scratch
- * cannot be allocated. */
+ * margins, slopes, losses and each client's sums in double, each gradient rounded once
+ * to float32. The sums take a scratch row of d doubles per thread; for d above 2^15, a
+ * block of 2^15 columns at a time instead (the same additions in the same order: the
+ * same bits), and a row of d only for a client whose rows' columns go back to an
+ * earlier block (unsorted rows). EF21_GLM_ENOMEM when the scratch cannot be
+ * allocated. */
 int ef21_glm_csr_client_grads_f32(const float *data, const void *indices,
                                   const void *indptr, int index_type, int64_t nnz,
                                   const float *b, const int64_t *offsets, int64_t n,

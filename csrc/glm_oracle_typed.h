@@ -176,19 +176,22 @@ int OR_DENSE_ENTRY(const OR_V *A, const OR_V *b, const int64_t *offsets, int64_t
 
 /* One client's gradient (and loss sum) of the CSR pass, its sums in acc; i32: int32
  * indices (else int64); ones: every stored value is 1 (data not read; 1 * v == v, so
- * the same result bit for bit). Both are constants at every call. 0, or 1 on a bad
- * index. */
+ * the same result bit for bit). Both are constants at every call. With cs, only the
+ * rows' slopes (and the loss): to cs[j - lo], acc and g not touched (or_csr_blocks
+ * then sums them). 0, or 1 on a bad index. */
 EF_INLINE int OR_FN(or_csr_client)(
     const OR_V *data, const void *indices, const void *indptr, int i32, int ones,
     int64_t nnz, const OR_V *b, int64_t lo, int64_t hi, int64_t d, const OR_V *x,
-    const OR_V *reg, int kind, double *acc, OR_V *g, double *loss)
+    const OR_V *reg, int kind, double *acc, OR_V *g, double *loss, double *cs)
 {
     double c[OR_TILE], l[OR_TILE], bt[OR_TILE];
-    if (reg != NULL)
-        for (int64_t k = 0; k < d; k++)
-            acc[k] = (double)reg[k];
-    else
-        memset(acc, 0, (size_t)d * sizeof *acc);
+    if (cs == NULL) {
+        if (reg != NULL)
+            for (int64_t k = 0; k < d; k++)
+                acc[k] = (double)reg[k];
+        else
+            memset(acc, 0, (size_t)d * sizeof *acc);
+    }
     double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;
     double lsum = 0.0;
     for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
@@ -226,6 +229,10 @@ EF_INLINE int OR_FN(or_csr_client)(
         } else {
             or_slopes(c, bj, nt, kind, inv_m, l, 0);
         }
+        if (cs != NULL) {
+            memcpy(cs + (j0 - lo), c, (size_t)nt * sizeof *c);
+            continue;
+        }
         for (int t = 0; t < nt; t++) {
             double ct = c[t];
             for (int64_t p = or_ix(indptr, j0 + t, i32); p < or_ix(indptr, j0 + t + 1, i32);
@@ -233,9 +240,94 @@ EF_INLINE int OR_FN(or_csr_client)(
                 acc[or_ix(indices, p, i32)] += ones ? ct : ct * (double)data[p];
         }
     }
-    OR_FN(or_finish)(acc, NULL, d, g);
+    if (cs == NULL)
+        OR_FN(or_finish)(acc, NULL, d, g);
     if (loss != NULL)
         *loss = lsum;
+    return 0;
+}
+
+/* The sums of client lo..hi from its slopes cs, a block of OR_BLOCK columns at a time
+ * in acc (OR_BLOCK doubles), each block rounded into g; cur: a cursor per row. Every
+ * column receives its terms in the order of or_csr_client's scatter (rows in order,
+ * a row's values in stored order), so the same bits, as long as each row's columns
+ * come in blocks in order (sorted rows; repeats and disorder inside a block are
+ * fine). Returns 1 when a row's columns went back to an earlier block (then g is
+ * partly written; the caller sums the client over a whole row of d instead), else 0. */
+EF_INLINE int OR_FN(or_csr_blocks)(const OR_V *data, const void *indices, const void *indptr,
+                                   int i32, int ones, int64_t lo, int64_t hi, int64_t d,
+                                   const OR_V *reg, const double *cs, int64_t *cur,
+                                   double *acc, OR_V *g)
+{
+    for (int64_t j = lo; j < hi; j++)
+        cur[j - lo] = or_ix(indptr, j, i32);
+    for (int64_t c0 = 0; c0 < d; c0 += OR_BLOCK) {
+        const int64_t w = d - c0 < OR_BLOCK ? d - c0 : OR_BLOCK;
+        if (reg != NULL)
+            for (int64_t k = 0; k < w; k++)
+                acc[k] = (double)reg[c0 + k];
+        else
+            memset(acc, 0, (size_t)w * sizeof *acc);
+        for (int64_t j = lo; j < hi; j++) {
+            const double ct = cs[j - lo];
+            const int64_t p1 = or_ix(indptr, j + 1, i32);
+            int64_t p = cur[j - lo];
+            for (; p < p1; p++) {
+                /* (a column before the block wraps round: it ends the row's turn too) */
+                const uint64_t k = (uint64_t)(or_ix(indices, p, i32) - c0);
+                if (k >= (uint64_t)w)
+                    break;
+                acc[k] += ones ? ct : ct * (double)data[p];
+            }
+            cur[j - lo] = p;
+        }
+        for (int64_t k = 0; k < w; k++)
+            g[c0 + k] = (OR_V)acc[k];
+    }
+    for (int64_t j = lo; j < hi; j++)
+        if (cur[j - lo] != or_ix(indptr, j + 1, i32))
+            return 1;
+    return 0;
+}
+
+/* or_csr_blocks' fallback: the sums of client lo..hi from its slopes cs over a whole
+ * row of d doubles (acc), as or_csr_client's scatter, rounded into g. */
+EF_INLINE void OR_FN(or_csr_whole)(const OR_V *data, const void *indices, const void *indptr,
+                                   int i32, int ones, int64_t lo, int64_t hi, int64_t d,
+                                   const OR_V *reg, const double *cs, double *acc, OR_V *g)
+{
+    if (reg != NULL)
+        for (int64_t k = 0; k < d; k++)
+            acc[k] = (double)reg[k];
+    else
+        memset(acc, 0, (size_t)d * sizeof *acc);
+    for (int64_t j = lo; j < hi; j++)
+        for (int64_t p = or_ix(indptr, j, i32); p < or_ix(indptr, j + 1, i32); p++)
+            acc[or_ix(indices, p, i32)] += ones ? cs[j - lo] : cs[j - lo] * (double)data[p];
+    OR_FN(or_finish)(acc, NULL, d, g);
+}
+
+/* Client lo..hi of a float32 pass on rows longer than OR_BLOCK: its slopes (and loss)
+ * to the thread's scratch ws (per: OR_BLOCK sums, mmax slopes, mmax cursors), its sums
+ * by blocks (or_csr_blocks), or over a whole row (*whole, allocated on first need)
+ * when its rows' columns are out of order. 0, 1 on a bad index, 2 on no memory. */
+EF_INLINE int OR_FN(or_csr_blocked)(const OR_V *data, const void *indices, const void *indptr,
+                                    int i32, int ones, int64_t nnz, const OR_V *b, int64_t lo,
+                                    int64_t hi, int64_t d, const OR_V *x, const OR_V *reg,
+                                    int kind, OR_V *g, double *loss, double *ws,
+                                    double **whole, int64_t mmax)
+{
+    double *acc = ws, *cs = ws + OR_BLOCK;
+    int64_t *cur = (int64_t *)(void *)(cs + mmax);
+    if (OR_FN(or_csr_client)(data, indices, indptr, i32, ones, nnz, b, lo, hi, d, x, reg,
+                             kind, NULL, NULL, loss, cs))
+        return 1;
+    if (!OR_FN(or_csr_blocks)(data, indices, indptr, i32, ones, lo, hi, d, reg, cs, cur,
+                              acc, g))
+        return 0;
+    if (*whole == NULL && (*whole = malloc((size_t)d * sizeof **whole)) == NULL)
+        return 2;
+    OR_FN(or_csr_whole)(data, indices, indptr, i32, ones, lo, hi, d, reg, cs, *whole, g);
     return 0;
 }
 
@@ -243,9 +335,13 @@ EF_INLINE int OR_FN(or_csr_client)(
  * on one); bad becomes the OR of the clients' bad-index flags. A statement of the entry
  * point, so that the parallel region is compiled in each of its clones. */
 #define OR_CSR_CALL(I32, ONES, i, tid)                                                  \
-    OR_FN(or_csr_client)(data, indices, indptr, I32, ONES, nnz, b, offsets[i],          \
-                         offsets[(i) + 1], d, x, reg, kind, OR_ACC(G, i, tid), G + (i) * d, \
-                         losses != NULL ? losses + (i) : NULL)
+    (blocks ? OR_FN(or_csr_blocked)(data, indices, indptr, I32, ONES, nnz, b, offsets[i],  \
+                                    offsets[(i) + 1], d, x, reg, kind, G + (i) * d,       \
+                                    losses != NULL ? losses + (i) : NULL,                 \
+                                    scratch + (int64_t)(tid) * per, &whole[tid], mmax)    \
+            : OR_FN(or_csr_client)(data, indices, indptr, I32, ONES, nnz, b, offsets[i],  \
+                                   offsets[(i) + 1], d, x, reg, kind, OR_ACC(G, i, tid),  \
+                                   G + (i) * d, losses != NULL ? losses + (i) : NULL, NULL))
 #ifdef _OPENMP
 #define OR_CSR_PARALLEL_FOR                                                             \
     _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(|:bad)")
@@ -276,9 +372,27 @@ int OR_CSR_ENTRY(const OR_V *data, const void *indices, const void *indptr, int 
     if (index_type != EF21_GLM_INDEX_I32 && index_type != EF21_GLM_INDEX_I64)
         return EF21_GLM_ETYPE;
     int nt = or_team(nthreads, n, nnz + n * d);
-    double *scratch;
-    if (OR_FN(or_scratch)(nt, d, &scratch))
+    /* float32 rows longer than a block: per thread, a block of sums, the client's
+     * slopes and cursors (mmax rows), and a whole row only for a client whose rows'
+     * columns are out of order (whole[tid], on first need) */
+    const int blocks = OR_F32 && d > OR_BLOCK;
+    int64_t mmax = 0, per = 0;
+    double *scratch, **whole = NULL;
+    if (blocks) {
+        for (int64_t i = 0; i < n; i++)
+            if (offsets[i + 1] - offsets[i] > mmax)
+                mmax = offsets[i + 1] - offsets[i];
+        per = OR_BLOCK + 2 * mmax;
+        scratch = malloc((size_t)nt * (size_t)per * sizeof *scratch);
+        whole = calloc((size_t)nt, sizeof *whole);
+        if (scratch == NULL || whole == NULL) {
+            free(scratch);
+            free(whole);
+            return EF21_GLM_ENOMEM;
+        }
+    } else if (OR_FN(or_scratch)(nt, d, &scratch)) {
         return EF21_GLM_ENOMEM;
+    }
     int bad = 0, i32 = index_type == EF21_GLM_INDEX_I32;
     if (data == NULL && i32)
         OR_CSR_RUN(1, 1);
@@ -288,8 +402,12 @@ int OR_CSR_ENTRY(const OR_V *data, const void *indices, const void *indptr, int 
         OR_CSR_RUN(1, 0);
     else
         OR_CSR_RUN(0, 0);
+    if (whole != NULL)
+        for (int t = 0; t < nt; t++)
+            free(whole[t]);
+    free(whole);
     free(scratch);
-    return bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
+    return (bad & 2) ? EF21_GLM_ENOMEM : bad ? EF21_GLM_EINDEX : EF21_GLM_OK;
 }
 
 #undef OR_ACC

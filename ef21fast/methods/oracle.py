@@ -63,7 +63,7 @@ def _check(rc):
         raise IndexError("ef21fast GLM oracle: indices or indptr out of range")
     if rc == lib.EF21_GLM_ENOMEM:
         raise MemoryError("ef21fast GLM oracle: no memory for the float32 pass's scratch "
-                          "rows (threads x d float64)")
+                          "(threads x d float64, or x 2^15 beyond d = 2^15)")
     raise RuntimeError(f"ef21fast GLM oracle: unknown return code {rc}")
 
 
@@ -222,6 +222,11 @@ def glm_csr_client_grads(data, indices, indptr, b, offsets, x, reg, kind, losses
     IndexError
         On a column index outside ``[0, d)``, or an ``indptr`` that decreases or leaves
         ``[0, nnz]`` (checked as the pass reads them; the message says which).
+    MemoryError
+        float32, when the scratch of the float64 sums cannot be allocated (a row of d
+        per thread; beyond d = 2^15 a block of 2^15 columns, the clients' rows summed
+        block by block when their columns are sorted, as LIBSVM files and scipy keep
+        them).
     """
     if kind not in GLM_KINDS:
         raise ValueError(f"kind must be one of {sorted(GLM_KINDS)}, got {kind!r}")

@@ -357,6 +357,54 @@ def test_float32_pass(kind, index_dtype, binary):
     assert_close(G32.astype(np.float64), ref_G, rtol=2e-6)
 
 
+@pytest.mark.parametrize("rows", ["sorted", "repeats", "shuffled", "shuffled-in-block"])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("binary", [False, True])
+def test_float32_pass_on_rows_longer_than_a_block(rows, index_dtype, binary):
+    """Rows longer than the float32 pass's block of sums (2^15 columns): a client summed
+    block by block (sorted rows, repeats next to each other, disorder inside a block)
+    or over a whole row (a row's columns back to an earlier block: the repeats appended
+    at a row's end, shuffled rows) keeps the bits of the float64 pass rounded once,
+    for 1 and 2 threads, with and without the regulariser's row."""
+    d = 3 * (1 << 15) + 123
+    data, indices, indptr = csr(300, d, 8e-4, seed=21, index_dtype=np.int64,
+                                shuffle=rows == "shuffled",
+                                repeat=0.1 if rows == "repeats" else 0.0)
+    if rows == "repeats":  # half the rows: the repeats next to their column (sorted)
+        for j in range(0, 300, 2):
+            lo, hi = indptr[j], indptr[j + 1]
+            order = lo + np.argsort(indices[lo:hi], kind="stable")
+            data[lo:hi], indices[lo:hi] = data[order], indices[order]
+    if rows == "shuffled-in-block":  # columns reversed inside each block of 2^15
+        for j in range(300):
+            lo, hi = indptr[j], indptr[j + 1]
+            order = lo + np.lexsort((-indices[lo:hi], indices[lo:hi] >> 15))
+            data[lo:hi], indices[lo:hi] = data[order], indices[order]
+    indices, indptr = indices.astype(index_dtype), indptr.astype(index_dtype)
+    data32 = None if binary else data.astype(np.float32)
+    off = np.array([0, 0, 1, 120, 121, 300], dtype=np.int64)
+    b32 = labels(300, 22).astype(np.float32)
+    x32 = (np.random.default_rng(23).standard_normal(d) * 0.5).astype(np.float32)
+    reg32 = (np.random.default_rng(24).standard_normal(d) * 0.01).astype(np.float32)
+    data64 = np.ones(indices.size) if binary else data32.astype(np.float64)
+    before = ef21fast.get_num_threads("c")
+    try:
+        for reg in (reg32, None):
+            G64, L64 = c_backend.glm_csr_client_grads(
+                data64, indices, indptr, b32.astype(np.float64), off,
+                x32.astype(np.float64), None if reg is None else reg.astype(np.float64),
+                "logreg", losses=True)
+            for nt in (1, 2):
+                require_threads("c", nt)
+                G32, L32 = c_backend.glm_csr_client_grads(data32, indices, indptr, b32, off,
+                                                          x32, reg, "logreg", losses=True)
+                assert np.array_equal(G32.view(np.uint32),
+                                      G64.astype(np.float32).view(np.uint32))
+                assert np.array_equal(L32.view(np.uint64), L64.view(np.uint64))
+    finally:
+        ef21fast.set_num_threads(before)
+
+
 def test_float32_pass_thread_count_does_not_change_a_bit():
     # large enough for the pass to use its threads (nnz + n d >= 2^18)
     data, indices, indptr = csr(20000, 50, 0.3, seed=15)
