@@ -357,6 +357,29 @@ def test_float32_pass(kind, index_dtype, binary):
     assert_close(G32.astype(np.float64), ref_G, rtol=2e-6)
 
 
+def wide_rows(rows, m, d, seed):
+    """(data, indices, indptr) of m rows of up to 60 columns in [0, d): ``sorted``,
+    ``repeats`` (a fifth of a row's columns stored twice: next to each other in even
+    rows, appended at the row's end in odd ones), ``shuffled``, or
+    ``shuffled-in-block`` (each block of 2^15 columns in order, reversed inside)."""
+    rng = np.random.default_rng(seed)
+    parts, indptr = [], [0]
+    for j in range(m):
+        cols = np.unique(rng.integers(0, d, rng.integers(0, 60)))
+        if rows == "repeats":
+            extra = cols[rng.random(cols.size) < 0.2]
+            cols = np.concatenate([cols, extra])
+            cols = cols if j % 2 else np.sort(cols, kind="stable")
+        elif rows == "shuffled":
+            cols = rng.permutation(cols)
+        elif rows == "shuffled-in-block":
+            cols = cols[np.lexsort((-cols, cols >> 15))]
+        parts.append(cols)
+        indptr.append(indptr[-1] + cols.size)
+    indices = np.concatenate(parts).astype(np.int64)
+    return rng.standard_normal(indices.size), indices, np.array(indptr, dtype=np.int64)
+
+
 @pytest.mark.parametrize("rows", ["sorted", "repeats", "shuffled", "shuffled-in-block"])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("binary", [False, True])
@@ -367,19 +390,7 @@ def test_float32_pass_on_rows_longer_than_a_block(rows, index_dtype, binary):
     at a row's end, shuffled rows) keeps the bits of the float64 pass rounded once,
     for 1 and 2 threads, with and without the regulariser's row."""
     d = 3 * (1 << 15) + 123
-    data, indices, indptr = csr(300, d, 8e-4, seed=21, index_dtype=np.int64,
-                                shuffle=rows == "shuffled",
-                                repeat=0.1 if rows == "repeats" else 0.0)
-    if rows == "repeats":  # half the rows: the repeats next to their column (sorted)
-        for j in range(0, 300, 2):
-            lo, hi = indptr[j], indptr[j + 1]
-            order = lo + np.argsort(indices[lo:hi], kind="stable")
-            data[lo:hi], indices[lo:hi] = data[order], indices[order]
-    if rows == "shuffled-in-block":  # columns reversed inside each block of 2^15
-        for j in range(300):
-            lo, hi = indptr[j], indptr[j + 1]
-            order = lo + np.lexsort((-indices[lo:hi], indices[lo:hi] >> 15))
-            data[lo:hi], indices[lo:hi] = data[order], indices[order]
+    data, indices, indptr = wide_rows(rows, 300, d, seed=21)
     indices, indptr = indices.astype(index_dtype), indptr.astype(index_dtype)
     data32 = None if binary else data.astype(np.float32)
     off = np.array([0, 0, 1, 120, 121, 300], dtype=np.int64)
