@@ -174,6 +174,17 @@ int OR_DENSE_ENTRY(const OR_V *A, const OR_V *b, const int64_t *offsets, int64_t
 
 /* ------------------------------------------------------------------------------ CSR */
 
+/* acc[0..w) = reg[0..w) as doubles, or zeros without reg: a client's sums (of the
+ * CSR pass) before its rows. */
+EF_INLINE void OR_FN(or_start)(double *acc, const OR_V *reg, int64_t w)
+{
+    if (reg != NULL)
+        for (int64_t k = 0; k < w; k++)
+            acc[k] = (double)reg[k];
+    else
+        memset(acc, 0, (size_t)w * sizeof *acc);
+}
+
 /* One client's gradient (and loss sum) of the CSR pass, its sums in acc; i32: int32
  * indices (else int64); ones: every stored value is 1 (data not read; 1 * v == v, so
  * the same result bit for bit). Both are constants at every call. With cs, only the
@@ -185,13 +196,8 @@ EF_INLINE int OR_FN(or_csr_client)(
     const OR_V *reg, int kind, double *acc, OR_V *g, double *loss, double *cs)
 {
     double c[OR_TILE], l[OR_TILE], bt[OR_TILE];
-    if (cs == NULL) {
-        if (reg != NULL)
-            for (int64_t k = 0; k < d; k++)
-                acc[k] = (double)reg[k];
-        else
-            memset(acc, 0, (size_t)d * sizeof *acc);
-    }
+    if (cs == NULL)
+        OR_FN(or_start)(acc, reg, d);
     double inv_m = hi > lo ? 1.0 / (double)(hi - lo) : 0.0;
     double lsum = 0.0;
     for (int64_t j0 = lo; j0 < hi; j0 += OR_TILE) {
@@ -263,11 +269,7 @@ EF_INLINE int OR_FN(or_csr_blocks)(const OR_V *data, const void *indices, const 
         cur[j - lo] = or_ix(indptr, j, i32);
     for (int64_t c0 = 0; c0 < d; c0 += OR_BLOCK) {
         const int64_t w = d - c0 < OR_BLOCK ? d - c0 : OR_BLOCK;
-        if (reg != NULL)
-            for (int64_t k = 0; k < w; k++)
-                acc[k] = (double)reg[c0 + k];
-        else
-            memset(acc, 0, (size_t)w * sizeof *acc);
+        OR_FN(or_start)(acc, reg != NULL ? reg + c0 : NULL, w);
         for (int64_t j = lo; j < hi; j++) {
             const double ct = cs[j - lo];
             const int64_t p1 = or_ix(indptr, j + 1, i32);
@@ -290,27 +292,12 @@ EF_INLINE int OR_FN(or_csr_blocks)(const OR_V *data, const void *indices, const 
     return 0;
 }
 
-/* or_csr_blocks' fallback: the sums of client lo..hi from its slopes cs over a whole
- * row of d doubles (acc), as or_csr_client's scatter, rounded into g. */
-EF_INLINE void OR_FN(or_csr_whole)(const OR_V *data, const void *indices, const void *indptr,
-                                   int i32, int ones, int64_t lo, int64_t hi, int64_t d,
-                                   const OR_V *reg, const double *cs, double *acc, OR_V *g)
-{
-    if (reg != NULL)
-        for (int64_t k = 0; k < d; k++)
-            acc[k] = (double)reg[k];
-    else
-        memset(acc, 0, (size_t)d * sizeof *acc);
-    for (int64_t j = lo; j < hi; j++)
-        for (int64_t p = or_ix(indptr, j, i32); p < or_ix(indptr, j + 1, i32); p++)
-            acc[or_ix(indices, p, i32)] += ones ? cs[j - lo] : cs[j - lo] * (double)data[p];
-    OR_FN(or_finish)(acc, NULL, d, g);
-}
-
 /* Client lo..hi of a float32 pass on rows longer than OR_BLOCK: its slopes (and loss)
  * to the thread's scratch ws (per: OR_BLOCK sums, mmax slopes, mmax cursors), its sums
- * by blocks (or_csr_blocks), or over a whole row (*whole, allocated on first need)
- * when its rows' columns are out of order. 0, 1 on a bad index, 2 on no memory. */
+ * by blocks (or_csr_blocks); when its rows' columns are out of order, the whole client
+ * again as or_csr_client does it, over a row of d (*whole, allocated on first need;
+ * the slopes and loss recomputed to the same bits: rare, as LIBSVM files and scipy
+ * keep rows sorted). 0, 1 on a bad index, 2 on no memory. */
 EF_INLINE int OR_FN(or_csr_blocked)(const OR_V *data, const void *indices, const void *indptr,
                                     int i32, int ones, int64_t nnz, const OR_V *b, int64_t lo,
                                     int64_t hi, int64_t d, const OR_V *x, const OR_V *reg,
@@ -327,8 +314,8 @@ EF_INLINE int OR_FN(or_csr_blocked)(const OR_V *data, const void *indices, const
         return 0;
     if (*whole == NULL && (*whole = malloc((size_t)d * sizeof **whole)) == NULL)
         return 2;
-    OR_FN(or_csr_whole)(data, indices, indptr, i32, ones, lo, hi, d, reg, cs, *whole, g);
-    return 0;
+    return OR_FN(or_csr_client)(data, indices, indptr, i32, ones, nnz, b, lo, hi, d, x, reg,
+                                kind, *whole, g, loss, NULL);
 }
 
 /* All clients of the CSR pass with i32 and ones constants, on nt threads (each client
