@@ -16,7 +16,16 @@ from setuptools.command.build_ext import build_ext
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that records each failed C module instead of failing the install."""
+    """build_ext that records each failed C module instead of failing the install, and
+    builds the modules side by side unless told otherwise (``-j N``)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        # The two modules share no source and no object file: on a 2-core machine the
+        # -O3 build took 70 s one after the other, 40 s side by side (each module's
+        # units still compile one after another).
+        if not self.parallel:
+            self.parallel = max(1, min(len(self.extensions or ()), os.cpu_count() or 1))
 
     def run(self):
         # setuptools builds in build_lib with inplace off, then copies the modules into
