@@ -62,9 +62,8 @@ def _reg_value(lam: float, x: np.ndarray) -> float:
 def _reg_terms(lam: float, x: np.ndarray) -> np.ndarray:
     """lam * x_k^2 / (1 + x_k^2) per coordinate, as :func:`_reg_value` sums them."""
     with _errstate():
-        x2 = x * x
-        t = 1.0 / (1.0 + x2)
-        return lam * np.where(x2 <= 1.0, x2 * t, 1.0 - t)
+        terms = _value_terms(np.asarray(x))
+        return np.multiply(lam, terms, out=terms)
 
 
 def _reg_grad(lam: float, x: np.ndarray) -> np.ndarray:
